@@ -1,0 +1,190 @@
+//! `tessera-index`: the model-agnostic half of Tessera. It takes token vectors, stores
+//! them compactly on disk, and scores queries against them with exact MaxSim. It never
+//! links a model runtime or an async runtime.
+//!
+//! Main types:
+//! - [`IndexWriter`] streams documents' vectors into a new index generation and commits
+//!   it with an atomic manifest rename;
+//! - [`Index`] opens a committed index through memory maps;
+//! - [`store::TokenStore`] hands out borrowed f16 rows per document;
+//! - [`maxsim::MaxSim`] scores with a runtime-dispatched SIMD kernel
+//!   ([`maxsim::maxsim_scalar`] is its reference).
+//!
+//! ```
+//! use tessera_index::{Index, IndexWriter, ModelInfo, store::MultiVectorRef};
+//! let dir = tempfile::tempdir().unwrap();
+//! let model = ModelInfo { name: "toy".into(), dim: 2, weights_sha256: "-".into(), encoder: Default::default() };
+//! let mut w = IndexWriter::create(dir.path(), model).unwrap();
+//! w.add("a", &[1.0, 0.0, 0.0, 1.0]).unwrap(); // two token vectors
+//! w.add("b", &[0.6, 0.8]).unwrap();
+//! w.commit(serde_json::json!({})).unwrap();
+//!
+//! let index = Index::open(dir.path()).unwrap();
+//! let query = [1.0f32, 0.0, 0.0, 1.0];
+//! let hits = index.search_exhaustive(MultiVectorRef::new(&query, 2), 1);
+//! assert_eq!(index.store().doc_id(hits[0].doc as usize), "a");
+//! assert!((hits[0].score - 2.0).abs() < 1e-3);
+//! ```
+
+pub mod error;
+pub mod maxsim;
+pub mod segment;
+pub mod store;
+
+use std::path::{Path, PathBuf};
+
+pub use error::{IndexError, Result};
+pub use maxsim::Hit;
+pub use segment::{Manifest, ModelInfo};
+
+use segment::{Components, FORMAT_VERSION};
+use store::{MultiVectorRef, StoreWriter, TokenStore};
+
+/// How to open an index.
+#[derive(Debug, Clone, Copy)]
+pub struct OpenOptions {
+    /// Recompute every file's CRC-32C at open (one pass over the files; about 0.1 s per GB).
+    pub verify_checksums: bool,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            verify_checksums: true,
+        }
+    }
+}
+
+/// A committed, read-only index.
+pub struct Index {
+    dir: PathBuf,
+    manifest: Manifest,
+    store: TokenStore,
+}
+
+impl Index {
+    pub fn open(dir: &Path) -> Result<Self> {
+        Self::open_with(dir, OpenOptions::default())
+    }
+
+    pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Self> {
+        let manifest = Manifest::read(dir)?;
+        let store = TokenStore::open(
+            dir,
+            &manifest.components.store,
+            manifest.dim,
+            manifest.num_docs,
+            manifest.num_vectors,
+            options.verify_checksums,
+        )?;
+        Ok(Index {
+            dir: dir.to_path_buf(),
+            manifest,
+            store,
+        })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    pub fn store(&self) -> &TokenStore {
+        &self.store
+    }
+
+    /// Exact MaxSim against every document; the best `k`.
+    pub fn search_exhaustive(&self, query: MultiVectorRef<'_, f32>, k: usize) -> Vec<Hit> {
+        maxsim::search_exhaustive(&self.store, query, k)
+    }
+}
+
+/// Builds a new generation of an index in `dir`. Nothing becomes visible to readers until
+/// [`IndexWriter::commit`]; an interrupted write leaves the previous commit readable.
+pub struct IndexWriter {
+    dir: PathBuf,
+    generation: u64,
+    model: ModelInfo,
+    store: StoreWriter,
+}
+
+impl IndexWriter {
+    /// Start writing into `dir` (created if missing). If `dir` holds a committed index,
+    /// it stays readable until this writer commits; then its files are removed.
+    pub fn create(dir: &Path, model: ModelInfo) -> Result<Self> {
+        std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+        let previous = match Manifest::read(dir) {
+            Ok(m) => Some(m),
+            Err(IndexError::NotAnIndex { .. }) => None,
+            // A damaged previous manifest must not block a rebuild; it is replaced.
+            Err(_) => None,
+        };
+        let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
+        let store = StoreWriter::create(dir, generation, model.dim)?;
+        Ok(IndexWriter {
+            dir: dir.to_path_buf(),
+            generation,
+            model,
+            store,
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.model.dim
+    }
+
+    pub fn num_docs(&self) -> usize {
+        self.store.num_docs()
+    }
+
+    /// Add a document's token vectors (row-major, `n * dim` values, n ≥ 1).
+    pub fn add(&mut self, id: &str, vectors: &[f32]) -> Result<()> {
+        self.store.add(id, vectors)
+    }
+
+    /// Finish every file, then publish them with an atomic manifest rename; finally
+    /// delete files of older generations (best effort: leftovers are harmless).
+    pub fn commit(self, config: serde_json::Value) -> Result<Manifest> {
+        let num_docs = self.store.num_docs();
+        let num_vectors = self.store.num_vectors() as usize;
+        let dim = self.store.dim();
+        let store = self.store.finish()?;
+        let manifest = Manifest {
+            format_version: FORMAT_VERSION,
+            generation: self.generation,
+            created_by: format!("tessera-index {}", env!("CARGO_PKG_VERSION")),
+            model: self.model,
+            num_docs,
+            num_vectors,
+            dim,
+            config,
+            components: Components { store },
+        };
+        manifest.commit(&self.dir)?;
+        remove_stale_files(&self.dir, &manifest);
+        Ok(manifest)
+    }
+}
+
+/// Remove generation files (`g<N>.*`) the new manifest does not list.
+fn remove_stale_files(dir: &Path, current: &Manifest) {
+    let keep: std::collections::HashSet<&str> = current.file_names().into_iter().collect();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(name) = name.to_str() else { continue };
+        let is_generation_file = name.starts_with('g')
+            && name[1..]
+                .split('.')
+                .next()
+                .is_some_and(|n| n.parse::<u64>().is_ok());
+        if is_generation_file && !keep.contains(name) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
+}

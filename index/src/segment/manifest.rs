@@ -1,0 +1,130 @@
+//! `manifest.json`: the one file that says what an index holds. Written last, atomically.
+
+use std::fs::File;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::file::FileEntry;
+use super::footer::{FORMAT_VERSION, OLDEST_READABLE_VERSION};
+use crate::error::{IndexError, Result};
+
+pub const MANIFEST_NAME: &str = "manifest.json";
+
+/// The model that produced the vectors. The index never interprets `encoder`; the
+/// application stores there whatever it needs to encode queries the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ModelInfo {
+    pub name: String,
+    pub dim: usize,
+    /// SHA-256 (hex) of the weight file, so a query is never encoded by another model.
+    pub weights_sha256: String,
+    #[serde(default)]
+    pub encoder: serde_json::Value,
+}
+
+/// Files of the token store.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoreFiles {
+    pub vectors: FileEntry,
+    pub offsets: FileEntry,
+    pub doc_ids: FileEntry,
+}
+
+/// Every component an index can hold. Only `store` exists today; first-stage
+/// structures (plaid, muvera, splade, bm25) get their own optional fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Components {
+    pub store: StoreFiles,
+}
+
+/// The whole manifest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format_version: u32,
+    /// Bumped on every commit into the same directory; file names carry it, so a new
+    /// write never touches the files the previous manifest lists.
+    pub generation: u64,
+    pub created_by: String,
+    pub model: ModelInfo,
+    pub num_docs: usize,
+    pub num_vectors: usize,
+    pub dim: usize,
+    /// Free-form build configuration (pooling, lengths, source corpus), for humans and tools.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    pub components: Components,
+}
+
+impl Manifest {
+    /// Total bytes of all files the manifest lists.
+    pub fn index_bytes(&self) -> u64 {
+        let s = &self.components.store;
+        s.vectors.bytes + s.offsets.bytes + s.doc_ids.bytes
+    }
+
+    /// Read and validate `dir/manifest.json`.
+    pub fn read(dir: &Path) -> Result<Self> {
+        let path = dir.join(MANIFEST_NAME);
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(IndexError::NotAnIndex {
+                    path: dir.to_path_buf(),
+                })
+            }
+            Err(e) => return Err(IndexError::io(&path, e)),
+        };
+        // Check the version before the schema, so a future format gets the right error.
+        let raw: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| IndexError::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?;
+        if let Some(v) = raw.get("format_version").and_then(|v| v.as_u64()) {
+            let v = v as u32;
+            if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&v) {
+                return Err(IndexError::UnsupportedVersion {
+                    path,
+                    found: v,
+                    oldest: OLDEST_READABLE_VERSION,
+                    current: FORMAT_VERSION,
+                });
+            }
+        }
+        serde_json::from_value(raw).map_err(|e| IndexError::Manifest {
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Write `dir/manifest.json` atomically: temp file, fsync, rename, fsync directory.
+    /// Readers see either the previous manifest or this one, never a torn file.
+    pub fn commit(&self, dir: &Path) -> Result<()> {
+        let tmp = dir.join(format!("{MANIFEST_NAME}.tmp"));
+        let path = dir.join(MANIFEST_NAME);
+        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        {
+            let mut f = File::create(&tmp).map_err(|e| IndexError::io(&tmp, e))?;
+            f.write_all(&json).map_err(|e| IndexError::io(&tmp, e))?;
+            f.sync_all().map_err(|e| IndexError::io(&tmp, e))?;
+        }
+        std::fs::rename(&tmp, &path).map_err(|e| IndexError::io(&path, e))?;
+        sync_dir(dir)
+    }
+
+    /// File names this manifest lists.
+    pub fn file_names(&self) -> Vec<&str> {
+        let s = &self.components.store;
+        vec![&s.vectors.name, &s.offsets.name, &s.doc_ids.name]
+            .into_iter()
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+fn sync_dir(dir: &Path) -> Result<()> {
+    let d = File::open(dir).map_err(|e| IndexError::io(dir, e))?;
+    d.sync_all().map_err(|e| IndexError::io(dir, e))
+}

@@ -1,0 +1,131 @@
+use std::collections::HashSet;
+use std::path::Path;
+
+use half::f16;
+
+use crate::error::{IndexError, Result};
+use crate::segment::{ComponentKind, FileWriter, StoreFiles};
+
+/// Streams documents' token vectors into the store files of one generation.
+/// Vectors go to disk as they arrive; only offsets and ids stay in memory.
+pub struct StoreWriter {
+    dim: usize,
+    vectors: FileWriter,
+    offsets_name: String,
+    ids_name: String,
+    dir: std::path::PathBuf,
+    offsets: Vec<u64>,
+    ids: Vec<String>,
+    seen: HashSet<String>,
+    scratch: Vec<f16>,
+}
+
+impl StoreWriter {
+    /// Start the store files `g{generation}.vectors.f16` etc. in `dir`.
+    pub fn create(dir: &Path, generation: u64, dim: usize) -> Result<Self> {
+        if dim == 0 {
+            return Err(IndexError::InvalidArgument("dim must be positive".into()));
+        }
+        let vectors = FileWriter::create(
+            dir,
+            &format!("g{generation}.vectors.f16"),
+            ComponentKind::Vectors,
+        )?;
+        Ok(StoreWriter {
+            dim,
+            vectors,
+            offsets_name: format!("g{generation}.offsets.u64"),
+            ids_name: format!("g{generation}.doc_ids.bin"),
+            dir: dir.to_path_buf(),
+            offsets: vec![0],
+            ids: Vec::new(),
+            seen: HashSet::new(),
+            scratch: Vec::new(),
+        })
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn num_docs(&self) -> usize {
+        self.ids.len()
+    }
+
+    pub fn num_vectors(&self) -> u64 {
+        *self.offsets.last().expect("offsets start with 0")
+    }
+
+    /// Append one document: `vectors` holds its token vectors row-major (`n * dim` values, n ≥ 1).
+    pub fn add(&mut self, id: &str, vectors: &[f32]) -> Result<()> {
+        self.check_doc(id, vectors.len())?;
+        self.scratch.clear();
+        self.scratch
+            .extend(vectors.iter().map(|&v| f16::from_f32(v)));
+        let bytes: &[u8] = bytemuck::cast_slice(&self.scratch);
+        self.vectors.write(bytes)?;
+        self.push_doc(id, vectors.len());
+        Ok(())
+    }
+
+    /// Append one document whose vectors are already f16.
+    pub fn add_f16(&mut self, id: &str, vectors: &[f16]) -> Result<()> {
+        self.check_doc(id, vectors.len())?;
+        self.vectors.write(bytemuck::cast_slice(vectors))?;
+        self.push_doc(id, vectors.len());
+        Ok(())
+    }
+
+    fn check_doc(&self, id: &str, values: usize) -> Result<()> {
+        if values == 0 || values % self.dim != 0 {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: {values} values is not a positive whole number of {}-d vectors",
+                self.dim
+            )));
+        }
+        if self.seen.contains(id) {
+            return Err(IndexError::InvalidArgument(format!(
+                "duplicate document id {id:?}"
+            )));
+        }
+        Ok(())
+    }
+
+    fn push_doc(&mut self, id: &str, values: usize) {
+        let end = self.num_vectors() + (values / self.dim) as u64;
+        self.offsets.push(end);
+        self.ids.push(id.to_string());
+        self.seen.insert(id.to_string());
+    }
+
+    /// Write offsets and ids, footer and fsync every file; the caller commits the manifest.
+    pub fn finish(self) -> Result<StoreFiles> {
+        let vectors = self.vectors.finish()?;
+
+        let mut offsets =
+            FileWriter::create(&self.dir, &self.offsets_name, ComponentKind::Offsets)?;
+        offsets.write(bytemuck::cast_slice(&self.offsets))?;
+        let offsets = offsets.finish()?;
+
+        // doc_ids payload: count u64, (count + 1) u64 byte offsets, UTF-8 bytes.
+        let mut ids = FileWriter::create(&self.dir, &self.ids_name, ComponentKind::DocIds)?;
+        let mut starts = Vec::with_capacity(self.ids.len() + 2);
+        starts.push(self.ids.len() as u64);
+        let mut at = 0u64;
+        starts.push(0);
+        for id in &self.ids {
+            at += id.len() as u64;
+            starts.push(at);
+        }
+        ids.write(bytemuck::cast_slice(&starts))?;
+        for id in &self.ids {
+            ids.write(id.as_bytes())?;
+        }
+        let doc_ids = ids.finish()?;
+        Ok(StoreFiles {
+            vectors,
+            offsets,
+            doc_ids,
+        })
+    }
+}

@@ -1,0 +1,67 @@
+//! Which device candle runs on. CUDA exists only in builds with the `cuda` feature.
+
+use std::fmt;
+use std::str::FromStr;
+
+use candle_core::Device;
+
+use super::{EncoderError, Result};
+
+/// `cpu`, `cuda[:N]` or `auto` (CUDA when built with it and a GPU answers, else CPU).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DeviceSpec {
+    #[default]
+    Cpu,
+    Cuda(usize),
+    Auto,
+}
+
+impl FromStr for DeviceSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "cpu" => Ok(DeviceSpec::Cpu),
+            "auto" => Ok(DeviceSpec::Auto),
+            "cuda" => Ok(DeviceSpec::Cuda(0)),
+            _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+                Some(Ok(n)) => Ok(DeviceSpec::Cuda(n)),
+                _ => Err(format!(
+                    "unknown device {s:?}: expected cpu, cuda, cuda:N or auto"
+                )),
+            },
+        }
+    }
+}
+
+impl fmt::Display for DeviceSpec {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DeviceSpec::Cpu => write!(f, "cpu"),
+            DeviceSpec::Cuda(n) => write!(f, "cuda:{n}"),
+            DeviceSpec::Auto => write!(f, "auto"),
+        }
+    }
+}
+
+impl DeviceSpec {
+    /// Open the device. Asking for CUDA in a build without it is an error, not a fallback.
+    pub fn open(self) -> Result<Device> {
+        match self {
+            DeviceSpec::Cpu => Ok(Device::Cpu),
+            DeviceSpec::Cuda(n) => open_cuda(n),
+            DeviceSpec::Auto => Ok(open_cuda(0).unwrap_or(Device::Cpu)),
+        }
+    }
+}
+
+#[cfg(feature = "cuda")]
+fn open_cuda(n: usize) -> Result<Device> {
+    Device::new_cuda(n).map_err(|e| EncoderError::Device(format!("cuda:{n}: {e}")))
+}
+
+#[cfg(not(feature = "cuda"))]
+fn open_cuda(n: usize) -> Result<Device> {
+    Err(EncoderError::Device(format!(
+        "cuda:{n} requested, but this binary was built without the `cuda` feature"
+    )))
+}
