@@ -43,6 +43,13 @@ pub enum IndexError {
     /// Vectors handed to the index do not have the index's dimension.
     #[error("dimension mismatch: index has dim {expected}, got {found}")]
     Dimension { expected: usize, found: usize },
+    /// A search mode names a first stage whose component this index was built without.
+    #[error("mode {mode:?} needs the {component:?} component, which this index lacks (it has: {available})")]
+    MissingComponent {
+        mode: String,
+        component: String,
+        available: String,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

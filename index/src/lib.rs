@@ -28,6 +28,7 @@
 
 pub mod error;
 pub mod maxsim;
+pub mod search;
 pub mod segment;
 pub mod store;
 
@@ -35,6 +36,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{IndexError, Result};
 pub use maxsim::Hit;
+pub use search::{Fusion, Mode, Stage};
 pub use segment::{Manifest, ModelInfo};
 
 use segment::{Components, FORMAT_VERSION};
@@ -138,6 +140,10 @@ impl IndexWriter {
 
     pub fn num_docs(&self) -> usize {
         self.store.num_docs()
+    }
+
+    pub fn num_vectors(&self) -> usize {
+        self.store.num_vectors() as usize
     }
 
     /// Add a document's token vectors (row-major, `n * dim` values, n ≥ 1).

@@ -1,0 +1,145 @@
+//! BEIR dataset layout: `corpus.jsonl`, `queries.jsonl` (`_id`, `text`), `qrels/<split>.tsv`
+//! (`query-id \t corpus-id \t score`, one header line).
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use super::metrics::Qrels;
+use super::EvalError;
+
+/// A BEIR dataset's queries and judgements for one split.
+#[derive(Debug, Clone)]
+pub struct BeirDataset {
+    pub dir: PathBuf,
+    pub name: String,
+    pub split: String,
+    pub corpus: PathBuf,
+    /// Queries that have judgements in this split, in qrels order of first appearance.
+    pub queries: Vec<(String, String)>,
+    pub qrels: Qrels,
+}
+
+impl BeirDataset {
+    pub fn load(dir: &Path, split: &str) -> Result<Self, EvalError> {
+        let corpus = dir.join("corpus.jsonl");
+        if !corpus.is_file() {
+            return Err(EvalError::Dataset {
+                path: corpus,
+                reason:
+                    "missing (a BEIR dataset directory holds corpus.jsonl, queries.jsonl, qrels/)"
+                        .into(),
+            });
+        }
+        let qrels_path = dir.join("qrels").join(format!("{split}.tsv"));
+        let (qrels, order) = read_qrels(&qrels_path)?;
+        let texts = read_queries(&dir.join("queries.jsonl"))?;
+        let mut queries = Vec::with_capacity(order.len());
+        for qid in order {
+            match texts.get(&qid) {
+                Some(t) => queries.push((qid, t.clone())),
+                None => {
+                    return Err(EvalError::Dataset {
+                        path: qrels_path,
+                        reason: format!("query {qid:?} is judged but missing from queries.jsonl"),
+                    })
+                }
+            }
+        }
+        let name = dir
+            .canonicalize()
+            .unwrap_or_else(|_| dir.to_path_buf())
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "dataset".into());
+        Ok(BeirDataset {
+            dir: dir.to_path_buf(),
+            name,
+            split: split.to_string(),
+            corpus,
+            queries,
+            qrels,
+        })
+    }
+}
+
+fn read(path: &Path) -> Result<String, EvalError> {
+    std::fs::read_to_string(path).map_err(|e| EvalError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })
+}
+
+/// Qrels and the query ids in order of first appearance.
+pub fn read_qrels(path: &Path) -> Result<(Qrels, Vec<String>), EvalError> {
+    let text = read(path)?;
+    let mut qrels: Qrels = HashMap::new();
+    let mut order = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let fields: Vec<&str> = line.split('\t').map(str::trim).collect();
+        if line.trim().is_empty() {
+            continue;
+        }
+        if i == 0
+            && fields
+                .first()
+                .is_some_and(|f| f.eq_ignore_ascii_case("query-id"))
+        {
+            continue;
+        }
+        let bad = |reason: String| EvalError::Malformed {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        // BEIR: qid, docid, score. TREC qrels: qid, 0, docid, score.
+        let (qid, did, score) = match fields.as_slice() {
+            [q, d, s] => (*q, *d, *s),
+            [q, _, d, s] => (*q, *d, *s),
+            _ => {
+                return Err(bad(format!(
+                    "expected 3 tab-separated fields, found {}",
+                    fields.len()
+                )))
+            }
+        };
+        let score: i32 = score
+            .parse()
+            .map_err(|_| bad(format!("relevance {score:?} is not an integer")))?;
+        if !qrels.contains_key(qid) {
+            order.push(qid.to_string());
+        }
+        qrels
+            .entry(qid.to_string())
+            .or_default()
+            .insert(did.to_string(), score);
+    }
+    Ok((qrels, order))
+}
+
+fn read_queries(path: &Path) -> Result<HashMap<String, String>, EvalError> {
+    let text = read(path)?;
+    let mut out = HashMap::new();
+    for (i, line) in text.lines().enumerate() {
+        if line.trim().is_empty() {
+            continue;
+        }
+        let bad = |reason: String| EvalError::Malformed {
+            path: path.to_path_buf(),
+            line: i + 1,
+            reason,
+        };
+        let v: serde_json::Value =
+            serde_json::from_str(line).map_err(|e| bad(format!("invalid JSON: {e}")))?;
+        let id = match v.get("_id") {
+            Some(serde_json::Value::String(s)) => s.clone(),
+            Some(serde_json::Value::Number(n)) => n.to_string(),
+            _ => return Err(bad("missing string field \"_id\"".into())),
+        };
+        let text = v
+            .get("text")
+            .and_then(|t| t.as_str())
+            .ok_or_else(|| bad("missing string field \"text\"".into()))?;
+        out.insert(id, text.to_string());
+    }
+    Ok(out)
+}

@@ -1,0 +1,246 @@
+//! BEIR evaluation: load a dataset split, run every judged query through a [`Searcher`],
+//! drop self-hits, compute trec_eval-compatible metrics, time the search.
+
+pub mod beir;
+pub mod metrics;
+pub mod run;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tessera_index::Mode;
+
+pub use beir::BeirDataset;
+pub use metrics::{evaluate, Evaluation, Metric, Qrels, Run};
+
+use crate::search::Searcher;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EvalError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}:{line}: {reason}")]
+    Malformed {
+        path: PathBuf,
+        line: usize,
+        reason: String,
+    },
+    #[error("{path}: {reason}")]
+    Dataset { path: PathBuf, reason: String },
+}
+
+/// How to run an evaluation.
+#[derive(Debug, Clone)]
+pub struct EvalOptions {
+    pub mode: Mode,
+    pub metrics: Vec<Metric>,
+    /// Threads for search (query encoding uses candle's own threads).
+    pub threads: usize,
+    pub progress: bool,
+}
+
+/// Latency summary in milliseconds.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Latency {
+    pub p50: f64,
+    pub p95: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    /// Nearest-rank percentiles of `ms` (empty -> zeros).
+    pub fn from_samples(ms: &[f64]) -> Latency {
+        if ms.is_empty() {
+            return Latency {
+                p50: 0.0,
+                p95: 0.0,
+                mean: 0.0,
+            };
+        }
+        let mut v = ms.to_vec();
+        v.sort_by(f64::total_cmp);
+        let pct = |p: f64| v[((p / 100.0 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        Latency {
+            p50: pct(50.0),
+            p95: pct(95.0),
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+        }
+    }
+}
+
+/// The `tessera eval --json` object.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    pub dataset: String,
+    pub split: String,
+    pub index: PathBuf,
+    pub mode: String,
+    pub num_queries: usize,
+    pub metrics: BTreeMap<String, f64>,
+    /// Search only (query already encoded), per query.
+    pub latency_ms: Latency,
+    /// Queries per second over the search phase.
+    pub qps: f64,
+    /// Query encoding, per query (one query per forward pass, as a live search does).
+    pub query_encode_ms: Latency,
+    pub threads: usize,
+    pub kernel: String,
+    pub index_bytes: u64,
+    pub bytes_per_vector: f64,
+    pub num_docs: usize,
+    pub num_vectors: usize,
+    /// From the build that produced the index (null if it did not record it).
+    pub encode_docs_per_s: Option<f64>,
+    pub encode_tokens_per_s: Option<f64>,
+}
+
+/// BEIR drops a retrieved document whose id is the query's own (ArguAna and Quora hold
+/// the queries themselves); so do we, before any metric.
+pub fn drop_self_hits(run: &mut Run) {
+    for (qid, ranking) in run.iter_mut() {
+        ranking.retain(|(doc, _)| doc != qid);
+    }
+}
+
+/// Evaluate `searcher` on `dataset`. Returns the report and the run (self-hits dropped).
+pub fn run_eval(
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    options: &EvalOptions,
+) -> crate::Result<(EvalReport, Run)> {
+    searcher.index().check_mode(&options.mode)?;
+    let k = options
+        .metrics
+        .iter()
+        .map(|m| m.cutoff())
+        .max()
+        .unwrap_or(100);
+    let bar = if options.progress {
+        let b = ProgressBar::new(dataset.queries.len() as u64 * 2);
+        b.set_style(
+            ProgressStyle::with_template(
+                "evaluating {bar:40.cyan/blue} {pos}/{len} steps  {per_sec}  ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        b
+    } else {
+        ProgressBar::hidden()
+    };
+
+    // Encode one query at a time: the latency a live search pays.
+    let mut encode_ms = Vec::with_capacity(dataset.queries.len());
+    let mut encoded = Vec::with_capacity(dataset.queries.len());
+    for (_, text) in &dataset.queries {
+        let t = Instant::now();
+        encoded.push(
+            searcher
+                .encode_queries(&[text.as_str()])?
+                .pop()
+                .expect("one out"),
+        );
+        encode_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        bar.inc(1);
+    }
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(options.threads)
+        .build()
+        .expect("thread pool");
+    let mut search_ms = Vec::with_capacity(encoded.len());
+    let mut run = Run::new();
+    let started = Instant::now();
+    for ((qid, _), q) in dataset.queries.iter().zip(&encoded) {
+        let t = Instant::now();
+        let hits = pool.install(|| searcher.search_vectors(q, k, &options.mode))?;
+        search_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let ranking = hits
+            .into_iter()
+            .map(|h| (h.id, f64::from(h.score)))
+            .collect();
+        run.insert(qid.clone(), ranking);
+        bar.inc(1);
+    }
+    let search_seconds = started.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    drop_self_hits(&mut run);
+
+    let evaluation = evaluate(&run, &dataset.qrels, &options.metrics);
+    let index = searcher.index();
+    let manifest = index.manifest();
+    let build = manifest.config.get("build");
+    let build_stat = |key: &str| build.and_then(|b| b.get(key)).and_then(|v| v.as_f64());
+    let report = EvalReport {
+        dataset: dataset.name.clone(),
+        split: dataset.split.clone(),
+        index: index.dir().to_path_buf(),
+        mode: options.mode.to_string(),
+        num_queries: evaluation.num_queries,
+        metrics: evaluation.mean,
+        latency_ms: Latency::from_samples(&search_ms),
+        qps: encoded.len() as f64 / search_seconds.max(1e-9),
+        query_encode_ms: Latency::from_samples(&encode_ms),
+        threads: options.threads,
+        kernel: tessera_index::maxsim::Kernel::detect().name().to_string(),
+        index_bytes: manifest.index_bytes(),
+        bytes_per_vector: manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64,
+        num_docs: manifest.num_docs,
+        num_vectors: manifest.num_vectors,
+        encode_docs_per_s: build_stat("encode_docs_per_s"),
+        encode_tokens_per_s: build_stat("encode_tokens_per_s"),
+    };
+    Ok((report, run))
+}
+
+impl EvalReport {
+    /// A human-readable table.
+    pub fn to_table(&self) -> String {
+        let mut s = String::new();
+        s.push_str(&format!(
+            "{} ({} split, {} queries) · mode {} · index {}\n",
+            self.dataset,
+            self.split,
+            self.num_queries,
+            self.mode,
+            self.index.display()
+        ));
+        s.push_str(&format!("{:<14} {:>8}\n", "metric", "value"));
+        for (name, v) in &self.metrics {
+            s.push_str(&format!("{name:<14} {v:>8.4}\n"));
+        }
+        s.push_str(&format!(
+            "search latency  p50 {:.2} ms · p95 {:.2} ms · mean {:.2} ms · {:.1} QPS ({} thread{}, {} kernel)\n",
+            self.latency_ms.p50,
+            self.latency_ms.p95,
+            self.latency_ms.mean,
+            self.qps,
+            self.threads,
+            if self.threads == 1 { "" } else { "s" },
+            self.kernel
+        ));
+        s.push_str(&format!(
+            "query encoding p50 {:.2} ms · p95 {:.2} ms\n",
+            self.query_encode_ms.p50, self.query_encode_ms.p95
+        ));
+        s.push_str(&format!(
+            "index          {} docs · {} vectors · {:.1} MB · {:.1} bytes/vector\n",
+            self.num_docs,
+            self.num_vectors,
+            self.index_bytes as f64 / 1e6,
+            self.bytes_per_vector
+        ));
+        if let (Some(d), Some(t)) = (self.encode_docs_per_s, self.encode_tokens_per_s) {
+            s.push_str(&format!(
+                "encoding       {d:.1} docs/s · {t:.0} tokens/s (at build)\n"
+            ));
+        }
+        s
+    }
+}

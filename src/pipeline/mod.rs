@@ -1,0 +1,152 @@
+//! Indexing: documents -> length-sorted batches -> encoder -> index writer -> commit.
+//! Shows a progress bar (rate, ETA) on a terminal; reports throughput at the end.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use indicatif::{ProgressBar, ProgressStyle};
+use serde::Serialize;
+use tessera_index::{IndexError, IndexWriter, Manifest, ModelInfo};
+
+use crate::corpus::{self, CorpusError, CorpusFormat, JsonlReader, OnMalformed, Skipped};
+use crate::encoder::{ColbertEncoder, EncoderError, Role};
+
+/// Documents read, tokenised and encoded together (sorted by length inside the window).
+const WINDOW_DOCS: usize = 512;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    #[error(transparent)]
+    Corpus(#[from] CorpusError),
+    #[error(transparent)]
+    Encoder(#[from] EncoderError),
+    #[error(transparent)]
+    Index(#[from] IndexError),
+    #[error("{path}: corpus holds no valid documents")]
+    Empty { path: PathBuf },
+}
+
+/// Everything `tessera index` needs besides the encoder.
+#[derive(Debug, Clone)]
+pub struct IndexJob {
+    pub corpus: PathBuf,
+    pub out: PathBuf,
+    pub format: CorpusFormat,
+    pub on_malformed: OnMalformed,
+    /// Index only the first N documents.
+    pub limit: Option<usize>,
+    pub progress: bool,
+}
+
+/// What a build did. Everything but the sizes is also stored in the manifest's
+/// `config.build` (sizes are known only after the commit, and the manifest has them).
+#[derive(Debug, Clone, Serialize)]
+pub struct BuildReport {
+    pub corpus: PathBuf,
+    pub num_docs: usize,
+    pub num_vectors: usize,
+    pub skipped_lines: usize,
+    pub encode_seconds: f64,
+    pub build_seconds: f64,
+    pub encode_docs_per_s: f64,
+    /// Tokens fed to the model per second (special tokens included, padding not).
+    pub encode_tokens_per_s: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub index_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub bytes_per_vector: Option<f64>,
+}
+
+/// Build an index of `job.corpus` in `job.out`. Skipped lines go to `on_skip` as they
+/// are found, so none is dropped silently.
+pub fn build_index(
+    encoder: &ColbertEncoder,
+    job: &IndexJob,
+    mut on_skip: impl FnMut(&Path, &Skipped),
+) -> Result<(Manifest, BuildReport), PipelineError> {
+    let started = Instant::now();
+    let path = corpus::resolve_corpus_path(&job.corpus)?;
+    let total_lines = corpus::count_lines(&path)?;
+    let total = job.limit.map_or(total_lines, |l| l.min(total_lines));
+    let bar = progress_bar(job.progress, total as u64);
+
+    let model = ModelInfo {
+        name: encoder.name().to_string(),
+        dim: encoder.settings().dim,
+        weights_sha256: encoder.weights_sha256().to_string(),
+        encoder: serde_json::json!({
+            "model_dir": encoder.dir().canonicalize().unwrap_or_else(|_| encoder.dir().to_path_buf()),
+            "settings": encoder.settings(),
+        }),
+    };
+    let mut writer = IndexWriter::create(&job.out, model)?;
+    let mut reader = JsonlReader::open(&path, job.format.clone(), job.on_malformed)?;
+    let mut encode_seconds = 0.0;
+    let mut tokens_encoded = 0usize;
+    let mut skipped_lines = 0;
+    let limit = job.limit.unwrap_or(usize::MAX);
+    let mut window = Vec::with_capacity(WINDOW_DOCS);
+    loop {
+        window.clear();
+        while window.len() < WINDOW_DOCS && writer.num_docs() + window.len() < limit {
+            match reader.next() {
+                Some(doc) => window.push(doc?),
+                None => break,
+            }
+        }
+        for s in reader.drain_skipped() {
+            on_skip(&path, &s);
+            skipped_lines += 1;
+        }
+        if window.is_empty() {
+            break;
+        }
+        let t = Instant::now();
+        let texts: Vec<&str> = window.iter().map(|d| d.text.as_str()).collect();
+        let tokenized = encoder.tokenize(&texts, Role::Document)?;
+        let encoded = encoder.encode_tokenized(&tokenized)?;
+        encode_seconds += t.elapsed().as_secs_f64();
+        tokens_encoded += tokenized.iter().map(|t| t.ids.len()).sum::<usize>();
+        for (doc, mv) in window.iter().zip(&encoded.vectors) {
+            writer.add(&doc.id, mv.as_slice())?;
+        }
+        bar.inc(window.len() as u64);
+    }
+    bar.finish_and_clear();
+    let num_docs = writer.num_docs();
+    if num_docs == 0 {
+        return Err(PipelineError::Empty { path });
+    }
+
+    let mut report = BuildReport {
+        corpus: path,
+        num_docs,
+        num_vectors: writer.num_vectors(),
+        skipped_lines,
+        encode_seconds,
+        build_seconds: started.elapsed().as_secs_f64(),
+        encode_docs_per_s: num_docs as f64 / encode_seconds.max(1e-9),
+        encode_tokens_per_s: tokens_encoded as f64 / encode_seconds.max(1e-9),
+        index_bytes: None,
+        bytes_per_vector: None,
+    };
+    let manifest = writer.commit(serde_json::json!({ "build": &report }))?;
+    // Sizes are known only once the files are finished.
+    report.index_bytes = Some(manifest.index_bytes());
+    report.bytes_per_vector = Some(manifest.index_bytes() as f64 / manifest.num_vectors as f64);
+    Ok((manifest, report))
+}
+
+fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "encoding {bar:40.cyan/blue} {pos}/{len} docs  {per_sec}  elapsed {elapsed}  ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
