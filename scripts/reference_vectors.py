@@ -49,7 +49,8 @@ def gelu_erf(x):
     return 0.5 * x * (1.0 + erf(x / math.sqrt(2.0)))
 
 
-def bert_forward(w, cfg, ids):
+def bert_forward(w, cfg, ids, attend=None):
+    """Last hidden states; `attend` (0/1 per position) masks attention keys."""
     g = lambda name: w[name].astype(np.float64)
     n = len(ids)
     h = g("embeddings.word_embeddings.weight")[ids]
@@ -66,6 +67,8 @@ def bert_forward(w, cfg, ids):
         k = lin(h, "attention.self.key").reshape(n, heads, d).transpose(1, 0, 2)
         v = lin(h, "attention.self.value").reshape(n, heads, d).transpose(1, 0, 2)
         s = q @ k.transpose(0, 2, 1) / math.sqrt(d)
+        if attend is not None:
+            s = np.where(np.asarray(attend)[None, None, :] > 0, s, -1e30)
         s = np.exp(s - s.max(-1, keepdims=True))
         s = s / s.sum(-1, keepdims=True)
         ctx = (s @ v).transpose(1, 0, 2).reshape(n, heads * d)

@@ -5,6 +5,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// candle allocates and frees tensors of tens of megabytes per layer; glibc's malloc hands
+// those back to the kernel with munmap each time and faults them in again (measured:
+// 40% of encoding time in the kernel). mimalloc keeps them: 1.5x faster SciFact encoding.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = tessera::cli::Cli::parse();
     match tessera::cli::run(cli).map_err(anyhow::Error::from) {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tessera::encoder::{ColbertEncoder, DeviceSpec, LoadOptions, Role};
+use tessera::encoder::{ColbertEncoder, DeviceSpec, Encoder, LoadOptions, Role};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -111,4 +111,84 @@ fn minilm_token_vectors_match_numpy_reference() {
     }
     assert_eq!(offset * reference.dim, reference.vectors.len());
     eprintln!("worst per-token cosine against numpy: {worst:.7}");
+}
+
+/// The ColBERT/PyLate path on a tiny random checkpoint: markers from
+/// `config_sentence_transformers.json`, `[MASK]` query expansion that is not attended,
+/// the `1_Dense` projection, the punctuation skiplist, and the lengths, all against
+/// numpy reference vectors (scripts/make_tiny_models.py).
+#[test]
+fn pylate_checkpoint_matches_numpy_reference() {
+    let fixtures = repo().join("tests/fixtures");
+    let meta: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny_colbert_parity.json")).unwrap()).unwrap();
+    let bytes = std::fs::read(fixtures.join("tiny_colbert_parity.f32")).unwrap();
+    let want: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes(b.try_into().unwrap()))
+        .collect();
+    let dim = meta["dim"].as_u64().unwrap() as usize;
+
+    let encoder = ColbertEncoder::load(
+        &fixtures.join("tiny-colbert"),
+        &LoadOptions {
+            batch_size: Some(3),
+            ..Default::default()
+        },
+        DeviceSpec::Cpu,
+    )
+    .unwrap();
+    let s = encoder.settings();
+    assert_eq!(s.dim, dim);
+    assert_eq!(s.projection.as_deref(), Some("pylate-dense"));
+    assert_eq!(s.query_marker.as_deref(), Some("[unused0]"));
+    assert_eq!(s.doc_marker.as_deref(), Some("[unused1]"));
+    assert_eq!((s.query_max_len, s.doc_max_len), (12, 24));
+    assert!(s.query_augmentation && !s.attend_to_mask_tokens && s.skip_punctuation);
+
+    let mut offset = 0;
+    for role in [Role::Query, Role::Document] {
+        let role_name = if role == Role::Query { "query" } else { "document" };
+        let items: Vec<&serde_json::Value> = meta["texts"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|t| t["role"] == role_name)
+            .collect();
+        let texts: Vec<&str> = items.iter().map(|t| t["text"].as_str().unwrap()).collect();
+        let tokenized = encoder.tokenize(&texts, role).unwrap();
+        let encoded = encoder.encode_tokenized(&tokenized).unwrap().vectors;
+        for ((item, tok), mv) in items.iter().zip(&tokenized).zip(&encoded) {
+            let ids: Vec<u32> = item["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
+            assert_eq!(tok.ids, ids, "{role_name} {:?}: framing differs", item["text"]);
+            assert_eq!(mv.len() as u64, item["kept"].as_u64().unwrap());
+            for row in mv.view().rows() {
+                let c = cosine(row, &want[offset * dim..(offset + 1) * dim]);
+                assert!(c >= 0.9999, "{role_name} {:?}: cosine {c}", item["text"]);
+                offset += 1;
+            }
+        }
+    }
+    assert_eq!(offset * dim, want.len());
+}
+
+#[test]
+fn checkpoint_padding_and_truncation_are_turned_off() {
+    // tiny-bert's tokenizer.json pads and truncates to 16, as MiniLM's does to 128.
+    let dir = repo().join("tests/fixtures/tiny-bert");
+    let encoder = ColbertEncoder::load(&dir, &LoadOptions::default(), DeviceSpec::Cpu).unwrap();
+    let long = "vitamin d deficiency is associated with higher mortality in older adults and \
+                mosquito nets reduce malaria transmission in children under five";
+    let short = "coffee";
+    let out = encoder
+        .encode(&[long, short], Role::Document)
+        .unwrap();
+    let n_long = encoder.tokenize(&[long], Role::Document).unwrap()[0].ids.len();
+    assert!(n_long > 16);
+    assert_eq!(out[0].len(), n_long, "no truncation at the tokenizer's 16");
+    assert_eq!(out[1].len(), 3, "[CLS] coffee [SEP]: no padding vectors");
+    for row in out[0].view().rows() {
+        let norm: f32 = row.iter().map(|v| v * v).sum::<f32>().sqrt();
+        assert!((norm - 1.0).abs() < 1e-5);
+    }
 }

@@ -69,7 +69,10 @@ impl ColbertEncoder {
                 "missing (only safetensors weights are supported; convert pytorch_model.bin first)",
             ));
         }
-        let weights_sha256 = sha256_file(&weights)?;
+        // The projection is part of the model: a checkpoint that differs only there
+        // must not pass as the same model. Plain models hash to their file's SHA-256.
+        let dense = dir.join("1_Dense").join("model.safetensors");
+        let weights_sha256 = sha256_files(&[weights.as_path(), dense.as_path()])?;
         // SAFETY (inside candle): the weight file is memory-mapped read-only and not
         // modified while the encoder lives.
         let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
@@ -298,20 +301,23 @@ fn check_projection(path: &Path, w: &Tensor, hidden: usize) -> Result<()> {
     }
 }
 
-fn sha256_file(path: &Path) -> Result<String> {
-    let io = |e| EncoderError::Io {
-        path: path.to_path_buf(),
-        source: e,
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
+/// SHA-256 over the bytes of the files that exist among `paths`, in order.
+fn sha256_files(paths: &[&Path]) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
-    loop {
-        let n = f.read(&mut buf).map_err(io)?;
-        if n == 0 {
-            break;
+    for path in paths.iter().filter(|p| p.is_file()) {
+        let io = |e| EncoderError::Io {
+            path: path.to_path_buf(),
+            source: e,
+        };
+        let mut f = std::fs::File::open(path).map_err(io)?;
+        loop {
+            let n = f.read(&mut buf).map_err(io)?;
+            if n == 0 {
+                break;
+            }
+            h.update(&buf[..n]);
         }
-        h.update(&buf[..n]);
     }
     Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
