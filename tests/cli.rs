@@ -1,0 +1,294 @@
+//! End-to-end tests of the `tessera` binary on the tiny BEIR fixture with a tiny random
+//! model (tests/fixtures/tiny-bert): index, search, eval, caching, bad input.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(p: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(p)
+}
+
+fn tessera(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(repo())
+        .env("XDG_CACHE_HOME", std::env::temp_dir().join("tessera-test-cache-unused"))
+        .output()
+        .expect("run tessera")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = tessera(args);
+    assert!(
+        out.status.success(),
+        "tessera {args:?} failed:\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn fails(args: &[&str]) -> String {
+    let out = tessera(args);
+    assert!(!out.status.success(), "tessera {args:?} should fail");
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
+    stderr
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn build_tiny_index(dir: &Path) -> serde_json::Value {
+    let out = ok(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(dir),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--json",
+        "--quiet",
+    ]);
+    serde_json::from_str(&out).unwrap()
+}
+
+fn corpus_texts() -> Vec<(String, String)> {
+    std::fs::read_to_string(fixture("tiny-beir/corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let text = format!("{} {}", v["title"].as_str().unwrap(), v["text"].as_str().unwrap());
+            (v["_id"].as_str().unwrap().to_string(), text.trim().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn index_reports_what_it_built() {
+    let dir = tempfile::tempdir().unwrap();
+    let report = build_tiny_index(&dir.path().join("idx"));
+    assert_eq!(report["num_docs"], 16);
+    assert_eq!(report["skipped_lines"], 0);
+    let nv = report["num_vectors"].as_u64().unwrap();
+    assert!(nv > 16 * 5, "one vector per token, got {nv}");
+    // f16 vectors of 32 dims = 64 bytes each, plus offsets, ids and footers.
+    let bpv = report["bytes_per_vector"].as_f64().unwrap();
+    assert!(bpv > 64.0 && bpv < 80.0, "bytes/vector {bpv}");
+}
+
+#[test]
+fn a_document_is_its_own_best_match() {
+    // Query = a document's exact text: every query token finds its identical token
+    // vector (cosine 1), which no other document can beat.
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    for (id, text) in corpus_texts().iter().take(6) {
+        let out = ok(&["search", s(&idx), text, "-k", "3", "--json"]);
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        let results = v["results"].as_array().unwrap();
+        assert_eq!(results.len(), 3);
+        assert_eq!(results[0]["id"].as_str().unwrap(), id, "query {text:?}");
+        assert!(results[0]["score"].as_f64() >= results[1]["score"].as_f64());
+    }
+    let table = ok(&["search", s(&idx), "malaria nets", "-k", "2"]);
+    assert!(table.lines().count() == 3, "header + 2 rows:\n{table}");
+}
+
+#[test]
+fn eval_json_has_every_field_and_agrees_with_its_run_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    let run_file = dir.path().join("run.trec");
+    let out = ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--json",
+        "--quiet",
+        "--threads",
+        "1",
+        "--run-file",
+        s(&run_file),
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for key in [
+        "dataset", "split", "index", "mode", "num_queries", "metrics", "latency_ms", "qps",
+        "index_bytes", "bytes_per_vector", "num_docs", "num_vectors", "encode_docs_per_s",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key} in {v}");
+    }
+    assert_eq!(v["dataset"], "tiny-beir");
+    assert_eq!(v["mode"], "exhaustive");
+    assert_eq!(v["num_queries"], 7, "q8 has no judgements");
+    for k in ["p50", "p95", "mean"] {
+        assert!(v["latency_ms"][k].as_f64().unwrap() > 0.0);
+    }
+    // Recompute the metrics from the written run with the library: same numbers.
+    let run = tessera::eval::run::read_trec(&run_file).unwrap();
+    let (qrels, _) = tessera::eval::beir::read_qrels(&fixture("tiny-beir/qrels/test.tsv")).unwrap();
+    let again = tessera::eval::evaluate(&run, &qrels, &tessera::eval::Metric::defaults());
+    for (name, value) in &again.mean {
+        let reported = v["metrics"][name].as_f64().unwrap();
+        assert!((reported - value).abs() < 1e-6, "{name}: {reported} vs {value}");
+    }
+    // The run holds k = 100 (the largest cutoff) or all 16 documents per query.
+    assert_eq!(run["q1"].len(), 16);
+}
+
+#[test]
+fn eval_search_and_run_file_rank_alike() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    let run_file = dir.path().join("run.trec");
+    ok(&["eval", s(&fixture("tiny-beir")), "--index", s(&idx), "--quiet", "--run-file", s(&run_file)]);
+    let run = std::fs::read_to_string(&run_file).unwrap();
+    let first_q2: Vec<&str> = run.lines().filter(|l| l.starts_with("q2 ")).take(5).collect();
+    let out = ok(&["search", s(&idx), "do bed nets prevent malaria", "-k", "5", "--json"]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    for (line, hit) in first_q2.iter().zip(v["results"].as_array().unwrap()) {
+        assert_eq!(line.split(' ').nth(2).unwrap(), hit["id"].as_str().unwrap());
+    }
+}
+
+#[test]
+fn eval_without_index_builds_then_reuses_a_cached_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("cache");
+    let (data, model) = (fixture("tiny-beir"), fixture("tiny-bert"));
+    let args = [
+        "eval",
+        s(&data),
+        "--model",
+        s(&model),
+        "--cache-dir",
+        s(&cache),
+        "--json",
+        "--quiet",
+    ];
+    let first = tessera(&args);
+    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(String::from_utf8_lossy(&first.stderr).contains("building index"));
+    let second = tessera(&args);
+    assert!(second.status.success());
+    assert!(String::from_utf8_lossy(&second.stderr).contains("using cached index"));
+    let a: serde_json::Value = serde_json::from_slice(&first.stdout).unwrap();
+    let b: serde_json::Value = serde_json::from_slice(&second.stdout).unwrap();
+    assert_eq!(a["metrics"], b["metrics"]);
+}
+
+#[test]
+fn malformed_corpus_lines_fail_or_are_skipped_with_line_numbers() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &corpus,
+        concat!(
+            "{\"_id\": \"a\", \"title\": \"t\", \"text\": \"vitamin d\"}\n",
+            "{\"_id\": \"b\", \"text\": \"malaria nets\"\n",
+            "\n",
+            "{\"_id\": \"c\", \"text\": 42}\n",
+            "[1, 2]\n",
+            "{\"text\": \"no id\"}\n",
+            "{\"_id\": \"a\", \"text\": \"duplicate\"}\n",
+            "{\"_id\": 7, \"text\": \"numeric id is fine\"}\n",
+        ),
+    )
+    .unwrap();
+    let model = fixture("tiny-bert");
+    let idx = dir.path().join("idx");
+    let base = ["index", s(&corpus), "--out", s(&idx), "--model", s(&model), "--quiet"];
+    let err = fails(&base);
+    assert!(err.contains("bad.jsonl:2:") && err.contains("invalid JSON"), "{err}");
+    assert!(!idx.join("manifest.json").exists(), "a failed build commits nothing");
+
+    let mut skip = base.to_vec();
+    skip.extend(["--skip-malformed", "--json"]);
+    let out = tessera(&skip);
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for (line, why) in [(2, "invalid JSON"), (4, "must be a string"), (5, "JSON object"), (6, "missing id"), (7, "duplicate")] {
+        assert!(stderr.contains(&format!("bad.jsonl:{line}: skipped: ")) && stderr.contains(why), "line {line}: {stderr}");
+    }
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["num_docs"], 2);
+    assert_eq!(report["skipped_lines"], 5);
+}
+
+#[test]
+fn generic_jsonl_with_custom_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("docs.jsonl");
+    std::fs::write(
+        &corpus,
+        "{\"pid\": \"p1\", \"body\": \"coffee and heart disease\"}\n{\"pid\": \"p2\", \"body\": \"sleep and obesity\"}\n",
+    )
+    .unwrap();
+    let idx = dir.path().join("idx");
+    let out = ok(&[
+        "index", s(&corpus), "--out", s(&idx), "--model", s(&fixture("tiny-bert")),
+        "--id-field", "pid", "--text-fields", "body", "--json", "--quiet",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["num_docs"], 2);
+    let hits = ok(&["search", s(&idx), "sleep and obesity", "-k", "1", "--json"]);
+    assert!(hits.contains("\"p2\""), "{hits}");
+}
+
+#[test]
+fn modes_the_index_cannot_run_name_the_missing_component() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    let err = fails(&["search", s(&idx), "malaria", "--mode", "bm25+plaid"]);
+    assert!(err.contains("\"bm25\" component") && err.contains("it has: store"), "{err}");
+    let err = fails(&["search", s(&idx), "malaria", "--mode", "rrf:splade"]);
+    assert!(err.contains("\"splade\" component"), "{err}");
+    let err = fails(&["search", s(&idx), "malaria", "--mode", "colbert"]);
+    assert!(err.contains("unknown first stage"), "{err}");
+    let err = fails(&["index", s(&fixture("tiny-beir")), "--out", s(&dir.path().join("x")), "--components", "store,plaid"]);
+    assert!(err.contains("\"plaid\" cannot be built"), "{err}");
+}
+
+#[test]
+fn damaged_index_or_wrong_model_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    let err = fails(&["search", s(&idx), "malaria", "--model", s(&fixture("tiny-colbert"))]);
+    assert!(err.contains("weights differ"), "{err}");
+
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(idx.join("manifest.json")).unwrap()).unwrap();
+    let vectors = idx.join(manifest["components"]["store"]["vectors"]["name"].as_str().unwrap());
+    let mut bytes = std::fs::read(&vectors).unwrap();
+    bytes[100] ^= 1;
+    std::fs::write(&vectors, bytes).unwrap();
+    let err = fails(&["search", s(&idx), "malaria"]);
+    assert!(err.contains("g1.vectors.f16") && err.contains("checksum"), "{err}");
+
+    let err = fails(&["search", s(&dir.path().join("nowhere")), "malaria"]);
+    assert!(err.contains("no index here"), "{err}");
+    let err = fails(&["index", s(&fixture("tiny-beir")), "--out", s(&dir.path().join("y")), "--model", s(&dir.path().join("no-model"))]);
+    assert!(err.contains("model directory not found"), "{err}");
+}
+
+#[test]
+fn help_explains_every_command() {
+    let top = ok(&["--help"]);
+    for cmd in ["index", "search", "eval"] {
+        assert!(top.contains(cmd));
+        let help = ok(&[cmd, "--help"]);
+        assert!(help.len() > 300, "{cmd} --help is too thin");
+    }
+    assert!(ok(&["eval", "--help"]).contains("--run-file"));
+}
