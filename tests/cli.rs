@@ -16,7 +16,10 @@ fn tessera(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_tessera"))
         .args(args)
         .current_dir(repo())
-        .env("XDG_CACHE_HOME", std::env::temp_dir().join("tessera-test-cache-unused"))
+        .env(
+            "XDG_CACHE_HOME",
+            std::env::temp_dir().join("tessera-test-cache-unused"),
+        )
         .output()
         .expect("run tessera")
 }
@@ -35,7 +38,10 @@ fn fails(args: &[&str]) -> String {
     let out = tessera(args);
     assert!(!out.status.success(), "tessera {args:?} should fail");
     let stderr = String::from_utf8(out.stderr).unwrap();
-    assert!(!stderr.contains("panicked"), "panic instead of an error: {stderr}");
+    assert!(
+        !stderr.contains("panicked"),
+        "panic instead of an error: {stderr}"
+    );
     stderr
 }
 
@@ -63,8 +69,15 @@ fn corpus_texts() -> Vec<(String, String)> {
         .lines()
         .map(|l| {
             let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let text = format!("{} {}", v["title"].as_str().unwrap(), v["text"].as_str().unwrap());
-            (v["_id"].as_str().unwrap().to_string(), text.trim().to_string())
+            let text = format!(
+                "{} {}",
+                v["title"].as_str().unwrap(),
+                v["text"].as_str().unwrap()
+            );
+            (
+                v["_id"].as_str().unwrap().to_string(),
+                text.trim().to_string(),
+            )
         })
         .collect()
 }
@@ -121,8 +134,19 @@ fn eval_json_has_every_field_and_agrees_with_its_run_file() {
     ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     for key in [
-        "dataset", "split", "index", "mode", "num_queries", "metrics", "latency_ms", "qps",
-        "index_bytes", "bytes_per_vector", "num_docs", "num_vectors", "encode_docs_per_s",
+        "dataset",
+        "split",
+        "index",
+        "mode",
+        "num_queries",
+        "metrics",
+        "latency_ms",
+        "qps",
+        "index_bytes",
+        "bytes_per_vector",
+        "num_docs",
+        "num_vectors",
+        "encode_docs_per_s",
     ] {
         assert!(v.get(key).is_some(), "missing {key} in {v}");
     }
@@ -138,7 +162,10 @@ fn eval_json_has_every_field_and_agrees_with_its_run_file() {
     let again = tessera::eval::evaluate(&run, &qrels, &tessera::eval::Metric::defaults());
     for (name, value) in &again.mean {
         let reported = v["metrics"][name].as_f64().unwrap();
-        assert!((reported - value).abs() < 1e-6, "{name}: {reported} vs {value}");
+        assert!(
+            (reported - value).abs() < 1e-6,
+            "{name}: {reported} vs {value}"
+        );
     }
     // The run holds k = 100 (the largest cutoff) or all 16 documents per query.
     assert_eq!(run["q1"].len(), 16);
@@ -150,10 +177,29 @@ fn eval_search_and_run_file_rank_alike() {
     let idx = dir.path().join("idx");
     build_tiny_index(&idx);
     let run_file = dir.path().join("run.trec");
-    ok(&["eval", s(&fixture("tiny-beir")), "--index", s(&idx), "--quiet", "--run-file", s(&run_file)]);
+    ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--quiet",
+        "--run-file",
+        s(&run_file),
+    ]);
     let run = std::fs::read_to_string(&run_file).unwrap();
-    let first_q2: Vec<&str> = run.lines().filter(|l| l.starts_with("q2 ")).take(5).collect();
-    let out = ok(&["search", s(&idx), "do bed nets prevent malaria", "-k", "5", "--json"]);
+    let first_q2: Vec<&str> = run
+        .lines()
+        .filter(|l| l.starts_with("q2 "))
+        .take(5)
+        .collect();
+    let out = ok(&[
+        "search",
+        s(&idx),
+        "do bed nets prevent malaria",
+        "-k",
+        "5",
+        "--json",
+    ]);
     let v: serde_json::Value = serde_json::from_str(&out).unwrap();
     for (line, hit) in first_q2.iter().zip(v["results"].as_array().unwrap()) {
         assert_eq!(line.split(' ').nth(2).unwrap(), hit["id"].as_str().unwrap());
@@ -176,7 +222,11 @@ fn eval_without_index_builds_then_reuses_a_cached_one() {
         "--quiet",
     ];
     let first = tessera(&args);
-    assert!(first.status.success(), "{}", String::from_utf8_lossy(&first.stderr));
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
     assert!(String::from_utf8_lossy(&first.stderr).contains("building index"));
     let second = tessera(&args);
     assert!(second.status.success());
@@ -206,18 +256,41 @@ fn malformed_corpus_lines_fail_or_are_skipped_with_line_numbers() {
     .unwrap();
     let model = fixture("tiny-bert");
     let idx = dir.path().join("idx");
-    let base = ["index", s(&corpus), "--out", s(&idx), "--model", s(&model), "--quiet"];
+    let base = [
+        "index",
+        s(&corpus),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&model),
+        "--quiet",
+    ];
     let err = fails(&base);
-    assert!(err.contains("bad.jsonl:2:") && err.contains("invalid JSON"), "{err}");
-    assert!(!idx.join("manifest.json").exists(), "a failed build commits nothing");
+    assert!(
+        err.contains("bad.jsonl:2:") && err.contains("invalid JSON"),
+        "{err}"
+    );
+    assert!(
+        !idx.join("manifest.json").exists(),
+        "a failed build commits nothing"
+    );
 
     let mut skip = base.to_vec();
     skip.extend(["--skip-malformed", "--json"]);
     let out = tessera(&skip);
     assert!(out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    for (line, why) in [(2, "invalid JSON"), (4, "must be a string"), (5, "JSON object"), (6, "missing id"), (7, "duplicate")] {
-        assert!(stderr.contains(&format!("bad.jsonl:{line}: skipped: ")) && stderr.contains(why), "line {line}: {stderr}");
+    for (line, why) in [
+        (2, "invalid JSON"),
+        (4, "must be a string"),
+        (5, "JSON object"),
+        (6, "missing id"),
+        (7, "duplicate"),
+    ] {
+        assert!(
+            stderr.contains(&format!("bad.jsonl:{line}: skipped: ")) && stderr.contains(why),
+            "line {line}: {stderr}"
+        );
     }
     let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["num_docs"], 2);
@@ -235,8 +308,18 @@ fn generic_jsonl_with_custom_fields() {
     .unwrap();
     let idx = dir.path().join("idx");
     let out = ok(&[
-        "index", s(&corpus), "--out", s(&idx), "--model", s(&fixture("tiny-bert")),
-        "--id-field", "pid", "--text-fields", "body", "--json", "--quiet",
+        "index",
+        s(&corpus),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--id-field",
+        "pid",
+        "--text-fields",
+        "body",
+        "--json",
+        "--quiet",
     ]);
     let report: serde_json::Value = serde_json::from_str(&out).unwrap();
     assert_eq!(report["num_docs"], 2);
@@ -250,12 +333,22 @@ fn modes_the_index_cannot_run_name_the_missing_component() {
     let idx = dir.path().join("idx");
     build_tiny_index(&idx);
     let err = fails(&["search", s(&idx), "malaria", "--mode", "bm25+plaid"]);
-    assert!(err.contains("\"bm25\" component") && err.contains("it has: store"), "{err}");
+    assert!(
+        err.contains("\"bm25\" component") && err.contains("it has: store"),
+        "{err}"
+    );
     let err = fails(&["search", s(&idx), "malaria", "--mode", "rrf:splade"]);
     assert!(err.contains("\"splade\" component"), "{err}");
     let err = fails(&["search", s(&idx), "malaria", "--mode", "colbert"]);
     assert!(err.contains("unknown first stage"), "{err}");
-    let err = fails(&["index", s(&fixture("tiny-beir")), "--out", s(&dir.path().join("x")), "--components", "store,plaid"]);
+    let err = fails(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&dir.path().join("x")),
+        "--components",
+        "store,plaid",
+    ]);
     assert!(err.contains("\"plaid\" cannot be built"), "{err}");
 }
 
@@ -264,21 +357,41 @@ fn damaged_index_or_wrong_model_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let idx = dir.path().join("idx");
     build_tiny_index(&idx);
-    let err = fails(&["search", s(&idx), "malaria", "--model", s(&fixture("tiny-colbert"))]);
+    let err = fails(&[
+        "search",
+        s(&idx),
+        "malaria",
+        "--model",
+        s(&fixture("tiny-colbert")),
+    ]);
     assert!(err.contains("weights differ"), "{err}");
 
     let manifest: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(idx.join("manifest.json")).unwrap()).unwrap();
-    let vectors = idx.join(manifest["components"]["store"]["vectors"]["name"].as_str().unwrap());
+    let vectors = idx.join(
+        manifest["components"]["store"]["vectors"]["name"]
+            .as_str()
+            .unwrap(),
+    );
     let mut bytes = std::fs::read(&vectors).unwrap();
     bytes[100] ^= 1;
     std::fs::write(&vectors, bytes).unwrap();
     let err = fails(&["search", s(&idx), "malaria"]);
-    assert!(err.contains("g1.vectors.f16") && err.contains("checksum"), "{err}");
+    assert!(
+        err.contains("g1.vectors.f16") && err.contains("checksum"),
+        "{err}"
+    );
 
     let err = fails(&["search", s(&dir.path().join("nowhere")), "malaria"]);
     assert!(err.contains("no index here"), "{err}");
-    let err = fails(&["index", s(&fixture("tiny-beir")), "--out", s(&dir.path().join("y")), "--model", s(&dir.path().join("no-model"))]);
+    let err = fails(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&dir.path().join("y")),
+        "--model",
+        s(&dir.path().join("no-model")),
+    ]);
     assert!(err.contains("model directory not found"), "{err}");
 }
 

@@ -120,8 +120,10 @@ fn minilm_token_vectors_match_numpy_reference() {
 #[test]
 fn pylate_checkpoint_matches_numpy_reference() {
     let fixtures = repo().join("tests/fixtures");
-    let meta: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(fixtures.join("tiny_colbert_parity.json")).unwrap()).unwrap();
+    let meta: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures.join("tiny_colbert_parity.json")).unwrap(),
+    )
+    .unwrap();
     let bytes = std::fs::read(fixtures.join("tiny_colbert_parity.f32")).unwrap();
     let want: Vec<f32> = bytes
         .chunks_exact(4)
@@ -148,7 +150,11 @@ fn pylate_checkpoint_matches_numpy_reference() {
 
     let mut offset = 0;
     for role in [Role::Query, Role::Document] {
-        let role_name = if role == Role::Query { "query" } else { "document" };
+        let role_name = if role == Role::Query {
+            "query"
+        } else {
+            "document"
+        };
         let items: Vec<&serde_json::Value> = meta["texts"]
             .as_array()
             .unwrap()
@@ -159,8 +165,17 @@ fn pylate_checkpoint_matches_numpy_reference() {
         let tokenized = encoder.tokenize(&texts, role).unwrap();
         let encoded = encoder.encode_tokenized(&tokenized).unwrap().vectors;
         for ((item, tok), mv) in items.iter().zip(&tokenized).zip(&encoded) {
-            let ids: Vec<u32> = item["ids"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as u32).collect();
-            assert_eq!(tok.ids, ids, "{role_name} {:?}: framing differs", item["text"]);
+            let ids: Vec<u32> = item["ids"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|v| v.as_u64().unwrap() as u32)
+                .collect();
+            assert_eq!(
+                tok.ids, ids,
+                "{role_name} {:?}: framing differs",
+                item["text"]
+            );
             assert_eq!(mv.len() as u64, item["kept"].as_u64().unwrap());
             for row in mv.view().rows() {
                 let c = cosine(row, &want[offset * dim..(offset + 1) * dim]);
@@ -180,10 +195,10 @@ fn checkpoint_padding_and_truncation_are_turned_off() {
     let long = "vitamin d deficiency is associated with higher mortality in older adults and \
                 mosquito nets reduce malaria transmission in children under five";
     let short = "coffee";
-    let out = encoder
-        .encode(&[long, short], Role::Document)
-        .unwrap();
-    let n_long = encoder.tokenize(&[long], Role::Document).unwrap()[0].ids.len();
+    let out = encoder.encode(&[long, short], Role::Document).unwrap();
+    let n_long = encoder.tokenize(&[long], Role::Document).unwrap()[0]
+        .ids
+        .len();
     assert!(n_long > 16);
     assert_eq!(out[0].len(), n_long, "no truncation at the tokenizer's 16");
     assert_eq!(out[1].len(), 3, "[CLS] coffee [SEP]: no padding vectors");

@@ -50,7 +50,10 @@ fn realistic_shape_simd_equals_scalar() {
     let (q, d) = (MultiVectorRef::new(&q, dim), MultiVectorRef::new(&d, dim));
     let want = maxsim_scalar(q, d);
     let got = MaxSim::default().score(q, d);
-    assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "simd {got} scalar {want}");
+    assert!(
+        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+        "simd {got} scalar {want}"
+    );
 }
 
 #[test]
@@ -100,10 +103,18 @@ fn exhaustive_search_equals_brute_force() {
             // Ids agree unless two brute-force scores are within rounding of each other.
             if h.doc as usize != *i {
                 let other = brute.iter().find(|(j, _)| *j == h.doc as usize).unwrap().1;
-                assert!((other - s).abs() < 1e-4, "doc {} ranked where brute force has {i}", h.doc);
+                assert!(
+                    (other - s).abs() < 1e-4,
+                    "doc {} ranked where brute force has {i}",
+                    h.doc
+                );
             }
         }
         let k_all = index.search_exhaustive(qv, 10_000);
-        assert_eq!(k_all.len(), 500, "k larger than the corpus returns every document");
+        assert_eq!(
+            k_all.len(),
+            500,
+            "k larger than the corpus returns every document"
+        );
     }
 }

@@ -19,7 +19,9 @@ fn model() -> ModelInfo {
 }
 
 fn doc(seed: usize, n: usize) -> Vec<f32> {
-    (0..n * DIM).map(|i| ((seed * 31 + i * 7) % 17) as f32 / 17.0 - 0.5).collect()
+    (0..n * DIM)
+        .map(|i| ((seed * 31 + i * 7) % 17) as f32 / 17.0 - 0.5)
+        .collect()
 }
 
 fn build(dir: &Path, docs: &[(&str, usize)]) -> Manifest {
@@ -51,8 +53,14 @@ fn round_trip_keeps_vectors_ids_and_offsets() {
 fn writer_rejects_bad_documents() {
     let dir = tempfile::tempdir().unwrap();
     let mut w = IndexWriter::create(dir.path(), model()).unwrap();
-    assert!(matches!(w.add("empty", &[]), Err(IndexError::InvalidArgument(_))));
-    assert!(matches!(w.add("ragged", &[0.0; DIM + 1]), Err(IndexError::InvalidArgument(_))));
+    assert!(matches!(
+        w.add("empty", &[]),
+        Err(IndexError::InvalidArgument(_))
+    ));
+    assert!(matches!(
+        w.add("ragged", &[0.0; DIM + 1]),
+        Err(IndexError::InvalidArgument(_))
+    ));
     w.add("x", &doc(0, 1)).unwrap();
     let err = w.add("x", &doc(1, 1)).unwrap_err();
     assert!(err.to_string().contains("duplicate document id"), "{err}");
@@ -61,7 +69,10 @@ fn writer_rejects_bad_documents() {
 #[test]
 fn missing_manifest_is_not_an_index() {
     let dir = tempfile::tempdir().unwrap();
-    assert!(matches!(Index::open(dir.path()), Err(IndexError::NotAnIndex { .. })));
+    assert!(matches!(
+        Index::open(dir.path()),
+        Err(IndexError::NotAnIndex { .. })
+    ));
 }
 
 /// Damage one file and check the error is typed and names the file.
@@ -163,7 +174,13 @@ fn empty_file_is_a_typed_error() {
 #[test]
 fn garbage_manifest_is_a_typed_error() {
     assert_damage_detected(
-        |dir, _| std::fs::write(dir.join("manifest.json"), b"{\"format_version\": 1, \"oops\"").unwrap(),
+        |dir, _| {
+            std::fs::write(
+                dir.join("manifest.json"),
+                b"{\"format_version\": 1, \"oops\"",
+            )
+            .unwrap()
+        },
         "manifest",
     );
 }
@@ -193,7 +210,10 @@ fn random_corruption_never_panics() {
             let mut b = original.clone();
             b[pos] = b[pos].wrapping_add(1);
             std::fs::write(&path, &b).unwrap();
-            assert!(Index::open(dir.path()).is_err(), "{name}: change at byte {pos} went unnoticed");
+            assert!(
+                Index::open(dir.path()).is_err(),
+                "{name}: change at byte {pos} went unnoticed"
+            );
         }
         std::fs::write(&path, &original).unwrap();
     }
@@ -224,5 +244,8 @@ fn interrupted_rewrite_leaves_the_committed_index_readable() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .filter(|n| n.starts_with("g1."))
         .collect();
-    assert!(leftovers.is_empty(), "old generation files left: {leftovers:?}");
+    assert!(
+        leftovers.is_empty(),
+        "old generation files left: {leftovers:?}"
+    );
 }

@@ -128,7 +128,10 @@ impl Footer {
         let crc = u32::from_le_bytes(f[24..28].try_into().expect("4 bytes"));
         if f[28..32] != [0u8; 4] {
             // Reserved for a later version, which would also bump `version`.
-            return Err(IndexError::corrupt(path, "reserved footer bytes are not zero"));
+            return Err(IndexError::corrupt(
+                path,
+                "reserved footer bytes are not zero",
+            ));
         }
         if verify_crc {
             let expected_crc = crc;

@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# Tessera's test command (README; CI's .ci/run calls exactly this).
+# Fetches the real models first (the encoder parity test needs all-MiniLM-L6-v2), then
+# runs every test of the workspace, benches' smoke checks and doc examples included,
+# under the `ci` profile (optimises only the numeric crates; ~3 minutes cold).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/fetch-models.sh
+cargo test --profile ci --workspace --all-targets "$@"
+cargo test --profile ci --workspace --doc
