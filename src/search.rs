@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 use tessera_index::store::MultiVector;
-use tessera_index::{Index, Mode};
+use tessera_index::{Index, Mode, SearchParams};
 
 use crate::encoder::{ColbertEncoder, DeviceSpec, EncoderSettings, LoadOptions, Role};
 use crate::error::{Error, Result};
@@ -56,8 +56,9 @@ impl Searcher {
         query: &MultiVector,
         k: usize,
         mode: &Mode,
+        params: &SearchParams,
     ) -> Result<Vec<SearchHit>> {
-        let hits = self.index.search(query.view(), k, mode)?;
+        let hits = self.index.search(query.view(), k, mode, params)?;
         let store = self.index.store();
         Ok(hits
             .into_iter()
@@ -69,13 +70,19 @@ impl Searcher {
     }
 
     /// Encode `query` and search.
-    pub fn search(&self, query: &str, k: usize, mode: &Mode) -> Result<Vec<SearchHit>> {
+    pub fn search(
+        &self,
+        query: &str,
+        k: usize,
+        mode: &Mode,
+        params: &SearchParams,
+    ) -> Result<Vec<SearchHit>> {
         self.index.check_mode(mode)?;
         let q = self
             .encode_queries(&[query])?
             .pop()
             .expect("one query in, one out");
-        self.search_vectors(&q, k, mode)
+        self.search_vectors(&q, k, mode, params)
     }
 }
 

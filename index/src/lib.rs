@@ -26,8 +26,11 @@
 //! assert!((hits[0].score - 2.0).abs() < 1e-3);
 //! ```
 
+pub mod codec;
 pub mod error;
 pub mod maxsim;
+pub mod plaid;
+pub mod pooling;
 pub mod search;
 pub mod segment;
 pub mod store;
@@ -36,9 +39,11 @@ use std::path::{Path, PathBuf};
 
 pub use error::{IndexError, Result};
 pub use maxsim::Hit;
-pub use search::{Fusion, Mode, Stage};
+pub use plaid::{PlaidConfig, PlaidParams, Rescore};
+pub use search::{Fusion, Mode, SearchParams, Stage};
 pub use segment::{Manifest, ModelInfo};
 
+use plaid::PlaidIndex;
 use segment::{Components, FORMAT_VERSION};
 use store::{MultiVectorRef, StoreWriter, TokenStore};
 
@@ -62,6 +67,7 @@ pub struct Index {
     dir: PathBuf,
     manifest: Manifest,
     store: TokenStore,
+    plaid: Option<PlaidIndex>,
 }
 
 impl Index {
@@ -79,10 +85,22 @@ impl Index {
             manifest.num_vectors,
             options.verify_checksums,
         )?;
+        let plaid = match &manifest.components.plaid {
+            Some(files) => Some(PlaidIndex::open(
+                dir,
+                files,
+                manifest.dim,
+                manifest.num_docs,
+                manifest.num_vectors,
+                options.verify_checksums,
+            )?),
+            None => None,
+        };
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             store,
+            plaid,
         })
     }
 
@@ -98,10 +116,21 @@ impl Index {
         &self.store
     }
 
+    /// The PLAID component, if the index was built with it.
+    pub fn plaid(&self) -> Option<&PlaidIndex> {
+        self.plaid.as_ref()
+    }
+
     /// Exact MaxSim against every document; the best `k`.
     pub fn search_exhaustive(&self, query: MultiVectorRef<'_, f32>, k: usize) -> Vec<Hit> {
         maxsim::search_exhaustive(&self.store, query, k)
     }
+}
+
+/// Which optional components [`IndexWriter::commit`] builds beside the store.
+#[derive(Debug, Clone, Default)]
+pub struct IndexConfig {
+    pub plaid: Option<PlaidConfig>,
 }
 
 /// Builds a new generation of an index in `dir`. Nothing becomes visible to readers until
@@ -111,12 +140,18 @@ pub struct IndexWriter {
     generation: u64,
     model: ModelInfo,
     store: StoreWriter,
+    config: IndexConfig,
 }
 
 impl IndexWriter {
     /// Start writing into `dir` (created if missing). If `dir` holds a committed index,
     /// it stays readable until this writer commits; then its files are removed.
     pub fn create(dir: &Path, model: ModelInfo) -> Result<Self> {
+        Self::create_with(dir, model, IndexConfig::default())
+    }
+
+    /// Like [`IndexWriter::create`], also building the components `config` asks for.
+    pub fn create_with(dir: &Path, model: ModelInfo, config: IndexConfig) -> Result<Self> {
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
         let previous = match Manifest::read(dir) {
             Ok(m) => Some(m),
@@ -131,6 +166,7 @@ impl IndexWriter {
             generation,
             model,
             store,
+            config,
         })
     }
 
@@ -151,6 +187,11 @@ impl IndexWriter {
         self.store.add(id, vectors)
     }
 
+    /// Add a document whose vectors are already f16 (e.g. copied from another index).
+    pub fn add_f16(&mut self, id: &str, vectors: &[half::f16]) -> Result<()> {
+        self.store.add_f16(id, vectors)
+    }
+
     /// Finish every file, then publish them with an atomic manifest rename; finally
     /// delete files of older generations (best effort: leftovers are harmless).
     pub fn commit(self, config: serde_json::Value) -> Result<Manifest> {
@@ -158,6 +199,13 @@ impl IndexWriter {
         let num_vectors = self.store.num_vectors() as usize;
         let dim = self.store.dim();
         let store = self.store.finish()?;
+        let plaid = match &self.config.plaid {
+            Some(cfg) => {
+                let reader = TokenStore::open(&self.dir, &store, dim, num_docs, num_vectors, false)?;
+                Some(plaid::build_plaid(&self.dir, self.generation, &reader, cfg)?)
+            }
+            None => None,
+        };
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             generation: self.generation,
@@ -167,7 +215,7 @@ impl IndexWriter {
             num_vectors,
             dim,
             config,
-            components: Components { store },
+            components: Components { store, plaid },
         };
         manifest.commit(&self.dir)?;
         remove_stale_files(&self.dir, &manifest);

@@ -1,9 +1,9 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use tessera_index::Index;
+use tessera_index::{Index, PlaidParams};
 
-use crate::cli::index::{index_job, print_report, report_skip};
+use crate::cli::index::{index_config, index_job, print_report, report_skip};
 use crate::cli::EvalArgs;
 use crate::encoder::ColbertEncoder;
 use crate::eval::{self, BeirDataset, EvalOptions};
@@ -20,8 +20,11 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         }
         None => cached_index(&args, &dataset, progress)?,
     };
+    let k = args.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
     let options = EvalOptions {
         mode: args.mode.clone(),
+        params: args.params.params(k),
+        compare_exhaustive: args.compare_exhaustive,
         metrics: args.metrics.clone(),
         threads: args
             .threads
@@ -29,6 +32,9 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
             .max(1),
         progress,
     };
+    if args.sweep {
+        return sweep(&args, &dataset, &searcher, &options, k);
+    }
     let (report, run) = eval::run_eval(&dataset, &searcher, &options)?;
     if let Some(path) = &args.run_file {
         eval::run::write_trec(path, &run, &format!("tessera-{}", report.mode))?;
@@ -40,6 +46,61 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         );
     } else {
         print!("{}", report.to_table());
+    }
+    Ok(())
+}
+
+/// The PLAID latency/recall curve: a grid around the defaults for k, each setting run
+/// on the same encoded queries and compared with exhaustive search in this process.
+fn sweep(args: &EvalArgs, dataset: &BeirDataset, searcher: &Searcher, options: &EvalOptions, k: usize) -> Result<()> {
+    let base = PlaidParams::for_k(k);
+    let mut grid = Vec::new();
+    for ncells in [1, 2, 4] {
+        for threshold in [0.5, 0.45, 0.4] {
+            for ndocs in [256, 1024, 4096] {
+                grid.push(PlaidParams {
+                    ncells,
+                    centroid_score_threshold: threshold,
+                    ndocs,
+                    ..base
+                });
+            }
+        }
+    }
+    let (rows, exhaustive) = eval::run_sweep(dataset, searcher, options, &grid)?;
+    if args.json {
+        let out = serde_json::json!({
+            "dataset": dataset.name, "split": dataset.split, "k": k, "threads": options.threads,
+            "exhaustive_latency_ms": exhaustive, "rows": rows,
+        });
+        println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+        return Ok(());
+    }
+    println!(
+        "PLAID sweep on {} ({} queries, k={k}, {} thread(s)); exhaustive p50 {:.2} ms, p95 {:.2} ms",
+        dataset.name,
+        dataset.queries.len(),
+        options.threads,
+        exhaustive.p50,
+        exhaustive.p95
+    );
+    println!(
+        "{:>6} {:>9} {:>6} {:>10} {:>8} {:>10} {:>9} {:>9} {:>8}",
+        "ncells", "threshold", "ndocs", "R@k vs ex", "nDCG@10", "Recall@100", "p50 ms", "p95 ms", "speedup"
+    );
+    for r in rows {
+        println!(
+            "{:>6} {:>9.2} {:>6} {:>10.4} {:>8.4} {:>10.4} {:>9.2} {:>9.2} {:>7.1}x",
+            r.params.ncells,
+            r.params.centroid_score_threshold,
+            r.params.ndocs,
+            r.recall_vs_exhaustive,
+            r.metrics.get("ndcg@10").copied().unwrap_or(f64::NAN),
+            r.metrics.get("recall@100").copied().unwrap_or(f64::NAN),
+            r.latency_ms.p50,
+            r.latency_ms.p95,
+            r.speedup_p50
+        );
     }
     Ok(())
 }
@@ -64,10 +125,33 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
         }
     }
     eprintln!("building index {} (cached for later runs)", dir.display());
-    let job = index_job(&dataset.corpus, &dir, &args.corpus_args, progress);
+    let job = index_job(
+        &dataset.corpus,
+        &dir,
+        &args.corpus_args,
+        &args.pooling,
+        index_config(&components(args), &dir, &args.plaid)?,
+        progress,
+    );
     let (_, report) = pipeline::build_index(&encoder, &job, report_skip)?;
     print_report(&report, &dir);
     Searcher::with_encoder(Index::open(&dir)?, encoder)
+}
+
+/// `--components` plus whatever `--mode` (or `--sweep`) needs.
+fn components(args: &EvalArgs) -> Vec<String> {
+    let mut c = args.components.clone();
+    let mut needed: Vec<&str> = args.mode.stages.iter().map(|s| s.component()).collect();
+    if args.sweep {
+        needed.push("plaid");
+    }
+    for n in needed {
+        if !c.iter().any(|x| x == n) {
+            c.push(n.to_string());
+        }
+    }
+    c.sort();
+    c
 }
 
 fn cache_root(explicit: Option<&Path>) -> PathBuf {

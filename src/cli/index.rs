@@ -1,17 +1,25 @@
-use crate::cli::{CorpusArgs, IndexArgs};
+use tessera_index::IndexConfig;
+
+use crate::cli::{CorpusArgs, IndexArgs, PlaidBuildArgs, PoolingArgs};
 use crate::corpus::{CorpusFormat, OnMalformed};
 use crate::encoder::ColbertEncoder;
 use crate::pipeline::{self, BuildReport, IndexJob};
 use crate::{Error, Result};
+use std::path::Path;
 
 /// Components `tessera index --components` accepts today.
-const BUILDABLE: &[&str] = &["store"];
+const BUILDABLE: &[&str] = &["store", "plaid"];
 
-pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
-    for c in &args.components {
+/// Validate `--components` into the writer's config.
+pub(super) fn index_config(
+    components: &[String],
+    out: &Path,
+    plaid: &PlaidBuildArgs,
+) -> Result<IndexConfig> {
+    for c in components {
         if !BUILDABLE.contains(&c.as_str()) {
             return Err(Error::IndexMetadata {
-                index: args.out.clone(),
+                index: out.to_path_buf(),
                 reason: format!(
                     "component {c:?} cannot be built by this version (buildable: {})",
                     BUILDABLE.join(",")
@@ -19,12 +27,26 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
             });
         }
     }
+    Ok(IndexConfig {
+        plaid: components.iter().any(|c| c == "plaid").then(|| plaid.config()),
+    })
+}
+
+pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
+    let config = index_config(&args.components, &args.out, &args.plaid)?;
     let encoder = ColbertEncoder::load(
         &args.model.model_dir(),
         &args.model.load_options(),
         args.model.device,
     )?;
-    let job = index_job(&args.corpus, &args.out, &args.corpus_args, progress);
+    let job = index_job(
+        &args.corpus,
+        &args.out,
+        &args.corpus_args,
+        &args.pooling,
+        config,
+        progress,
+    );
     let (_, report) = pipeline::build_index(&encoder, &job, report_skip)?;
     if args.json {
         println!(
@@ -38,9 +60,11 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
 }
 
 pub(super) fn index_job(
-    corpus: &std::path::Path,
-    out: &std::path::Path,
+    corpus: &Path,
+    out: &Path,
     c: &CorpusArgs,
+    pooling: &PoolingArgs,
+    components: IndexConfig,
     progress: bool,
 ) -> IndexJob {
     IndexJob {
@@ -57,6 +81,8 @@ pub(super) fn index_job(
         },
         limit: c.limit,
         progress,
+        pooling: pooling.pooling(),
+        components,
     }
 }
 
@@ -71,11 +97,17 @@ pub(super) fn report_skip(path: &std::path::Path, s: &crate::corpus::Skipped) {
 
 pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
     eprintln!(
-        "indexed {} documents ({} vectors) into {} in {:.1} s\n  encoding {:.1} docs/s, {:.0} tokens/s\n  {:.1} MB on disk, {:.1} bytes/vector{}",
+        "indexed {} documents ({} vectors{}) into {} in {:.1} s ({:.1} s after encoding)\n  encoding {:.1} docs/s, {:.0} tokens/s\n  {:.1} MB on disk, {:.1} bytes/vector{}",
         r.num_docs,
         r.num_vectors,
+        if r.vectors_before_pooling != r.num_vectors {
+            format!(", pooled from {}", r.vectors_before_pooling)
+        } else {
+            String::new()
+        },
         out.display(),
         r.build_seconds,
+        r.components_seconds,
         r.encode_docs_per_s,
         r.encode_tokens_per_s,
         r.index_bytes.unwrap_or(0) as f64 / 1e6,

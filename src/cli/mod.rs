@@ -3,12 +3,13 @@
 
 mod eval;
 mod index;
+mod rebuild;
 mod search;
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
-use tessera_index::Mode;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use tessera_index::{Mode, PlaidConfig, PlaidParams, Rescore, SearchParams};
 
 use crate::encoder::{DeviceSpec, LoadOptions};
 
@@ -43,6 +44,30 @@ pub enum Command {
     Search(SearchArgs),
     /// Evaluate on a BEIR dataset (builds and caches an index unless --index is given).
     Eval(EvalArgs),
+    /// Write a new index from an existing index's stored vectors, without re-encoding:
+    /// add or re-build PLAID (other --nbits, centroids), or pool the vectors further.
+    Rebuild(RebuildArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct RebuildArgs {
+    /// The index whose vectors, ids and model record are reused.
+    pub source: PathBuf,
+    /// The new index directory (must differ from the source).
+    #[arg(long, short)]
+    pub out: PathBuf,
+    /// Components of the new index (store is always built).
+    #[arg(long, value_delimiter = ',', default_value = "store")]
+    pub components: Vec<String>,
+    /// Hierarchical pooling of the stored vectors (whole-word pooling needs the text:
+    /// use `tessera index`).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub pool_factor: u32,
+    #[command(flatten)]
+    pub plaid: PlaidBuildArgs,
+    /// Print the build report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// Model and encoding flags shared by the commands that encode documents.
@@ -106,6 +131,128 @@ pub struct CorpusArgs {
     pub limit: Option<usize>,
 }
 
+/// Token pooling applied to document vectors before they are stored.
+#[derive(Debug, Clone, Args)]
+pub struct PoolingArgs {
+    /// Keep about 1/F of each document's vectors (1 = no pooling). With
+    /// `--pooling hierarchical`, the [CLS] vector is kept as is.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
+    pub pool_factor: u32,
+    /// How vectors are pooled: Ward clustering (needs --pool-factor > 1) or averaging the
+    /// sub-word vectors of each whole word.
+    #[arg(long, value_enum, default_value = "hierarchical")]
+    pub pooling: PoolingMethod,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum PoolingMethod {
+    Hierarchical,
+    WholeWord,
+}
+
+impl PoolingArgs {
+    pub fn pooling(&self) -> Option<crate::pipeline::Pooling> {
+        match (self.pooling, self.pool_factor) {
+            (PoolingMethod::WholeWord, _) => Some(crate::pipeline::Pooling::WholeWord),
+            (PoolingMethod::Hierarchical, 1) => None,
+            (PoolingMethod::Hierarchical, f) => Some(crate::pipeline::Pooling::Hierarchical { factor: f as usize }),
+        }
+    }
+}
+
+/// How the PLAID component is built (`--components plaid`).
+#[derive(Debug, Clone, Args)]
+pub struct PlaidBuildArgs {
+    /// Bits per residual dimension.
+    #[arg(long, default_value_t = 2, value_parser = parse_nbits)]
+    pub nbits: u32,
+    /// Number of k-means centroids [default: 2^floor(log2(16 sqrt(vectors)))].
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u64).range(1..=1_048_576))]
+    pub num_centroids: Option<u64>,
+    /// k-means trains on this many sampled vectors per centroid.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub kmeans_sample_per_centroid: u32,
+    /// k-means iterations.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=100))]
+    pub kmeans_iterations: u32,
+    /// Seed for sampling and k-means (builds are reproducible).
+    #[arg(long, default_value_t = 12345)]
+    pub seed: u64,
+}
+
+fn parse_nbits(s: &str) -> Result<u32, String> {
+    match s {
+        "1" | "2" | "4" => Ok(s.parse().expect("digit")),
+        _ => Err(format!("{s:?}: nbits must be 1, 2 or 4")),
+    }
+}
+
+impl PlaidBuildArgs {
+    pub fn config(&self) -> PlaidConfig {
+        PlaidConfig {
+            nbits: self.nbits,
+            num_centroids: self.num_centroids.map(|k| k as usize),
+            sample_per_centroid: self.kmeans_sample_per_centroid as usize,
+            kmeans_iterations: self.kmeans_iterations as usize,
+            seed: self.seed,
+        }
+    }
+}
+
+/// First-stage search knobs (defaults depend on k, as in DESIGN.md).
+#[derive(Debug, Clone, Args)]
+pub struct SearchParamArgs {
+    /// PLAID: centroids probed per query token [default: 1 for k<=10, 2 for k<=100, else 4].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ncells: Option<u32>,
+    /// PLAID: centroid pruning threshold [default: 0.5 / 0.45 / 0.4 by k].
+    #[arg(long, allow_negative_numbers = true)]
+    pub centroid_score_threshold: Option<f32>,
+    /// PLAID: documents kept after pruned centroid interaction; ndocs/4 reach exact MaxSim
+    /// [default: 256 / 1024 / max(4k, 4096) by k].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ndocs: Option<u32>,
+    /// PLAID: score survivors on the stored f16 vectors (exact) or on decompressed residuals.
+    #[arg(long, value_enum)]
+    pub rescore: Option<RescoreArg>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RescoreArg {
+    Exact,
+    Decompressed,
+}
+
+impl SearchParamArgs {
+    /// Overrides on top of the defaults for `k`; `None` fields keep the defaults.
+    pub fn params(&self, k: usize) -> SearchParams {
+        let any = self.ncells.is_some()
+            || self.centroid_score_threshold.is_some()
+            || self.ndocs.is_some()
+            || self.rescore.is_some();
+        if !any {
+            return SearchParams::default();
+        }
+        let mut p = PlaidParams::for_k(k);
+        if let Some(n) = self.ncells {
+            p.ncells = n as usize;
+        }
+        if let Some(t) = self.centroid_score_threshold {
+            p.centroid_score_threshold = t;
+        }
+        if let Some(n) = self.ndocs {
+            p.ndocs = n as usize;
+        }
+        if let Some(r) = self.rescore {
+            p.rescore = match r {
+                RescoreArg::Exact => Rescore::Exact,
+                RescoreArg::Decompressed => Rescore::Decompressed,
+            };
+        }
+        SearchParams { plaid: Some(p) }
+    }
+}
+
 #[derive(Debug, Args)]
 pub struct IndexArgs {
     /// A JSONL corpus, or a BEIR dataset directory (its corpus.jsonl is used).
@@ -114,13 +261,18 @@ pub struct IndexArgs {
     /// the new one commits, then is replaced).
     #[arg(long, short)]
     pub out: PathBuf,
-    /// Structures to build, comma-separated. `store` (the f16 token vectors) is always built.
+    /// Structures to build, comma-separated: store (the f16 token vectors, always built),
+    /// plaid (centroids, residual codes, IVF).
     #[arg(long, value_delimiter = ',', default_value = "store")]
     pub components: Vec<String>,
     #[command(flatten)]
     pub corpus_args: CorpusArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub pooling: PoolingArgs,
+    #[command(flatten)]
+    pub plaid: PlaidBuildArgs,
     /// Print the build report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -139,6 +291,8 @@ pub struct SearchArgs {
     /// re-ranked by exact MaxSim) or prefixed with `rrf:` (reciprocal-rank fusion).
     #[arg(long, default_value = "exhaustive")]
     pub mode: Mode,
+    #[command(flatten)]
+    pub params: SearchParamArgs,
     /// Model directory (default: the one recorded in the index; its weights must match).
     #[arg(long, value_name = "DIR")]
     pub model: Option<PathBuf>,
@@ -162,6 +316,16 @@ pub struct EvalArgs {
     /// Search mode (see `tessera search --help`).
     #[arg(long, default_value = "exhaustive")]
     pub mode: Mode,
+    #[command(flatten)]
+    pub params: SearchParamArgs,
+    /// Also run exhaustive MaxSim on every query in the same run: report the mode's
+    /// recall against the exhaustive top-k and the latency ratio.
+    #[arg(long)]
+    pub compare_exhaustive: bool,
+    /// With --mode plaid: evaluate a grid of PLAID settings in one run (the latency/recall
+    /// curve), each against exhaustive search.
+    #[arg(long)]
+    pub sweep: bool,
     /// Metrics to report, comma-separated (ndcg@K, recall@K, mrr@K, map@K).
     #[arg(
         long,
@@ -184,10 +348,17 @@ pub struct EvalArgs {
     /// Rebuild the cached index even if one exists.
     #[arg(long)]
     pub rebuild: bool,
+    /// Components of the index eval builds (those --mode needs are added).
+    #[arg(long, value_delimiter = ',', default_value = "store")]
+    pub components: Vec<String>,
     #[command(flatten)]
     pub corpus_args: CorpusArgs,
     #[command(flatten)]
     pub model: ModelArgs,
+    #[command(flatten)]
+    pub pooling: PoolingArgs,
+    #[command(flatten)]
+    pub plaid: PlaidBuildArgs,
 }
 
 /// Run a parsed command line.
@@ -197,5 +368,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Index(args) => index::run(args, progress),
         Command::Search(args) => search::run(args),
         Command::Eval(args) => eval::run(args, progress),
+        Command::Rebuild(args) => rebuild::run(args),
     }
 }

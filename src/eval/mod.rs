@@ -11,7 +11,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tessera_index::Mode;
+use tessera_index::store::MultiVector;
+use tessera_index::{Mode, PlaidParams, SearchParams};
 
 pub use beir::BeirDataset;
 pub use metrics::{evaluate, Evaluation, Metric, Qrels, Run};
@@ -40,6 +41,9 @@ pub enum EvalError {
 #[derive(Debug, Clone)]
 pub struct EvalOptions {
     pub mode: Mode,
+    pub params: SearchParams,
+    /// Also run exhaustive search and compare (recall of the mode's top-k, latency ratio).
+    pub compare_exhaustive: bool,
     pub metrics: Vec<Metric>,
     /// Threads for search (query encoding uses candle's own threads).
     pub threads: usize,
@@ -99,6 +103,151 @@ pub struct EvalReport {
     /// From the build that produced the index (null if it did not record it).
     pub encode_docs_per_s: Option<f64>,
     pub encode_tokens_per_s: Option<f64>,
+    /// With `--compare-exhaustive`: the mode against exhaustive MaxSim in the same run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_exhaustive: Option<VsExhaustive>,
+}
+
+/// A mode compared with exhaustive exact MaxSim on the same queries, same process.
+#[derive(Debug, Clone, Serialize)]
+pub struct VsExhaustive {
+    /// Mean over queries of |mode top-k ∩ exhaustive top-k| / |exhaustive top-k|.
+    pub recall_at_k: f64,
+    pub k: usize,
+    pub exhaustive_latency_ms: Latency,
+    pub exhaustive_metrics: BTreeMap<String, f64>,
+    /// Exhaustive p50 / mode p50, and the same for p95.
+    pub speedup_p50: f64,
+    pub speedup_p95: f64,
+}
+
+/// One row of `--sweep`.
+#[derive(Debug, Clone, Serialize)]
+pub struct SweepRow {
+    pub params: PlaidParams,
+    pub recall_vs_exhaustive: f64,
+    pub metrics: BTreeMap<String, f64>,
+    pub latency_ms: Latency,
+    pub qps: f64,
+    pub speedup_p50: f64,
+}
+
+/// The result of one pass of every query through one mode.
+struct Pass {
+    run: Run,
+    latency_ms: Vec<f64>,
+    seconds: f64,
+}
+
+fn search_pass(
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    encoded: &[MultiVector],
+    k: usize,
+    mode: &Mode,
+    params: &SearchParams,
+    pool: &rayon::ThreadPool,
+    bar: &ProgressBar,
+) -> crate::Result<Pass> {
+    let mut latency_ms = Vec::with_capacity(encoded.len());
+    let mut run = Run::new();
+    let started = Instant::now();
+    for ((qid, _), q) in dataset.queries.iter().zip(encoded) {
+        let t = Instant::now();
+        let hits = pool.install(|| searcher.search_vectors(q, k, mode, params))?;
+        latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        run.insert(qid.clone(), hits.into_iter().map(|h| (h.id, f64::from(h.score))).collect());
+        bar.inc(1);
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    drop_self_hits(&mut run);
+    Ok(Pass {
+        run,
+        latency_ms,
+        seconds,
+    })
+}
+
+/// Mean over queries of the overlap of `run`'s top-k with `reference`'s top-k.
+pub fn recall_against(run: &Run, reference: &Run, k: usize) -> f64 {
+    if reference.is_empty() {
+        return 0.0;
+    }
+    let mut sum = 0.0;
+    for (qid, want) in reference {
+        let want: std::collections::HashSet<&str> = want.iter().take(k).map(|(d, _)| d.as_str()).collect();
+        if want.is_empty() {
+            sum += 1.0;
+            continue;
+        }
+        let got = run.get(qid).map_or(0, |r| r.iter().take(k).filter(|(d, _)| want.contains(d.as_str())).count());
+        sum += got as f64 / want.len() as f64;
+    }
+    sum / reference.len() as f64
+}
+
+fn progress(enabled: bool, len: u64) -> ProgressBar {
+    if !enabled {
+        return ProgressBar::hidden();
+    }
+    let b = ProgressBar::new(len);
+    b.set_style(
+        ProgressStyle::with_template("evaluating {bar:40.cyan/blue} {pos}/{len} steps  {per_sec}  ETA {eta}")
+            .expect("valid template"),
+    );
+    b
+}
+
+/// Encode one query at a time (the latency a live search pays).
+fn encode_all(dataset: &BeirDataset, searcher: &Searcher, bar: &ProgressBar) -> crate::Result<(Vec<MultiVector>, Vec<f64>)> {
+    let mut encode_ms = Vec::with_capacity(dataset.queries.len());
+    let mut encoded = Vec::with_capacity(dataset.queries.len());
+    for (_, text) in &dataset.queries {
+        let t = Instant::now();
+        encoded.push(searcher.encode_queries(&[text.as_str()])?.pop().expect("one out"));
+        encode_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        bar.inc(1);
+    }
+    Ok((encoded, encode_ms))
+}
+
+fn thread_pool(threads: usize) -> rayon::ThreadPool {
+    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
+}
+
+/// Run PLAID at each of `grid`'s settings (and exhaustive once) on the same encoded
+/// queries; one row per setting.
+pub fn run_sweep(
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    options: &EvalOptions,
+    grid: &[PlaidParams],
+) -> crate::Result<(Vec<SweepRow>, Latency)> {
+    let mode: Mode = "plaid".parse().expect("valid mode");
+    searcher.index().check_mode(&mode)?;
+    let k = options.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
+    let n = dataset.queries.len() as u64;
+    let bar = progress(options.progress, n * (2 + grid.len() as u64));
+    let (encoded, _) = encode_all(dataset, searcher, &bar)?;
+    let pool = thread_pool(options.threads);
+    let exhaustive = search_pass(dataset, searcher, &encoded, k, &Mode::default(), &SearchParams::default(), &pool, &bar)?;
+    let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
+    let mut rows = Vec::with_capacity(grid.len());
+    for p in grid {
+        let params = SearchParams { plaid: Some(*p) };
+        let pass = search_pass(dataset, searcher, &encoded, k, &mode, &params, &pool, &bar)?;
+        let latency = Latency::from_samples(&pass.latency_ms);
+        rows.push(SweepRow {
+            params: *p,
+            recall_vs_exhaustive: recall_against(&pass.run, &exhaustive.run, k),
+            metrics: evaluate(&pass.run, &dataset.qrels, &options.metrics).mean,
+            qps: encoded.len() as f64 / pass.seconds.max(1e-9),
+            speedup_p50: exh_latency.p50 / latency.p50.max(1e-9),
+            latency_ms: latency,
+        });
+    }
+    bar.finish_and_clear();
+    Ok((rows, exh_latency))
 }
 
 /// BEIR drops a retrieved document whose id is the query's own (ArguAna and Quora hold
@@ -116,62 +265,30 @@ pub fn run_eval(
     options: &EvalOptions,
 ) -> crate::Result<(EvalReport, Run)> {
     searcher.index().check_mode(&options.mode)?;
-    let k = options
-        .metrics
-        .iter()
-        .map(|m| m.cutoff())
-        .max()
-        .unwrap_or(100);
-    let bar = if options.progress {
-        let b = ProgressBar::new(dataset.queries.len() as u64 * 2);
-        b.set_style(
-            ProgressStyle::with_template(
-                "evaluating {bar:40.cyan/blue} {pos}/{len} steps  {per_sec}  ETA {eta}",
-            )
-            .expect("valid template"),
-        );
-        b
+    let k = options.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
+    let n = dataset.queries.len() as u64;
+    let bar = progress(options.progress, n * if options.compare_exhaustive { 3 } else { 2 });
+    let (encoded, encode_ms) = encode_all(dataset, searcher, &bar)?;
+    let pool = thread_pool(options.threads);
+    let pass = search_pass(dataset, searcher, &encoded, k, &options.mode, &options.params, &pool, &bar)?;
+    let latency_ms = Latency::from_samples(&pass.latency_ms);
+    let vs_exhaustive = if options.compare_exhaustive {
+        let exh = search_pass(dataset, searcher, &encoded, k, &Mode::default(), &SearchParams::default(), &pool, &bar)?;
+        let exh_latency = Latency::from_samples(&exh.latency_ms);
+        Some(VsExhaustive {
+            recall_at_k: recall_against(&pass.run, &exh.run, k),
+            k,
+            exhaustive_metrics: evaluate(&exh.run, &dataset.qrels, &options.metrics).mean,
+            speedup_p50: exh_latency.p50 / latency_ms.p50.max(1e-9),
+            speedup_p95: exh_latency.p95 / latency_ms.p95.max(1e-9),
+            exhaustive_latency_ms: exh_latency,
+        })
     } else {
-        ProgressBar::hidden()
+        None
     };
-
-    // Encode one query at a time: the latency a live search pays.
-    let mut encode_ms = Vec::with_capacity(dataset.queries.len());
-    let mut encoded = Vec::with_capacity(dataset.queries.len());
-    for (_, text) in &dataset.queries {
-        let t = Instant::now();
-        encoded.push(
-            searcher
-                .encode_queries(&[text.as_str()])?
-                .pop()
-                .expect("one out"),
-        );
-        encode_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        bar.inc(1);
-    }
-
-    let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(options.threads)
-        .build()
-        .expect("thread pool");
-    let mut search_ms = Vec::with_capacity(encoded.len());
-    let mut run = Run::new();
-    let started = Instant::now();
-    for ((qid, _), q) in dataset.queries.iter().zip(&encoded) {
-        let t = Instant::now();
-        let hits = pool.install(|| searcher.search_vectors(q, k, &options.mode))?;
-        search_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let ranking = hits
-            .into_iter()
-            .map(|h| (h.id, f64::from(h.score)))
-            .collect();
-        run.insert(qid.clone(), ranking);
-        bar.inc(1);
-    }
-    let search_seconds = started.elapsed().as_secs_f64();
     bar.finish_and_clear();
-    drop_self_hits(&mut run);
-
+    let run = pass.run;
+    let search_seconds = pass.seconds;
     let evaluation = evaluate(&run, &dataset.qrels, &options.metrics);
     let index = searcher.index();
     let manifest = index.manifest();
@@ -184,7 +301,7 @@ pub fn run_eval(
         mode: options.mode.to_string(),
         num_queries: evaluation.num_queries,
         metrics: evaluation.mean,
-        latency_ms: Latency::from_samples(&search_ms),
+        latency_ms,
         qps: encoded.len() as f64 / search_seconds.max(1e-9),
         query_encode_ms: Latency::from_samples(&encode_ms),
         threads: options.threads,
@@ -195,6 +312,7 @@ pub fn run_eval(
         num_vectors: manifest.num_vectors,
         encode_docs_per_s: build_stat("encode_docs_per_s"),
         encode_tokens_per_s: build_stat("encode_tokens_per_s"),
+        vs_exhaustive,
     };
     Ok((report, run))
 }

@@ -6,7 +6,8 @@ use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
-use tessera_index::{IndexError, IndexWriter, Manifest, ModelInfo};
+use tessera_index::pooling::{pool_by_groups, pool_hierarchical};
+use tessera_index::{IndexConfig, IndexError, IndexWriter, Manifest, ModelInfo};
 
 use crate::corpus::{self, CorpusError, CorpusFormat, JsonlReader, OnMalformed, Skipped};
 use crate::encoder::{ColbertEncoder, EncoderError, Role};
@@ -36,6 +37,20 @@ pub struct IndexJob {
     /// Index only the first N documents.
     pub limit: Option<usize>,
     pub progress: bool,
+    /// Pooling of document vectors before storing.
+    pub pooling: Option<Pooling>,
+    /// Optional components (PLAID) built at commit.
+    pub components: IndexConfig,
+}
+
+/// Token pooling (see `tessera_index::pooling`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(tag = "method", rename_all = "kebab-case")]
+pub enum Pooling {
+    /// Ward clustering to `max(1, n / factor)` vectors; the first ([CLS]) kept as is.
+    Hierarchical { factor: usize },
+    /// Mean of each whole word's sub-word vectors.
+    WholeWord,
 }
 
 /// What a build did. Everything but the sizes is also stored in the manifest's
@@ -46,7 +61,11 @@ pub struct BuildReport {
     pub num_docs: usize,
     pub num_vectors: usize,
     pub skipped_lines: usize,
+    /// Vectors the encoder produced, before pooling.
+    pub vectors_before_pooling: usize,
     pub encode_seconds: f64,
+    /// Seconds spent building optional components (PLAID) at commit.
+    pub components_seconds: f64,
     pub build_seconds: f64,
     pub encode_docs_per_s: f64,
     /// Tokens fed to the model per second (special tokens included, padding not).
@@ -79,10 +98,11 @@ pub fn build_index(
             "settings": encoder.settings(),
         }),
     };
-    let mut writer = IndexWriter::create(&job.out, model)?;
+    let mut writer = IndexWriter::create_with(&job.out, model, job.components.clone())?;
     let mut reader = JsonlReader::open(&path, job.format.clone(), job.on_malformed)?;
     let mut encode_seconds = 0.0;
     let mut tokens_encoded = 0usize;
+    let mut vectors_before_pooling = 0usize;
     let mut skipped_lines = 0;
     let limit = job.limit.unwrap_or(usize::MAX);
     let mut window = Vec::with_capacity(WINDOW_DOCS);
@@ -107,8 +127,24 @@ pub fn build_index(
         let encoded = encoder.encode_tokenized(&tokenized)?;
         encode_seconds += t.elapsed().as_secs_f64();
         tokens_encoded += tokenized.iter().map(|t| t.ids.len()).sum::<usize>();
-        for (doc, mv) in window.iter().zip(&encoded.vectors) {
-            writer.add(&doc.id, mv.as_slice())?;
+        for ((doc, mv), tok) in window.iter().zip(&encoded.vectors).zip(&tokenized) {
+            vectors_before_pooling += mv.len();
+            match job.pooling {
+                None => writer.add(&doc.id, mv.as_slice())?,
+                Some(Pooling::Hierarchical { factor }) => {
+                    writer.add(&doc.id, &pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1))?
+                }
+                Some(Pooling::WholeWord) => {
+                    let groups: Vec<Option<u32>> = tok
+                        .word_ids
+                        .iter()
+                        .zip(&tok.keep)
+                        .filter(|(_, k)| **k)
+                        .map(|(w, _)| *w)
+                        .collect();
+                    writer.add(&doc.id, &pool_by_groups(mv.as_slice(), mv.dim(), &groups))?
+                }
+            }
         }
         bar.inc(window.len() as u64);
     }
@@ -118,19 +154,28 @@ pub fn build_index(
         return Err(PipelineError::Empty { path });
     }
 
+    let encoded_at = Instant::now();
     let mut report = BuildReport {
         corpus: path,
         num_docs,
         num_vectors: writer.num_vectors(),
         skipped_lines,
+        vectors_before_pooling,
         encode_seconds,
+        components_seconds: 0.0,
         build_seconds: started.elapsed().as_secs_f64(),
         encode_docs_per_s: num_docs as f64 / encode_seconds.max(1e-9),
         encode_tokens_per_s: tokens_encoded as f64 / encode_seconds.max(1e-9),
         index_bytes: None,
         bytes_per_vector: None,
     };
-    let manifest = writer.commit(serde_json::json!({ "build": &report }))?;
+    let manifest = writer.commit(serde_json::json!({
+        "build": &report,
+        "pooling": job.pooling,
+        "components": job.components.plaid.map(|p| serde_json::json!({"plaid": p})),
+    }))?;
+    report.components_seconds = encoded_at.elapsed().as_secs_f64();
+    report.build_seconds = started.elapsed().as_secs_f64();
     // Sizes are known only once the files are finished.
     report.index_bytes = Some(manifest.index_bytes());
     report.bytes_per_vector = Some(manifest.index_bytes() as f64 / manifest.num_vectors as f64);

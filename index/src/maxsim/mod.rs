@@ -82,6 +82,29 @@ impl MaxSim {
         self.kernel
     }
 
+    /// MaxSim of an f32 query against an f32 document (e.g. decompressed vectors).
+    pub fn score_f32(&mut self, query: MultiVectorRef<'_, f32>, doc: MultiVectorRef<'_, f32>) -> f32 {
+        assert_eq!(query.dim(), doc.dim(), "query and document dimensions differ");
+        if query.is_empty() || doc.is_empty() {
+            return 0.0;
+        }
+        match self.kernel {
+            Kernel::Scalar => query
+                .rows()
+                .map(|q| {
+                    doc.rows()
+                        .map(|d| q.iter().zip(d).map(|(a, b)| a * b).sum::<f32>())
+                        .fold(f32::NEG_INFINITY, f32::max)
+                })
+                .sum(),
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx2Fma is only selected after runtime detection of avx2 and fma.
+            Kernel::Avx2Fma => unsafe { x86::maxsim_avx2(query.as_slice(), doc.as_slice(), query.dim()) },
+            #[cfg(not(target_arch = "x86_64"))]
+            Kernel::Avx2Fma => unreachable!("Avx2Fma is never selected off x86_64"),
+        }
+    }
+
     /// MaxSim of an f32 query against an f16 document of the same dimension.
     /// An empty query scores 0; an empty document scores 0 too.
     pub fn score(&mut self, query: MultiVectorRef<'_, f32>, doc: MultiVectorRef<'_, f16>) -> f32 {

@@ -2,15 +2,18 @@
 //!
 //! Grammar (DESIGN.md): a stage name (`exhaustive`, `plaid`, `muvera`, `splade`, `bm25`);
 //! stages joined by `+` mean the union of their candidates re-ranked by exact MaxSim;
-//! `rrf:` before them means reciprocal-rank fusion of their rankings. Today an index holds
-//! only the token store, so `exhaustive` is the one stage that runs; naming any other is
-//! a [`IndexError::MissingComponent`] that says what the index has.
+//! `rrf:` before them means reciprocal-rank fusion of their rankings. A stage whose
+//! component the index lacks is a [`IndexError::MissingComponent`] that says what the
+//! index has. Stages that exist today: `exhaustive` (component `store`) and `plaid`.
 
 use std::fmt;
 use std::str::FromStr;
 
+use serde::{Deserialize, Serialize};
+
 use crate::error::{IndexError, Result};
 use crate::maxsim::{self, Hit};
+use crate::plaid::PlaidParams;
 use crate::store::MultiVectorRef;
 use crate::Index;
 
@@ -118,10 +121,19 @@ impl fmt::Display for Mode {
     }
 }
 
+/// Per-query knobs of the first stages (each `None` = that stage's defaults for k).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct SearchParams {
+    pub plaid: Option<PlaidParams>,
+}
+
+/// Reciprocal-rank fusion constant (Cormack et al. 2009).
+pub const RRF_K: f32 = 60.0;
+
 impl Index {
     /// Components this index holds.
     pub fn components(&self) -> Vec<&'static str> {
-        vec!["store"]
+        self.manifest().components.names()
     }
 
     /// Fail with the missing component's name if the index cannot run `mode`.
@@ -140,12 +152,7 @@ impl Index {
     }
 
     /// The best `k` documents for `query` under `mode`, best first.
-    pub fn search(
-        &self,
-        query: MultiVectorRef<'_, f32>,
-        k: usize,
-        mode: &Mode,
-    ) -> Result<Vec<Hit>> {
+    pub fn search(&self, query: MultiVectorRef<'_, f32>, k: usize, mode: &Mode, params: &SearchParams) -> Result<Vec<Hit>> {
         self.check_mode(mode)?;
         if query.dim() != self.manifest().dim {
             return Err(IndexError::Dimension {
@@ -153,9 +160,61 @@ impl Index {
                 found: query.dim(),
             });
         }
-        // Every stage the index can hold today is `exhaustive` (check_mode guarantees
-        // it), and exact MaxSim over all documents is already the final ranking, for
-        // union and for RRF alike.
-        Ok(maxsim::search_exhaustive(self.store(), query, k))
+        match (mode.fusion, mode.stages.as_slice()) {
+            (_, [stage]) => Ok(self.run_stage(*stage, query, k, params)),
+            (Fusion::MaxSimRescore, stages) => {
+                if stages.contains(&Stage::Exhaustive) {
+                    return Ok(maxsim::search_exhaustive(self.store(), query, k));
+                }
+                let mut union: Vec<u32> = stages
+                    .iter()
+                    .flat_map(|s| self.stage_candidates(*s, query, k, params))
+                    .collect();
+                union.sort_unstable();
+                union.dedup();
+                Ok(maxsim::search_candidates(self.store(), query, k, &union))
+            }
+            (Fusion::Rrf, stages) => {
+                let rankings: Vec<Vec<Hit>> = stages.iter().map(|s| self.run_stage(*s, query, k, params)).collect();
+                Ok(reciprocal_rank_fusion(&rankings, k))
+            }
+        }
     }
+
+    /// One stage's own final ranking.
+    fn run_stage(&self, stage: Stage, query: MultiVectorRef<'_, f32>, k: usize, params: &SearchParams) -> Vec<Hit> {
+        match stage {
+            Stage::Plaid => {
+                let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
+                self.plaid().expect("checked by check_mode").search(self.store(), query, k, &p)
+            }
+            _ => maxsim::search_exhaustive(self.store(), query, k),
+        }
+    }
+
+    /// One stage's candidates for the union-and-rescore path.
+    fn stage_candidates(&self, stage: Stage, query: MultiVectorRef<'_, f32>, k: usize, params: &SearchParams) -> Vec<u32> {
+        match stage {
+            Stage::Plaid => {
+                let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
+                self.plaid().expect("checked by check_mode").candidates(self.store(), query, k, &p)
+            }
+            _ => (0..self.store().num_docs() as u32).collect(),
+        }
+    }
+}
+
+/// RRF: `score(d) = Σ_rankings 1 / (RRF_K + rank(d))`, ranks from 1; best `k`.
+pub fn reciprocal_rank_fusion(rankings: &[Vec<Hit>], k: usize) -> Vec<Hit> {
+    let mut fused: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
+    for ranking in rankings {
+        for (rank, hit) in ranking.iter().enumerate() {
+            *fused.entry(hit.doc).or_insert(0.0) += 1.0 / (RRF_K + rank as f32 + 1.0);
+        }
+    }
+    let mut top = crate::maxsim::TopK::new(k);
+    for (doc, score) in fused {
+        top.push(Hit { doc, score });
+    }
+    top.into_sorted()
 }

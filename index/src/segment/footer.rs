@@ -22,6 +22,14 @@ pub enum ComponentKind {
     Offsets,
     /// External document ids.
     DocIds,
+    /// PLAID: k-means centroids, f32 `k x dim`.
+    Centroids,
+    /// PLAID: centroid id (u32) of every vector.
+    Codes,
+    /// PLAID: packed quantised residuals of every vector.
+    Residuals,
+    /// PLAID: inverted file, centroid -> documents.
+    Ivf,
 }
 
 impl ComponentKind {
@@ -30,6 +38,10 @@ impl ComponentKind {
             ComponentKind::Vectors => *b"vectors\0",
             ComponentKind::Offsets => *b"offsets\0",
             ComponentKind::DocIds => *b"doc_ids\0",
+            ComponentKind::Centroids => *b"centroid",
+            ComponentKind::Codes => *b"codes\0\0\0",
+            ComponentKind::Residuals => *b"residual",
+            ComponentKind::Ivf => *b"ivf\0\0\0\0\0",
         }
     }
 

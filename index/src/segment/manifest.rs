@@ -32,11 +32,47 @@ pub struct StoreFiles {
     pub doc_ids: FileEntry,
 }
 
-/// Every component an index can hold. Only `store` exists today; first-stage
-/// structures (plaid, muvera, splade, bm25) get their own optional fields.
+/// Files and parameters of the PLAID component (see `plaid/README.md`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaidFiles {
+    pub num_centroids: usize,
+    pub quantizer: crate::codec::ResidualQuantizer,
+    pub centroids: FileEntry,
+    pub codes: FileEntry,
+    pub residuals: FileEntry,
+    pub ivf: FileEntry,
+    /// How it was built (sample size, iterations, seed, timings), for humans.
+    #[serde(default)]
+    pub build: serde_json::Value,
+}
+
+/// Every component an index can hold. `store` is always there; first stages are
+/// optional (muvera, splade and bm25 will join `plaid` here).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Components {
     pub store: StoreFiles,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plaid: Option<PlaidFiles>,
+}
+
+impl Components {
+    /// Names of the components present.
+    pub fn names(&self) -> Vec<&'static str> {
+        let mut v = vec!["store"];
+        if self.plaid.is_some() {
+            v.push("plaid");
+        }
+        v
+    }
+
+    fn files(&self) -> Vec<&FileEntry> {
+        let s = &self.store;
+        let mut v = vec![&s.vectors, &s.offsets, &s.doc_ids];
+        if let Some(p) = &self.plaid {
+            v.extend([&p.centroids, &p.codes, &p.residuals, &p.ivf]);
+        }
+        v
+    }
 }
 
 /// The whole manifest.
@@ -60,8 +96,7 @@ pub struct Manifest {
 impl Manifest {
     /// Total bytes of all files the manifest lists.
     pub fn index_bytes(&self) -> u64 {
-        let s = &self.components.store;
-        s.vectors.bytes + s.offsets.bytes + s.doc_ids.bytes
+        self.components.files().iter().map(|f| f.bytes).sum()
     }
 
     /// Read and validate `dir/manifest.json`.
@@ -116,11 +151,7 @@ impl Manifest {
 
     /// File names this manifest lists.
     pub fn file_names(&self) -> Vec<&str> {
-        let s = &self.components.store;
-        vec![&s.vectors.name, &s.offsets.name, &s.doc_ids.name]
-            .into_iter()
-            .map(String::as_str)
-            .collect()
+        self.components.files().into_iter().map(|f| f.name.as_str()).collect()
     }
 }
 

@@ -123,6 +123,11 @@ impl TokenStore {
         )
     }
 
+    /// Index of document `i`'s first vector in the flat matrix.
+    pub fn doc_offset(&self, i: usize) -> usize {
+        self.offsets()[i] as usize
+    }
+
     /// Number of token vectors of document `i`.
     pub fn doc_len(&self, i: usize) -> usize {
         let offs = self.offsets();

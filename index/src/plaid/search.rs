@@ -1,0 +1,184 @@
+//! PLAID search (Santhanam et al. 2022): probe `ncells` centroids per query token,
+//! score the IVF candidates by centroid interaction (first with centroid pruning, keep
+//! `ndocs`; then without, keep `ndocs / 4`), then exact MaxSim on the survivors.
+
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::PlaidIndex;
+use crate::codec::linalg::dot_matrix;
+use crate::maxsim::{self, Hit, MaxSim, TopK};
+use crate::store::{MultiVectorRef, TokenStore};
+
+/// What the last stage scores survivors against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Rescore {
+    /// The full-precision (f16) vectors of the token store (default).
+    #[default]
+    Exact,
+    /// Vectors decompressed from centroid + residual (what an index without the store has).
+    Decompressed,
+}
+
+/// PLAID's knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PlaidParams {
+    /// Centroids probed per query token.
+    pub ncells: usize,
+    /// Centroids whose best query-token score is below this are ignored in the first
+    /// interaction pass.
+    pub centroid_score_threshold: f32,
+    /// Documents kept after the pruned pass; `ndocs / 4` after the full one.
+    pub ndocs: usize,
+    pub rescore: Rescore,
+}
+
+impl PlaidParams {
+    /// The reference defaults by k (DESIGN.md).
+    pub fn for_k(k: usize) -> Self {
+        let (ncells, centroid_score_threshold, ndocs) = match k {
+            0..=10 => (1, 0.5, 256),
+            11..=100 => (2, 0.45, 1024),
+            _ => (4, 0.4, (4 * k).max(4096)),
+        };
+        PlaidParams {
+            ncells,
+            centroid_score_threshold,
+            ndocs,
+            rescore: Rescore::Exact,
+        }
+    }
+
+    /// Settings under which PLAID must equal exhaustive search: every cell, no pruning,
+    /// every document through both passes.
+    pub fn exhaustive(num_centroids: usize, num_docs: usize) -> Self {
+        PlaidParams {
+            ncells: num_centroids,
+            centroid_score_threshold: f32::NEG_INFINITY,
+            ndocs: 4 * num_docs.max(1),
+            rescore: Rescore::Exact,
+        }
+    }
+}
+
+impl PlaidIndex {
+    /// Query-token x centroid scores, centroid-major: `out[c * nq + i] = ⟨q_i, c⟩`.
+    pub fn centroid_scores(&self, query: MultiVectorRef<'_, f32>) -> Vec<f32> {
+        let nq = query.len();
+        let mut out = vec![0.0f32; self.num_centroids * nq];
+        dot_matrix(self.centroids(), query.as_slice(), self.dim, &mut out);
+        out
+    }
+
+    /// Documents in the IVF lists of each query token's `ncells` best centroids.
+    pub fn probe(&self, scores: &[f32], nq: usize, ncells: usize) -> Vec<u32> {
+        let ncells = ncells.clamp(1, self.num_centroids);
+        let mut cells: Vec<u32> = Vec::with_capacity(nq * ncells);
+        let mut order: Vec<u32> = (0..self.num_centroids as u32).collect();
+        for i in 0..nq {
+            let s = |c: &u32| scores[*c as usize * nq + i];
+            if ncells < order.len() {
+                order.select_nth_unstable_by(ncells - 1, |a, b| s(b).total_cmp(&s(a)));
+            }
+            cells.extend_from_slice(&order[..ncells]);
+        }
+        cells.sort_unstable();
+        cells.dedup();
+        let mut docs: Vec<u32> = cells.iter().flat_map(|&c| self.ivf_list(c as usize)).copied().collect();
+        docs.sort_unstable();
+        docs.dedup();
+        docs
+    }
+
+    /// Centroid interaction: `Σ_i max_{j in doc} scores[code_j, i]` for each document,
+    /// where `scores` is centroid-major (`k x nq`).
+    pub fn interaction(&self, store: &TokenStore, scores: &[f32], nq: usize, docs: &[u32]) -> Vec<f32> {
+        let codes = self.codes();
+        docs.par_iter()
+            .with_min_len(64)
+            .map_init(
+                || vec![f32::NEG_INFINITY; nq],
+                |best, &d| {
+                    best.fill(f32::NEG_INFINITY);
+                    let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
+                    for &c in &codes[start..start + len] {
+                        let row = &scores[c as usize * nq..(c as usize + 1) * nq];
+                        for (b, s) in best.iter_mut().zip(row) {
+                            *b = b.max(*s);
+                        }
+                    }
+                    best.iter().sum::<f32>()
+                },
+            )
+            .collect()
+    }
+
+    /// PLAID's candidate generation: the documents that reach the exact stage.
+    pub fn candidates(&self, store: &TokenStore, query: MultiVectorRef<'_, f32>, k: usize, params: &PlaidParams) -> Vec<u32> {
+        let nq = query.len();
+        if nq == 0 {
+            return Vec::new();
+        }
+        let scores = self.centroid_scores(query);
+        let docs = self.probe(&scores, nq, params.ncells);
+
+        // Pass 1, pruned: a centroid no query token scores above the threshold counts 0.
+        let mut pruned = scores.clone();
+        for row in pruned.chunks_exact_mut(nq) {
+            if row.iter().copied().fold(f32::NEG_INFINITY, f32::max) < params.centroid_score_threshold {
+                row.fill(0.0);
+            }
+        }
+        let approx = self.interaction(store, &pruned, nq, &docs);
+        let docs = top_docs(&docs, &approx, params.ndocs.max(k));
+
+        // Pass 2, full centroid interaction.
+        let approx = self.interaction(store, &scores, nq, &docs);
+        top_docs(&docs, &approx, (params.ndocs / 4).max(k))
+    }
+
+    /// Full PLAID search: candidates, then MaxSim on the survivors; best `k`.
+    pub fn search(&self, store: &TokenStore, query: MultiVectorRef<'_, f32>, k: usize, params: &PlaidParams) -> Vec<Hit> {
+        let survivors = self.candidates(store, query, k, params);
+        match params.rescore {
+            Rescore::Exact => maxsim::search_candidates(store, query, k, &survivors),
+            Rescore::Decompressed => self.rescore_decompressed(store, query, k, &survivors),
+        }
+    }
+
+    fn rescore_decompressed(&self, store: &TokenStore, query: MultiVectorRef<'_, f32>, k: usize, docs: &[u32]) -> Vec<Hit> {
+        let dim = self.dim;
+        docs.par_iter()
+            .with_min_len(16)
+            .fold(
+                || (TopK::new(k), MaxSim::default(), Vec::new()),
+                |(mut top, mut scorer, mut buf), &d| {
+                    let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
+                    buf.resize(len * dim, 0.0f32);
+                    for (j, row) in buf.chunks_exact_mut(dim).enumerate() {
+                        self.decode(start + j, row);
+                    }
+                    let score = scorer.score_f32(query, MultiVectorRef::new(&buf, dim));
+                    top.push(Hit { doc: d, score });
+                    (top, scorer, buf)
+                },
+            )
+            .map(|(top, _, _)| top)
+            .reduce(|| TopK::new(k), TopK::merge)
+            .into_sorted()
+    }
+}
+
+/// The `keep` documents with the highest scores (all of them if fewer), in doc order.
+fn top_docs(docs: &[u32], scores: &[f32], keep: usize) -> Vec<u32> {
+    if docs.len() <= keep {
+        return docs.to_vec();
+    }
+    let mut idx: Vec<usize> = (0..docs.len()).collect();
+    // Ties by lower document number, as everywhere else.
+    idx.select_nth_unstable_by(keep - 1, |&a, &b| scores[b].total_cmp(&scores[a]).then(docs[a].cmp(&docs[b])));
+    let mut out: Vec<u32> = idx[..keep].iter().map(|&i| docs[i]).collect();
+    out.sort_unstable();
+    out
+}

@@ -1,0 +1,256 @@
+//! PLAID and the residual codec against exact references on seeded synthetic data:
+//! maximal settings equal exhaustive search exactly, assignment equals brute force,
+//! reconstruction error shrinks with nbits, damaged files are typed errors.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tessera_index::codec::{kmeans, nearest_ip, KMeansConfig, ResidualDecoder, ResidualQuantizer};
+use tessera_index::store::MultiVectorRef;
+use tessera_index::{Index, IndexConfig, IndexError, IndexWriter, ModelInfo, Mode, PlaidConfig, PlaidParams, Rescore, SearchParams};
+
+const DIM: usize = 32;
+
+fn unit(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+    v.into_iter().map(|x| x / n).collect()
+}
+
+/// Documents made of noisy copies of a few of 40 topic directions, like real token
+/// vectors that cluster by meaning.
+struct Corpus {
+    topics: Vec<Vec<f32>>,
+    docs: Vec<Vec<f32>>,
+}
+
+fn corpus(seed: u64, n_docs: usize) -> Corpus {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let topics: Vec<Vec<f32>> = (0..40).map(|_| unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect())).collect();
+    let docs = (0..n_docs)
+        .map(|_| {
+            let n = rng.gen_range(3..30);
+            let mine: Vec<usize> = (0..3).map(|_| rng.gen_range(0..topics.len())).collect();
+            let mut v = Vec::with_capacity(n * DIM);
+            for _ in 0..n {
+                let t = &topics[mine[rng.gen_range(0..3)]];
+                v.extend(unit(t.iter().map(|x| x + rng.gen_range(-0.35..0.35)).collect()));
+            }
+            v
+        })
+        .collect();
+    Corpus { topics, docs }
+}
+
+fn query(c: &Corpus, rng: &mut ChaCha8Rng) -> Vec<f32> {
+    let mut q = Vec::new();
+    for _ in 0..rng.gen_range(1..12) {
+        let t = &c.topics[rng.gen_range(0..c.topics.len())];
+        q.extend(unit(t.iter().map(|x| x + rng.gen_range(-0.4..0.4)).collect()));
+    }
+    q
+}
+
+fn build(dir: &std::path::Path, c: &Corpus, nbits: u32) -> Index {
+    let model = ModelInfo { name: "synthetic".into(), dim: DIM, weights_sha256: "-".into(), encoder: Default::default() };
+    let config = IndexConfig {
+        plaid: Some(PlaidConfig { nbits, num_centroids: Some(64), ..PlaidConfig::default() }),
+    };
+    let mut w = IndexWriter::create_with(dir, model, config).unwrap();
+    for (i, d) in c.docs.iter().enumerate() {
+        w.add(&format!("d{i}"), d).unwrap();
+    }
+    w.commit(serde_json::json!({})).unwrap();
+    Index::open(dir).unwrap()
+}
+
+#[test]
+fn maximal_settings_equal_exhaustive_exactly() {
+    let c = corpus(1, 400);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &c, 2);
+    let plaid = index.plaid().expect("built with plaid");
+    let params = SearchParams { plaid: Some(PlaidParams::exhaustive(plaid.num_centroids(), 400)) };
+    let mode: Mode = "plaid".parse().unwrap();
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    for _ in 0..20 {
+        let q = query(&c, &mut rng);
+        let q = MultiVectorRef::new(&q, DIM);
+        let exact = index.search_exhaustive(q, 100);
+        let got = index.search(q, 100, &mode, &params).unwrap();
+        assert_eq!(got, exact, "PLAID with every cell and no pruning must be exhaustive search");
+    }
+}
+
+/// The defaults find most of the exhaustive top 10 on clustered data, and probing a few
+/// cells without pruning finds nearly all of it.
+#[test]
+fn wider_settings_reach_exhaustive_recall() {
+    let c = corpus(3, 600);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &c, 2);
+    let mode: Mode = "plaid".parse().unwrap();
+    let recall = |params: PlaidParams| {
+        let mut rng = ChaCha8Rng::seed_from_u64(4);
+        let (mut found, mut total) = (0, 0);
+        for _ in 0..30 {
+            let q = query(&c, &mut rng);
+            let q = MultiVectorRef::new(&q, DIM);
+            let exact: Vec<u32> = index.search_exhaustive(q, 10).iter().map(|h| h.doc).collect();
+            let p = SearchParams { plaid: Some(params) };
+            let got: Vec<u32> = index.search(q, 10, &mode, &p).unwrap().iter().map(|h| h.doc).collect();
+            found += exact.iter().filter(|d| got.contains(d)).count();
+            total += exact.len();
+        }
+        found as f64 / total as f64
+    };
+    let defaults = PlaidParams::for_k(10);
+    let r1 = recall(defaults);
+    let wide = recall(PlaidParams { ncells: 8, centroid_score_threshold: f32::NEG_INFINITY, ndocs: 2400, ..defaults });
+    assert!(wide >= 0.99, "8 cells, no pruning, every candidate rescored: recall {wide}");
+    assert!(r1 > 0.5, "defaults find most of the top 10: {r1}");
+}
+
+#[test]
+fn union_and_rrf_modes_run_on_plaid() {
+    let c = corpus(5, 200);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &c, 2);
+    let mut rng = ChaCha8Rng::seed_from_u64(6);
+    let q = query(&c, &mut rng);
+    let q = MultiVectorRef::new(&q, DIM);
+    let exact = index.search_exhaustive(q, 10);
+    // A union that includes exhaustive is exhaustive.
+    let union = index.search(q, 10, &"plaid+exhaustive".parse().unwrap(), &SearchParams::default()).unwrap();
+    assert_eq!(union, exact);
+    let rrf = index.search(q, 10, &"rrf:plaid+exhaustive".parse().unwrap(), &SearchParams::default()).unwrap();
+    assert_eq!(rrf.len(), 10);
+    assert!(rrf.windows(2).all(|w| w[0].score >= w[1].score));
+}
+
+#[test]
+fn assignment_equals_brute_force() {
+    let c = corpus(7, 50);
+    let points: Vec<f32> = c.docs.concat();
+    let mut centroids = kmeans(&points, DIM, KMeansConfig { k: 37, iterations: 4, seed: 9 });
+    tessera_index::codec::linalg::normalize_rows(&mut centroids, DIM);
+    let fast = nearest_ip(&points, &centroids, DIM);
+    for (p, &got) in points.chunks_exact(DIM).zip(&fast) {
+        let scores: Vec<f32> = centroids.chunks_exact(DIM).map(|c| c.iter().zip(p).map(|(a, b)| a * b).sum()).collect();
+        let best = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        assert!(scores[got as usize] >= best - 1e-5, "gemm assignment {got} not the brute-force best");
+    }
+}
+
+#[test]
+fn kmeans_is_reproducible_with_a_seed() {
+    let c = corpus(8, 80);
+    let points: Vec<f32> = c.docs.concat();
+    let cfg = KMeansConfig { k: 16, iterations: 5, seed: 42 };
+    assert_eq!(kmeans(&points, DIM, cfg), kmeans(&points, DIM, cfg));
+}
+
+#[test]
+fn reconstruction_error_shrinks_as_nbits_grows() {
+    let c = corpus(10, 300);
+    let points: Vec<f32> = c.docs.concat();
+    let mut centroids = kmeans(&points, DIM, KMeansConfig { k: 32, iterations: 5, seed: 1 });
+    tessera_index::codec::linalg::normalize_rows(&mut centroids, DIM);
+    let codes = nearest_ip(&points, &centroids, DIM);
+    let residuals: Vec<f32> = points
+        .chunks_exact(DIM)
+        .zip(&codes)
+        .flat_map(|(p, &c)| p.iter().zip(&centroids[c as usize * DIM..]).map(|(a, b)| a - b).collect::<Vec<_>>())
+        .collect();
+    let mut errors = Vec::new();
+    for nbits in [1, 2, 4] {
+        let q = ResidualQuantizer::fit(DIM, nbits, residuals.clone());
+        let dec = ResidualDecoder::new(&q);
+        let mut packed = vec![0u8; q.packed_len()];
+        let mut out = vec![0.0f32; DIM];
+        let mut err = 0.0f64;
+        for ((p, &c), r) in points.chunks_exact(DIM).zip(&codes).zip(residuals.chunks_exact(DIM)) {
+            q.pack(r, &mut packed);
+            dec.decode(&centroids[c as usize * DIM..(c as usize + 1) * DIM], &packed, &mut out);
+            err += p.iter().zip(&out).map(|(a, b)| f64::from((a - b).powi(2))).sum::<f64>();
+        }
+        errors.push(err / (points.len() / DIM) as f64);
+    }
+    assert!(errors[0] > errors[1] && errors[1] > errors[2], "mean squared error by nbits 1,2,4: {errors:?}");
+}
+
+#[test]
+fn decompressed_rescoring_tracks_exact_scores() {
+    let c = corpus(11, 150);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &c, 4);
+    let plaid = index.plaid().unwrap();
+    let mut p = PlaidParams::exhaustive(plaid.num_centroids(), 150);
+    p.rescore = Rescore::Decompressed;
+    let mut rng = ChaCha8Rng::seed_from_u64(12);
+    let q = query(&c, &mut rng);
+    let q = MultiVectorRef::new(&q, DIM);
+    let exact = index.search_exhaustive(q, 150);
+    let approx = index.search(q, 150, &"plaid".parse().unwrap(), &SearchParams { plaid: Some(p) }).unwrap();
+    // Per query token, the decompressed score stays close to the exact one.
+    let nq = q.len() as f32;
+    let errors: Vec<f32> = approx
+        .iter()
+        .map(|h| (h.score - exact.iter().find(|x| x.doc == h.doc).unwrap().score).abs() / nq)
+        .collect();
+    let mean = errors.iter().sum::<f32>() / errors.len() as f32;
+    let max = errors.iter().copied().fold(0.0, f32::max);
+    assert_eq!(approx.len(), 150);
+    assert!(mean < 0.03 && max < 0.1, "per-token score error: mean {mean}, max {max}");
+}
+
+#[test]
+fn ivf_lists_every_document_under_each_of_its_codes() {
+    let c = corpus(13, 120);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &c, 1);
+    let plaid = index.plaid().unwrap();
+    let store = index.store();
+    for d in 0..store.num_docs() {
+        let start = store.doc_offset(d);
+        for &code in &plaid.codes()[start..start + store.doc_len(d)] {
+            assert!(plaid.ivf_list(code as usize).binary_search(&(d as u32)).is_ok());
+        }
+    }
+    let total: usize = (0..plaid.num_centroids()).map(|c| plaid.ivf_list(c).len()).sum();
+    let distinct: usize = (0..store.num_docs())
+        .map(|d| {
+            let start = store.doc_offset(d);
+            let mut v = plaid.codes()[start..start + store.doc_len(d)].to_vec();
+            v.sort_unstable();
+            v.dedup();
+            v.len()
+        })
+        .sum();
+    assert_eq!(total, distinct, "no document listed twice under one centroid");
+}
+
+#[test]
+fn damaged_plaid_files_are_typed_errors() {
+    let c = corpus(14, 60);
+    for (file, flip_at) in [("codes", 0usize), ("residuals", 3), ("ivf", 9), ("centroids", 5)] {
+        let dir = tempfile::tempdir().unwrap();
+        build(dir.path(), &c, 2);
+        let path = dir.path().join(format!("g1.plaid.{file}"));
+        let mut b = std::fs::read(&path).unwrap();
+        b[flip_at] ^= 0x10;
+        std::fs::write(&path, b).unwrap();
+        match Index::open(dir.path()) {
+            Err(IndexError::ChecksumMismatch { path: p, .. }) => assert!(p.ends_with(format!("g1.plaid.{file}"))),
+            Err(other) => panic!("{file}: unexpected error {other}"),
+            Ok(_) => panic!("{file}: corruption unnoticed"),
+        }
+    }
+    // Without checksum verification, structural checks still catch an impossible code.
+    let dir = tempfile::tempdir().unwrap();
+    build(dir.path(), &c, 2);
+    let path = dir.path().join("g1.plaid.codes");
+    let mut b = std::fs::read(&path).unwrap();
+    b[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
+    std::fs::write(&path, b).unwrap();
+    let err = Index::open_with(dir.path(), tessera_index::OpenOptions { verify_checksums: false }).err().unwrap();
+    assert!(err.to_string().contains("centroid id"), "{err}");
+}

@@ -1,0 +1,76 @@
+use std::time::Instant;
+
+use half::slice::HalfFloatSliceExt;
+use tessera_index::pooling::pool_hierarchical;
+use tessera_index::{Index, IndexWriter};
+
+use crate::cli::index::index_config;
+use crate::cli::RebuildArgs;
+use crate::{Error, Result};
+
+pub(super) fn run(args: RebuildArgs) -> Result<()> {
+    let source = Index::open(&args.source)?;
+    let same = match (args.source.canonicalize(), args.out.canonicalize()) {
+        (Ok(a), Ok(b)) => a == b,
+        _ => false,
+    };
+    if same {
+        return Err(Error::IndexMetadata {
+            index: args.out.clone(),
+            reason: "--out must be another directory than the source index".into(),
+        });
+    }
+    let config = index_config(&args.components, &args.out, &args.plaid)?;
+    let started = Instant::now();
+    let src = source.manifest();
+    let mut writer = IndexWriter::create_with(&args.out, src.model.clone(), config.clone())?;
+    let store = source.store();
+    let mut buf = Vec::new();
+    for d in 0..store.num_docs() {
+        let doc = store.doc(d);
+        if args.pool_factor > 1 {
+            buf.resize(doc.as_slice().len(), 0.0);
+            doc.as_slice().convert_to_f32_slice(&mut buf);
+            writer.add(store.doc_id(d), &pool_hierarchical(&buf, doc.dim(), args.pool_factor as usize, 1))?;
+        } else {
+            writer.add_f16(store.doc_id(d), doc.as_slice())?;
+        }
+    }
+    let mut cfg = src.config.clone();
+    if let Some(obj) = cfg.as_object_mut() {
+        obj.insert(
+            "rebuilt_from".into(),
+            serde_json::json!({
+                "source": args.source.canonicalize().unwrap_or(args.source.clone()),
+                "source_vectors": src.num_vectors,
+                "pool_factor": args.pool_factor,
+                "plaid": config.plaid,
+            }),
+        );
+    }
+    let manifest = writer.commit(cfg)?;
+    let report = serde_json::json!({
+        "num_docs": manifest.num_docs,
+        "num_vectors": manifest.num_vectors,
+        "source_vectors": src.num_vectors,
+        "index_bytes": manifest.index_bytes(),
+        "bytes_per_vector": manifest.index_bytes() as f64 / manifest.num_vectors as f64,
+        "components": manifest.components.names(),
+        "build_seconds": started.elapsed().as_secs_f64(),
+        "plaid": manifest.components.plaid.as_ref().map(|p| &p.build),
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("serialises"));
+    } else {
+        eprintln!(
+            "rebuilt {} documents ({} vectors from {}) into {} in {:.1} s; {:.1} MB",
+            manifest.num_docs,
+            manifest.num_vectors,
+            src.num_vectors,
+            args.out.display(),
+            started.elapsed().as_secs_f64(),
+            manifest.index_bytes() as f64 / 1e6
+        );
+    }
+    Ok(())
+}
