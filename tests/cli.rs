@@ -347,9 +347,14 @@ fn modes_the_index_cannot_run_name_the_missing_component() {
         "--out",
         s(&dir.path().join("x")),
         "--components",
-        "store,plaid",
+        "store,muvera",
     ]);
-    assert!(err.contains("\"plaid\" cannot be built"), "{err}");
+    assert!(err.contains("\"muvera\" cannot be built"), "{err}");
+    let err = fails(&["search", s(&idx), "malaria", "--mode", "plaid"]);
+    assert!(
+        err.contains("\"plaid\" component") && err.contains("it has: store"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -404,4 +409,140 @@ fn help_explains_every_command() {
         assert!(help.len() > 300, "{cmd} --help is too thin");
     }
     assert!(ok(&["eval", "--help"]).contains("--run-file"));
+}
+
+#[test]
+fn plaid_index_searches_like_exhaustive_at_maximal_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    let out = ok(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--components",
+        "store,plaid",
+        "--num-centroids",
+        "8",
+        "--nbits",
+        "4",
+        "--json",
+        "--quiet",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["num_docs"], 16);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(idx.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["components"]["plaid"]["num_centroids"], 8);
+    assert_eq!(manifest["components"]["plaid"]["quantizer"]["nbits"], 4);
+
+    let q = "vitamin d and mortality in the elderly";
+    let exhaustive = ok(&["search", s(&idx), q, "-k", "16", "--json"]);
+    let plaid = ok(&[
+        "search",
+        s(&idx),
+        q,
+        "-k",
+        "16",
+        "--json",
+        "--mode",
+        "plaid",
+        "--ncells",
+        "8",
+        "--centroid-score-threshold",
+        "-100",
+        "--ndocs",
+        "64",
+    ]);
+    let ids = |out: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&plaid), ids(&exhaustive));
+
+    // eval of PLAID against exhaustive in one run, and the sweep table.
+    let out = ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--mode",
+        "plaid",
+        "--compare-exhaustive",
+        "--json",
+        "--quiet",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let r = v["vs_exhaustive"]["recall_at_k"].as_f64().unwrap();
+    assert!((0.0..=1.0).contains(&r));
+    let sweep = ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--sweep",
+        "--quiet",
+    ]);
+    assert_eq!(sweep.lines().count(), 2 + 27, "{sweep}");
+}
+
+#[test]
+fn pooling_reduces_stored_vectors() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = build_tiny_index(&dir.path().join("plain"));
+    let n = base["num_vectors"].as_u64().unwrap();
+    let (data, model) = (fixture("tiny-beir"), fixture("tiny-bert"));
+    for (args, check) in [
+        (
+            vec!["--pool-factor", "2"],
+            Box::new(|m: u64, n: u64| m < n * 6 / 10 && m > n / 3) as Box<dyn Fn(u64, u64) -> bool>,
+        ),
+        (
+            vec!["--pooling", "whole-word"],
+            Box::new(|m: u64, n: u64| m <= n),
+        ),
+    ] {
+        let idx = dir.path().join(format!("pooled{}", args.len()));
+        let mut cmd = vec![
+            "index",
+            s(&data),
+            "--out",
+            s(&idx),
+            "--model",
+            s(&model),
+            "--json",
+            "--quiet",
+        ];
+        cmd.extend(args.iter().copied());
+        let report: serde_json::Value = serde_json::from_str(&ok(&cmd)).unwrap();
+        let m = report["num_vectors"].as_u64().unwrap();
+        assert_eq!(report["vectors_before_pooling"].as_u64().unwrap(), n);
+        assert!(check(m, n), "{args:?}: {m} vectors from {n}");
+    }
+    // Rebuild re-pools stored vectors without the model.
+    let rebuilt = dir.path().join("rebuilt");
+    let out = ok(&[
+        "rebuild",
+        s(&dir.path().join("plain")),
+        "--out",
+        s(&rebuilt),
+        "--pool-factor",
+        "3",
+        "--components",
+        "store,plaid",
+        "--num-centroids",
+        "4",
+        "--json",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(v["num_vectors"].as_u64().unwrap() < n / 2);
+    assert_eq!(v["components"], serde_json::json!(["store", "plaid"]));
+    ok(&["search", s(&rebuilt), "malaria", "--mode", "plaid"]);
 }

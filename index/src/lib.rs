@@ -201,8 +201,14 @@ impl IndexWriter {
         let store = self.store.finish()?;
         let plaid = match &self.config.plaid {
             Some(cfg) => {
-                let reader = TokenStore::open(&self.dir, &store, dim, num_docs, num_vectors, false)?;
-                Some(plaid::build_plaid(&self.dir, self.generation, &reader, cfg)?)
+                let reader =
+                    TokenStore::open(&self.dir, &store, dim, num_docs, num_vectors, false)?;
+                Some(plaid::build_plaid(
+                    &self.dir,
+                    self.generation,
+                    &reader,
+                    cfg,
+                )?)
             }
             None => None,
         };

@@ -6,7 +6,10 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_index::codec::{kmeans, nearest_ip, KMeansConfig, ResidualDecoder, ResidualQuantizer};
 use tessera_index::store::MultiVectorRef;
-use tessera_index::{Index, IndexConfig, IndexError, IndexWriter, ModelInfo, Mode, PlaidConfig, PlaidParams, Rescore, SearchParams};
+use tessera_index::{
+    Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, PlaidConfig, PlaidParams,
+    Rescore, SearchParams,
+};
 
 const DIM: usize = 32;
 
@@ -24,7 +27,9 @@ struct Corpus {
 
 fn corpus(seed: u64, n_docs: usize) -> Corpus {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
-    let topics: Vec<Vec<f32>> = (0..40).map(|_| unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect())).collect();
+    let topics: Vec<Vec<f32>> = (0..40)
+        .map(|_| unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()))
+        .collect();
     let docs = (0..n_docs)
         .map(|_| {
             let n = rng.gen_range(3..30);
@@ -32,7 +37,9 @@ fn corpus(seed: u64, n_docs: usize) -> Corpus {
             let mut v = Vec::with_capacity(n * DIM);
             for _ in 0..n {
                 let t = &topics[mine[rng.gen_range(0..3)]];
-                v.extend(unit(t.iter().map(|x| x + rng.gen_range(-0.35..0.35)).collect()));
+                v.extend(unit(
+                    t.iter().map(|x| x + rng.gen_range(-0.35..0.35)).collect(),
+                ));
             }
             v
         })
@@ -44,15 +51,26 @@ fn query(c: &Corpus, rng: &mut ChaCha8Rng) -> Vec<f32> {
     let mut q = Vec::new();
     for _ in 0..rng.gen_range(1..12) {
         let t = &c.topics[rng.gen_range(0..c.topics.len())];
-        q.extend(unit(t.iter().map(|x| x + rng.gen_range(-0.4..0.4)).collect()));
+        q.extend(unit(
+            t.iter().map(|x| x + rng.gen_range(-0.4..0.4)).collect(),
+        ));
     }
     q
 }
 
 fn build(dir: &std::path::Path, c: &Corpus, nbits: u32) -> Index {
-    let model = ModelInfo { name: "synthetic".into(), dim: DIM, weights_sha256: "-".into(), encoder: Default::default() };
+    let model = ModelInfo {
+        name: "synthetic".into(),
+        dim: DIM,
+        weights_sha256: "-".into(),
+        encoder: Default::default(),
+    };
     let config = IndexConfig {
-        plaid: Some(PlaidConfig { nbits, num_centroids: Some(64), ..PlaidConfig::default() }),
+        plaid: Some(PlaidConfig {
+            nbits,
+            num_centroids: Some(64),
+            ..PlaidConfig::default()
+        }),
     };
     let mut w = IndexWriter::create_with(dir, model, config).unwrap();
     for (i, d) in c.docs.iter().enumerate() {
@@ -68,7 +86,9 @@ fn maximal_settings_equal_exhaustive_exactly() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), &c, 2);
     let plaid = index.plaid().expect("built with plaid");
-    let params = SearchParams { plaid: Some(PlaidParams::exhaustive(plaid.num_centroids(), 400)) };
+    let params = SearchParams {
+        plaid: Some(PlaidParams::exhaustive(plaid.num_centroids(), 400)),
+    };
     let mode: Mode = "plaid".parse().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
     for _ in 0..20 {
@@ -76,7 +96,10 @@ fn maximal_settings_equal_exhaustive_exactly() {
         let q = MultiVectorRef::new(&q, DIM);
         let exact = index.search_exhaustive(q, 100);
         let got = index.search(q, 100, &mode, &params).unwrap();
-        assert_eq!(got, exact, "PLAID with every cell and no pruning must be exhaustive search");
+        assert_eq!(
+            got, exact,
+            "PLAID with every cell and no pruning must be exhaustive search"
+        );
     }
 }
 
@@ -94,9 +117,20 @@ fn wider_settings_reach_exhaustive_recall() {
         for _ in 0..30 {
             let q = query(&c, &mut rng);
             let q = MultiVectorRef::new(&q, DIM);
-            let exact: Vec<u32> = index.search_exhaustive(q, 10).iter().map(|h| h.doc).collect();
-            let p = SearchParams { plaid: Some(params) };
-            let got: Vec<u32> = index.search(q, 10, &mode, &p).unwrap().iter().map(|h| h.doc).collect();
+            let exact: Vec<u32> = index
+                .search_exhaustive(q, 10)
+                .iter()
+                .map(|h| h.doc)
+                .collect();
+            let p = SearchParams {
+                plaid: Some(params),
+            };
+            let got: Vec<u32> = index
+                .search(q, 10, &mode, &p)
+                .unwrap()
+                .iter()
+                .map(|h| h.doc)
+                .collect();
             found += exact.iter().filter(|d| got.contains(d)).count();
             total += exact.len();
         }
@@ -104,8 +138,16 @@ fn wider_settings_reach_exhaustive_recall() {
     };
     let defaults = PlaidParams::for_k(10);
     let r1 = recall(defaults);
-    let wide = recall(PlaidParams { ncells: 8, centroid_score_threshold: f32::NEG_INFINITY, ndocs: 2400, ..defaults });
-    assert!(wide >= 0.99, "8 cells, no pruning, every candidate rescored: recall {wide}");
+    let wide = recall(PlaidParams {
+        ncells: 8,
+        centroid_score_threshold: f32::NEG_INFINITY,
+        ndocs: 2400,
+        ..defaults
+    });
+    assert!(
+        wide >= 0.99,
+        "8 cells, no pruning, every candidate rescored: recall {wide}"
+    );
     assert!(r1 > 0.5, "defaults find most of the top 10: {r1}");
 }
 
@@ -119,9 +161,23 @@ fn union_and_rrf_modes_run_on_plaid() {
     let q = MultiVectorRef::new(&q, DIM);
     let exact = index.search_exhaustive(q, 10);
     // A union that includes exhaustive is exhaustive.
-    let union = index.search(q, 10, &"plaid+exhaustive".parse().unwrap(), &SearchParams::default()).unwrap();
+    let union = index
+        .search(
+            q,
+            10,
+            &"plaid+exhaustive".parse().unwrap(),
+            &SearchParams::default(),
+        )
+        .unwrap();
     assert_eq!(union, exact);
-    let rrf = index.search(q, 10, &"rrf:plaid+exhaustive".parse().unwrap(), &SearchParams::default()).unwrap();
+    let rrf = index
+        .search(
+            q,
+            10,
+            &"rrf:plaid+exhaustive".parse().unwrap(),
+            &SearchParams::default(),
+        )
+        .unwrap();
     assert_eq!(rrf.len(), 10);
     assert!(rrf.windows(2).all(|w| w[0].score >= w[1].score));
 }
@@ -130,13 +186,27 @@ fn union_and_rrf_modes_run_on_plaid() {
 fn assignment_equals_brute_force() {
     let c = corpus(7, 50);
     let points: Vec<f32> = c.docs.concat();
-    let mut centroids = kmeans(&points, DIM, KMeansConfig { k: 37, iterations: 4, seed: 9 });
+    let mut centroids = kmeans(
+        &points,
+        DIM,
+        KMeansConfig {
+            k: 37,
+            iterations: 4,
+            seed: 9,
+        },
+    );
     tessera_index::codec::linalg::normalize_rows(&mut centroids, DIM);
     let fast = nearest_ip(&points, &centroids, DIM);
     for (p, &got) in points.chunks_exact(DIM).zip(&fast) {
-        let scores: Vec<f32> = centroids.chunks_exact(DIM).map(|c| c.iter().zip(p).map(|(a, b)| a * b).sum()).collect();
+        let scores: Vec<f32> = centroids
+            .chunks_exact(DIM)
+            .map(|c| c.iter().zip(p).map(|(a, b)| a * b).sum())
+            .collect();
         let best = scores.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        assert!(scores[got as usize] >= best - 1e-5, "gemm assignment {got} not the brute-force best");
+        assert!(
+            scores[got as usize] >= best - 1e-5,
+            "gemm assignment {got} not the brute-force best"
+        );
     }
 }
 
@@ -144,7 +214,11 @@ fn assignment_equals_brute_force() {
 fn kmeans_is_reproducible_with_a_seed() {
     let c = corpus(8, 80);
     let points: Vec<f32> = c.docs.concat();
-    let cfg = KMeansConfig { k: 16, iterations: 5, seed: 42 };
+    let cfg = KMeansConfig {
+        k: 16,
+        iterations: 5,
+        seed: 42,
+    };
     assert_eq!(kmeans(&points, DIM, cfg), kmeans(&points, DIM, cfg));
 }
 
@@ -152,13 +226,26 @@ fn kmeans_is_reproducible_with_a_seed() {
 fn reconstruction_error_shrinks_as_nbits_grows() {
     let c = corpus(10, 300);
     let points: Vec<f32> = c.docs.concat();
-    let mut centroids = kmeans(&points, DIM, KMeansConfig { k: 32, iterations: 5, seed: 1 });
+    let mut centroids = kmeans(
+        &points,
+        DIM,
+        KMeansConfig {
+            k: 32,
+            iterations: 5,
+            seed: 1,
+        },
+    );
     tessera_index::codec::linalg::normalize_rows(&mut centroids, DIM);
     let codes = nearest_ip(&points, &centroids, DIM);
     let residuals: Vec<f32> = points
         .chunks_exact(DIM)
         .zip(&codes)
-        .flat_map(|(p, &c)| p.iter().zip(&centroids[c as usize * DIM..]).map(|(a, b)| a - b).collect::<Vec<_>>())
+        .flat_map(|(p, &c)| {
+            p.iter()
+                .zip(&centroids[c as usize * DIM..])
+                .map(|(a, b)| a - b)
+                .collect::<Vec<_>>()
+        })
         .collect();
     let mut errors = Vec::new();
     for nbits in [1, 2, 4] {
@@ -167,14 +254,29 @@ fn reconstruction_error_shrinks_as_nbits_grows() {
         let mut packed = vec![0u8; q.packed_len()];
         let mut out = vec![0.0f32; DIM];
         let mut err = 0.0f64;
-        for ((p, &c), r) in points.chunks_exact(DIM).zip(&codes).zip(residuals.chunks_exact(DIM)) {
+        for ((p, &c), r) in points
+            .chunks_exact(DIM)
+            .zip(&codes)
+            .zip(residuals.chunks_exact(DIM))
+        {
             q.pack(r, &mut packed);
-            dec.decode(&centroids[c as usize * DIM..(c as usize + 1) * DIM], &packed, &mut out);
-            err += p.iter().zip(&out).map(|(a, b)| f64::from((a - b).powi(2))).sum::<f64>();
+            dec.decode(
+                &centroids[c as usize * DIM..(c as usize + 1) * DIM],
+                &packed,
+                &mut out,
+            );
+            err += p
+                .iter()
+                .zip(&out)
+                .map(|(a, b)| f64::from((a - b).powi(2)))
+                .sum::<f64>();
         }
         errors.push(err / (points.len() / DIM) as f64);
     }
-    assert!(errors[0] > errors[1] && errors[1] > errors[2], "mean squared error by nbits 1,2,4: {errors:?}");
+    assert!(
+        errors[0] > errors[1] && errors[1] > errors[2],
+        "mean squared error by nbits 1,2,4: {errors:?}"
+    );
 }
 
 #[test]
@@ -189,7 +291,14 @@ fn decompressed_rescoring_tracks_exact_scores() {
     let q = query(&c, &mut rng);
     let q = MultiVectorRef::new(&q, DIM);
     let exact = index.search_exhaustive(q, 150);
-    let approx = index.search(q, 150, &"plaid".parse().unwrap(), &SearchParams { plaid: Some(p) }).unwrap();
+    let approx = index
+        .search(
+            q,
+            150,
+            &"plaid".parse().unwrap(),
+            &SearchParams { plaid: Some(p) },
+        )
+        .unwrap();
     // Per query token, the decompressed score stays close to the exact one.
     let nq = q.len() as f32;
     let errors: Vec<f32> = approx
@@ -199,7 +308,10 @@ fn decompressed_rescoring_tracks_exact_scores() {
     let mean = errors.iter().sum::<f32>() / errors.len() as f32;
     let max = errors.iter().copied().fold(0.0, f32::max);
     assert_eq!(approx.len(), 150);
-    assert!(mean < 0.03 && max < 0.1, "per-token score error: mean {mean}, max {max}");
+    assert!(
+        mean < 0.03 && max < 0.1,
+        "per-token score error: mean {mean}, max {max}"
+    );
 }
 
 #[test]
@@ -212,10 +324,15 @@ fn ivf_lists_every_document_under_each_of_its_codes() {
     for d in 0..store.num_docs() {
         let start = store.doc_offset(d);
         for &code in &plaid.codes()[start..start + store.doc_len(d)] {
-            assert!(plaid.ivf_list(code as usize).binary_search(&(d as u32)).is_ok());
+            assert!(plaid
+                .ivf_list(code as usize)
+                .binary_search(&(d as u32))
+                .is_ok());
         }
     }
-    let total: usize = (0..plaid.num_centroids()).map(|c| plaid.ivf_list(c).len()).sum();
+    let total: usize = (0..plaid.num_centroids())
+        .map(|c| plaid.ivf_list(c).len())
+        .sum();
     let distinct: usize = (0..store.num_docs())
         .map(|d| {
             let start = store.doc_offset(d);
@@ -225,13 +342,21 @@ fn ivf_lists_every_document_under_each_of_its_codes() {
             v.len()
         })
         .sum();
-    assert_eq!(total, distinct, "no document listed twice under one centroid");
+    assert_eq!(
+        total, distinct,
+        "no document listed twice under one centroid"
+    );
 }
 
 #[test]
 fn damaged_plaid_files_are_typed_errors() {
     let c = corpus(14, 60);
-    for (file, flip_at) in [("codes", 0usize), ("residuals", 3), ("ivf", 9), ("centroids", 5)] {
+    for (file, flip_at) in [
+        ("codes", 0usize),
+        ("residuals", 3),
+        ("ivf", 9),
+        ("centroids", 5),
+    ] {
         let dir = tempfile::tempdir().unwrap();
         build(dir.path(), &c, 2);
         let path = dir.path().join(format!("g1.plaid.{file}"));
@@ -239,7 +364,9 @@ fn damaged_plaid_files_are_typed_errors() {
         b[flip_at] ^= 0x10;
         std::fs::write(&path, b).unwrap();
         match Index::open(dir.path()) {
-            Err(IndexError::ChecksumMismatch { path: p, .. }) => assert!(p.ends_with(format!("g1.plaid.{file}"))),
+            Err(IndexError::ChecksumMismatch { path: p, .. }) => {
+                assert!(p.ends_with(format!("g1.plaid.{file}")))
+            }
             Err(other) => panic!("{file}: unexpected error {other}"),
             Ok(_) => panic!("{file}: corruption unnoticed"),
         }
@@ -251,6 +378,13 @@ fn damaged_plaid_files_are_typed_errors() {
     let mut b = std::fs::read(&path).unwrap();
     b[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
     std::fs::write(&path, b).unwrap();
-    let err = Index::open_with(dir.path(), tessera_index::OpenOptions { verify_checksums: false }).err().unwrap();
+    let err = Index::open_with(
+        dir.path(),
+        tessera_index::OpenOptions {
+            verify_checksums: false,
+        },
+    )
+    .err()
+    .unwrap();
     assert!(err.to_string().contains("centroid id"), "{err}");
 }

@@ -52,7 +52,13 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
 
 /// The PLAID latency/recall curve: a grid around the defaults for k, each setting run
 /// on the same encoded queries and compared with exhaustive search in this process.
-fn sweep(args: &EvalArgs, dataset: &BeirDataset, searcher: &Searcher, options: &EvalOptions, k: usize) -> Result<()> {
+fn sweep(
+    args: &EvalArgs,
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    options: &EvalOptions,
+    k: usize,
+) -> Result<()> {
     let base = PlaidParams::for_k(k);
     let mut grid = Vec::new();
     for ncells in [1, 2, 4] {
@@ -73,7 +79,10 @@ fn sweep(args: &EvalArgs, dataset: &BeirDataset, searcher: &Searcher, options: &
             "dataset": dataset.name, "split": dataset.split, "k": k, "threads": options.threads,
             "exhaustive_latency_ms": exhaustive, "rows": rows,
         });
-        println!("{}", serde_json::to_string_pretty(&out).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serialises")
+        );
         return Ok(());
     }
     println!(
@@ -86,7 +95,15 @@ fn sweep(args: &EvalArgs, dataset: &BeirDataset, searcher: &Searcher, options: &
     );
     println!(
         "{:>6} {:>9} {:>6} {:>10} {:>8} {:>10} {:>9} {:>9} {:>8}",
-        "ncells", "threshold", "ndocs", "R@k vs ex", "nDCG@10", "Recall@100", "p50 ms", "p95 ms", "speedup"
+        "ncells",
+        "threshold",
+        "ndocs",
+        "R@k vs ex",
+        "nDCG@10",
+        "Recall@100",
+        "p50 ms",
+        "p95 ms",
+        "speedup"
     );
     for r in rows {
         println!(

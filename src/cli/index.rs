@@ -28,7 +28,10 @@ pub(super) fn index_config(
         }
     }
     Ok(IndexConfig {
-        plaid: components.iter().any(|c| c == "plaid").then(|| plaid.config()),
+        plaid: components
+            .iter()
+            .any(|c| c == "plaid")
+            .then(|| plaid.config()),
     })
 }
 

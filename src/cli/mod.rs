@@ -155,7 +155,9 @@ impl PoolingArgs {
         match (self.pooling, self.pool_factor) {
             (PoolingMethod::WholeWord, _) => Some(crate::pipeline::Pooling::WholeWord),
             (PoolingMethod::Hierarchical, 1) => None,
-            (PoolingMethod::Hierarchical, f) => Some(crate::pipeline::Pooling::Hierarchical { factor: f as usize }),
+            (PoolingMethod::Hierarchical, f) => {
+                Some(crate::pipeline::Pooling::Hierarchical { factor: f as usize })
+            }
         }
     }
 }
@@ -202,14 +204,14 @@ impl PlaidBuildArgs {
 /// First-stage search knobs (defaults depend on k, as in DESIGN.md).
 #[derive(Debug, Clone, Args)]
 pub struct SearchParamArgs {
-    /// PLAID: centroids probed per query token [default: 1 for k<=10, 2 for k<=100, else 4].
+    /// PLAID: centroids probed per query token [default: 1 for k<=10, 4 for k<=100, else 4].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub ncells: Option<u32>,
     /// PLAID: centroid pruning threshold [default: 0.5 / 0.45 / 0.4 by k].
     #[arg(long, allow_negative_numbers = true)]
     pub centroid_score_threshold: Option<f32>,
     /// PLAID: documents kept after pruned centroid interaction; ndocs/4 reach exact MaxSim
-    /// [default: 256 / 1024 / max(4k, 4096) by k].
+    /// [default: 256 / 1536 / max(4k, 4096) by k].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub ndocs: Option<u32>,
     /// PLAID: score survivors on the stored f16 vectors (exact) or on decompressed residuals.

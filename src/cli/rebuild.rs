@@ -31,7 +31,10 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         if args.pool_factor > 1 {
             buf.resize(doc.as_slice().len(), 0.0);
             doc.as_slice().convert_to_f32_slice(&mut buf);
-            writer.add(store.doc_id(d), &pool_hierarchical(&buf, doc.dim(), args.pool_factor as usize, 1))?;
+            writer.add(
+                store.doc_id(d),
+                &pool_hierarchical(&buf, doc.dim(), args.pool_factor as usize, 1),
+            )?;
         } else {
             writer.add_f16(store.doc_id(d), doc.as_slice())?;
         }
@@ -60,7 +63,10 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         "plaid": manifest.components.plaid.as_ref().map(|p| &p.build),
     });
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&report).expect("serialises"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&report).expect("serialises")
+        );
     } else {
         eprintln!(
             "rebuilt {} documents ({} vectors from {}) into {} in {:.1} s; {:.1} MB",

@@ -139,33 +139,43 @@ struct Pass {
     seconds: f64,
 }
 
-fn search_pass(
-    dataset: &BeirDataset,
-    searcher: &Searcher,
-    encoded: &[MultiVector],
-    k: usize,
-    mode: &Mode,
-    params: &SearchParams,
-    pool: &rayon::ThreadPool,
-    bar: &ProgressBar,
-) -> crate::Result<Pass> {
-    let mut latency_ms = Vec::with_capacity(encoded.len());
-    let mut run = Run::new();
-    let started = Instant::now();
-    for ((qid, _), q) in dataset.queries.iter().zip(encoded) {
-        let t = Instant::now();
-        let hits = pool.install(|| searcher.search_vectors(q, k, mode, params))?;
-        latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        run.insert(qid.clone(), hits.into_iter().map(|h| (h.id, f64::from(h.score))).collect());
-        bar.inc(1);
+/// Encoded queries plus what every search pass over them shares.
+struct Passes<'a> {
+    dataset: &'a BeirDataset,
+    searcher: &'a Searcher,
+    encoded: Vec<MultiVector>,
+    pool: rayon::ThreadPool,
+    bar: &'a ProgressBar,
+}
+
+impl Passes<'_> {
+    /// Every query through `mode`, timed one by one; self-hits dropped.
+    fn run(&self, k: usize, mode: &Mode, params: &SearchParams) -> crate::Result<Pass> {
+        let mut latency_ms = Vec::with_capacity(self.encoded.len());
+        let mut run = Run::new();
+        let started = Instant::now();
+        for ((qid, _), q) in self.dataset.queries.iter().zip(&self.encoded) {
+            let t = Instant::now();
+            let hits = self
+                .pool
+                .install(|| self.searcher.search_vectors(q, k, mode, params))?;
+            latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
+            run.insert(
+                qid.clone(),
+                hits.into_iter()
+                    .map(|h| (h.id, f64::from(h.score)))
+                    .collect(),
+            );
+            self.bar.inc(1);
+        }
+        let seconds = started.elapsed().as_secs_f64();
+        drop_self_hits(&mut run);
+        Ok(Pass {
+            run,
+            latency_ms,
+            seconds,
+        })
     }
-    let seconds = started.elapsed().as_secs_f64();
-    drop_self_hits(&mut run);
-    Ok(Pass {
-        run,
-        latency_ms,
-        seconds,
-    })
 }
 
 /// Mean over queries of the overlap of `run`'s top-k with `reference`'s top-k.
@@ -175,12 +185,18 @@ pub fn recall_against(run: &Run, reference: &Run, k: usize) -> f64 {
     }
     let mut sum = 0.0;
     for (qid, want) in reference {
-        let want: std::collections::HashSet<&str> = want.iter().take(k).map(|(d, _)| d.as_str()).collect();
+        let want: std::collections::HashSet<&str> =
+            want.iter().take(k).map(|(d, _)| d.as_str()).collect();
         if want.is_empty() {
             sum += 1.0;
             continue;
         }
-        let got = run.get(qid).map_or(0, |r| r.iter().take(k).filter(|(d, _)| want.contains(d.as_str())).count());
+        let got = run.get(qid).map_or(0, |r| {
+            r.iter()
+                .take(k)
+                .filter(|(d, _)| want.contains(d.as_str()))
+                .count()
+        });
         sum += got as f64 / want.len() as f64;
     }
     sum / reference.len() as f64
@@ -192,19 +208,30 @@ fn progress(enabled: bool, len: u64) -> ProgressBar {
     }
     let b = ProgressBar::new(len);
     b.set_style(
-        ProgressStyle::with_template("evaluating {bar:40.cyan/blue} {pos}/{len} steps  {per_sec}  ETA {eta}")
-            .expect("valid template"),
+        ProgressStyle::with_template(
+            "evaluating {bar:40.cyan/blue} {pos}/{len} steps  {per_sec}  ETA {eta}",
+        )
+        .expect("valid template"),
     );
     b
 }
 
 /// Encode one query at a time (the latency a live search pays).
-fn encode_all(dataset: &BeirDataset, searcher: &Searcher, bar: &ProgressBar) -> crate::Result<(Vec<MultiVector>, Vec<f64>)> {
+fn encode_all(
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    bar: &ProgressBar,
+) -> crate::Result<(Vec<MultiVector>, Vec<f64>)> {
     let mut encode_ms = Vec::with_capacity(dataset.queries.len());
     let mut encoded = Vec::with_capacity(dataset.queries.len());
     for (_, text) in &dataset.queries {
         let t = Instant::now();
-        encoded.push(searcher.encode_queries(&[text.as_str()])?.pop().expect("one out"));
+        encoded.push(
+            searcher
+                .encode_queries(&[text.as_str()])?
+                .pop()
+                .expect("one out"),
+        );
         encode_ms.push(t.elapsed().as_secs_f64() * 1e3);
         bar.inc(1);
     }
@@ -212,7 +239,10 @@ fn encode_all(dataset: &BeirDataset, searcher: &Searcher, bar: &ProgressBar) -> 
 }
 
 fn thread_pool(threads: usize) -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(threads).build().expect("thread pool")
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .build()
+        .expect("thread pool")
 }
 
 /// Run PLAID at each of `grid`'s settings (and exhaustive once) on the same encoded
@@ -225,23 +255,34 @@ pub fn run_sweep(
 ) -> crate::Result<(Vec<SweepRow>, Latency)> {
     let mode: Mode = "plaid".parse().expect("valid mode");
     searcher.index().check_mode(&mode)?;
-    let k = options.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
+    let k = options
+        .metrics
+        .iter()
+        .map(|m| m.cutoff())
+        .max()
+        .unwrap_or(100);
     let n = dataset.queries.len() as u64;
     let bar = progress(options.progress, n * (2 + grid.len() as u64));
     let (encoded, _) = encode_all(dataset, searcher, &bar)?;
-    let pool = thread_pool(options.threads);
-    let exhaustive = search_pass(dataset, searcher, &encoded, k, &Mode::default(), &SearchParams::default(), &pool, &bar)?;
+    let passes = Passes {
+        dataset,
+        searcher,
+        encoded,
+        pool: thread_pool(options.threads),
+        bar: &bar,
+    };
+    let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
     let mut rows = Vec::with_capacity(grid.len());
     for p in grid {
         let params = SearchParams { plaid: Some(*p) };
-        let pass = search_pass(dataset, searcher, &encoded, k, &mode, &params, &pool, &bar)?;
+        let pass = passes.run(k, &mode, &params)?;
         let latency = Latency::from_samples(&pass.latency_ms);
         rows.push(SweepRow {
             params: *p,
             recall_vs_exhaustive: recall_against(&pass.run, &exhaustive.run, k),
             metrics: evaluate(&pass.run, &dataset.qrels, &options.metrics).mean,
-            qps: encoded.len() as f64 / pass.seconds.max(1e-9),
+            qps: passes.encoded.len() as f64 / pass.seconds.max(1e-9),
             speedup_p50: exh_latency.p50 / latency.p50.max(1e-9),
             latency_ms: latency,
         });
@@ -265,15 +306,29 @@ pub fn run_eval(
     options: &EvalOptions,
 ) -> crate::Result<(EvalReport, Run)> {
     searcher.index().check_mode(&options.mode)?;
-    let k = options.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
+    let k = options
+        .metrics
+        .iter()
+        .map(|m| m.cutoff())
+        .max()
+        .unwrap_or(100);
     let n = dataset.queries.len() as u64;
-    let bar = progress(options.progress, n * if options.compare_exhaustive { 3 } else { 2 });
+    let bar = progress(
+        options.progress,
+        n * if options.compare_exhaustive { 3 } else { 2 },
+    );
     let (encoded, encode_ms) = encode_all(dataset, searcher, &bar)?;
-    let pool = thread_pool(options.threads);
-    let pass = search_pass(dataset, searcher, &encoded, k, &options.mode, &options.params, &pool, &bar)?;
+    let passes = Passes {
+        dataset,
+        searcher,
+        encoded,
+        pool: thread_pool(options.threads),
+        bar: &bar,
+    };
+    let pass = passes.run(k, &options.mode, &options.params)?;
     let latency_ms = Latency::from_samples(&pass.latency_ms);
     let vs_exhaustive = if options.compare_exhaustive {
-        let exh = search_pass(dataset, searcher, &encoded, k, &Mode::default(), &SearchParams::default(), &pool, &bar)?;
+        let exh = passes.run(k, &Mode::default(), &SearchParams::default())?;
         let exh_latency = Latency::from_samples(&exh.latency_ms);
         Some(VsExhaustive {
             recall_at_k: recall_against(&pass.run, &exh.run, k),
@@ -302,7 +357,7 @@ pub fn run_eval(
         num_queries: evaluation.num_queries,
         metrics: evaluation.mean,
         latency_ms,
-        qps: encoded.len() as f64 / search_seconds.max(1e-9),
+        qps: passes.encoded.len() as f64 / search_seconds.max(1e-9),
         query_encode_ms: Latency::from_samples(&encode_ms),
         threads: options.threads,
         kernel: tessera_index::maxsim::Kernel::detect().name().to_string(),

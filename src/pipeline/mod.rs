@@ -131,9 +131,10 @@ pub fn build_index(
             vectors_before_pooling += mv.len();
             match job.pooling {
                 None => writer.add(&doc.id, mv.as_slice())?,
-                Some(Pooling::Hierarchical { factor }) => {
-                    writer.add(&doc.id, &pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1))?
-                }
+                Some(Pooling::Hierarchical { factor }) => writer.add(
+                    &doc.id,
+                    &pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1),
+                )?,
                 Some(Pooling::WholeWord) => {
                     let groups: Vec<Option<u32>> = tok
                         .word_ids

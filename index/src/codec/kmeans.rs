@@ -38,7 +38,10 @@ pub fn kmeans(points: &[f32], dim: usize, config: KMeansConfig) -> Vec<f32> {
         let mut counts = vec![0usize; k];
         for (p, &c) in points.chunks_exact(dim).zip(&assignment) {
             counts[c as usize] += 1;
-            for (s, v) in sums[c as usize * dim..(c as usize + 1) * dim].iter_mut().zip(p) {
+            for (s, v) in sums[c as usize * dim..(c as usize + 1) * dim]
+                .iter_mut()
+                .zip(p)
+            {
                 *s += f64::from(*v);
             }
         }
@@ -91,7 +94,10 @@ pub fn nearest_ip(points: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
             let rows = block.len() / dim;
             let mut scores = vec![0.0f32; rows * k];
             dot_matrix(block, centroids, dim, &mut scores);
-            scores.chunks_exact(k).map(|row| argmax(row).0 as u32).collect::<Vec<_>>()
+            scores
+                .chunks_exact(k)
+                .map(|row| argmax(row).0 as u32)
+                .collect::<Vec<_>>()
         })
         .collect()
 }

@@ -30,7 +30,9 @@ impl ResidualQuantizer {
             let i = ((residual_values.len() - 1) as f64 * q).round() as usize;
             residual_values[i]
         };
-        let cutoffs = (1..buckets).map(|i| quantile(i as f64 / buckets as f64)).collect();
+        let cutoffs = (1..buckets)
+            .map(|i| quantile(i as f64 / buckets as f64))
+            .collect();
         let weights = (0..buckets)
             .map(|i| quantile((i as f64 + 0.5) / buckets as f64))
             .collect();

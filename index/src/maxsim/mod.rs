@@ -83,8 +83,16 @@ impl MaxSim {
     }
 
     /// MaxSim of an f32 query against an f32 document (e.g. decompressed vectors).
-    pub fn score_f32(&mut self, query: MultiVectorRef<'_, f32>, doc: MultiVectorRef<'_, f32>) -> f32 {
-        assert_eq!(query.dim(), doc.dim(), "query and document dimensions differ");
+    pub fn score_f32(
+        &mut self,
+        query: MultiVectorRef<'_, f32>,
+        doc: MultiVectorRef<'_, f32>,
+    ) -> f32 {
+        assert_eq!(
+            query.dim(),
+            doc.dim(),
+            "query and document dimensions differ"
+        );
         if query.is_empty() || doc.is_empty() {
             return 0.0;
         }
@@ -99,7 +107,9 @@ impl MaxSim {
                 .sum(),
             #[cfg(target_arch = "x86_64")]
             // SAFETY: Avx2Fma is only selected after runtime detection of avx2 and fma.
-            Kernel::Avx2Fma => unsafe { x86::maxsim_avx2(query.as_slice(), doc.as_slice(), query.dim()) },
+            Kernel::Avx2Fma => unsafe {
+                x86::maxsim_avx2(query.as_slice(), doc.as_slice(), query.dim())
+            },
             #[cfg(not(target_arch = "x86_64"))]
             Kernel::Avx2Fma => unreachable!("Avx2Fma is never selected off x86_64"),
         }

@@ -44,7 +44,12 @@ impl Default for PlaidConfig {
 /// Vectors encoded per block when assigning codes (bounds memory: block x k scores).
 const ENCODE_BLOCK: usize = 1 << 15;
 
-pub fn build_plaid(dir: &Path, generation: u64, store: &TokenStore, config: &PlaidConfig) -> Result<PlaidFiles> {
+pub fn build_plaid(
+    dir: &Path,
+    generation: u64,
+    store: &TokenStore,
+    config: &PlaidConfig,
+) -> Result<PlaidFiles> {
     if !matches!(config.nbits, 1 | 2 | 4) {
         return Err(IndexError::InvalidArgument(format!(
             "nbits must be 1, 2 or 4, not {}",
@@ -54,7 +59,10 @@ pub fn build_plaid(dir: &Path, generation: u64, store: &TokenStore, config: &Pla
     let started = Instant::now();
     let dim = store.dim();
     let n = store.num_vectors();
-    let k = config.num_centroids.unwrap_or_else(|| default_num_centroids(n)).clamp(1, n);
+    let k = config
+        .num_centroids
+        .unwrap_or_else(|| default_num_centroids(n))
+        .clamp(1, n);
     let all = store.all_vectors();
     let rows_f32 = |idx: &mut dyn Iterator<Item = usize>| {
         let mut out = Vec::new();
@@ -73,7 +81,11 @@ pub fn build_plaid(dir: &Path, generation: u64, store: &TokenStore, config: &Pla
     let heldout_len = (sample_size / 20).clamp(1.min(sample_size), 50_000);
     let (heldout_idx, train_idx) = picked.split_at(heldout_len);
     let train = rows_f32(&mut train_idx.iter().copied());
-    let train = if train.is_empty() { rows_f32(&mut heldout_idx.iter().copied()) } else { train };
+    let train = if train.is_empty() {
+        rows_f32(&mut heldout_idx.iter().copied())
+    } else {
+        train
+    };
     let mut centroids = kmeans(
         &train,
         dim,
@@ -96,8 +108,16 @@ pub fn build_plaid(dir: &Path, generation: u64, store: &TokenStore, config: &Pla
     let quantizer = ResidualQuantizer::fit(dim, config.nbits, residual_values);
 
     // Encode every vector, streaming codes and residuals to disk.
-    let mut codes_file = FileWriter::create(dir, &format!("g{generation}.plaid.codes"), ComponentKind::Codes)?;
-    let mut res_file = FileWriter::create(dir, &format!("g{generation}.plaid.residuals"), ComponentKind::Residuals)?;
+    let mut codes_file = FileWriter::create(
+        dir,
+        &format!("g{generation}.plaid.codes"),
+        ComponentKind::Codes,
+    )?;
+    let mut res_file = FileWriter::create(
+        dir,
+        &format!("g{generation}.plaid.residuals"),
+        ComponentKind::Residuals,
+    )?;
     let packed_len = quantizer.packed_len();
     let mut all_codes: Vec<u32> = Vec::with_capacity(n);
     let mut packed = vec![0u8; packed_len];
@@ -124,7 +144,11 @@ pub fn build_plaid(dir: &Path, generation: u64, store: &TokenStore, config: &Pla
     let codes = codes_file.finish()?;
     let residuals = res_file.finish()?;
 
-    let mut cfile = FileWriter::create(dir, &format!("g{generation}.plaid.centroids"), ComponentKind::Centroids)?;
+    let mut cfile = FileWriter::create(
+        dir,
+        &format!("g{generation}.plaid.centroids"),
+        ComponentKind::Centroids,
+    )?;
     cfile.write(bytemuck::cast_slice(&centroids))?;
     let centroids_entry = cfile.finish()?;
 

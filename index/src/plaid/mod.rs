@@ -8,4 +8,4 @@ mod search;
 
 pub use build::{build_plaid, PlaidConfig};
 pub use reader::PlaidIndex;
-pub use search::{PlaidParams, Rescore};
+pub use search::{centroid_interaction, PlaidParams, Rescore};

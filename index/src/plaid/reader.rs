@@ -18,7 +18,8 @@ pub struct PlaidIndex {
 }
 
 fn cast<'a, T: bytemuck::Pod>(f: &'a MappedFile, bytes: &'a [u8]) -> Result<&'a [T]> {
-    bytemuck::try_cast_slice(bytes).map_err(|e| IndexError::corrupt(f.path(), format!("misaligned array: {e}")))
+    bytemuck::try_cast_slice(bytes)
+        .map_err(|e| IndexError::corrupt(f.path(), format!("misaligned array: {e}")))
 }
 
 impl PlaidIndex {
@@ -37,7 +38,11 @@ impl PlaidIndex {
         let k = files.num_centroids;
         let q = &files.quantizer;
         let buckets = 1usize << q.nbits;
-        if q.dim != dim || !matches!(q.nbits, 1 | 2 | 4) || q.cutoffs.len() + 1 != buckets || q.weights.len() != buckets {
+        if q.dim != dim
+            || !matches!(q.nbits, 1 | 2 | 4)
+            || q.cutoffs.len() + 1 != buckets
+            || q.weights.len() != buckets
+        {
             return Err(IndexError::Manifest {
                 path: dir.join(crate::segment::MANIFEST_NAME),
                 reason: "PLAID quantizer does not match its dimension or nbits".into(),
@@ -49,29 +54,51 @@ impl PlaidIndex {
             } else {
                 Err(IndexError::corrupt(
                     f.path(),
-                    format!("holds {} bytes, expected {want} ({what})", f.payload().len()),
+                    format!(
+                        "holds {} bytes, expected {want} ({what})",
+                        f.payload().len()
+                    ),
                 ))
             }
         };
         expect(&centroids, k * dim * 4, "centroids x dim x f32")?;
         expect(&codes, num_vectors * 4, "one u32 code per vector")?;
-        expect(&residuals, num_vectors * q.packed_len(), "packed residual per vector")?;
+        expect(
+            &residuals,
+            num_vectors * q.packed_len(),
+            "packed residual per vector",
+        )?;
         cast::<f32>(&centroids, centroids.payload())?;
         let code_slice: &[u32] = cast(&codes, codes.payload())?;
         if let Some(bad) = code_slice.iter().position(|&c| c as usize >= k) {
-            return Err(IndexError::corrupt(codes.path(), format!("vector {bad} has centroid id >= {k}")));
+            return Err(IndexError::corrupt(
+                codes.path(),
+                format!("vector {bad} has centroid id >= {k}"),
+            ));
         }
         let off_bytes = (k + 1) * 8;
         if ivf.payload().len() < off_bytes || (ivf.payload().len() - off_bytes) % 4 != 0 {
-            return Err(IndexError::corrupt(ivf.path(), "size does not fit k + 1 offsets and u32 ids"));
+            return Err(IndexError::corrupt(
+                ivf.path(),
+                "size does not fit k + 1 offsets and u32 ids",
+            ));
         }
         let offsets: &[u64] = cast(&ivf, &ivf.payload()[..off_bytes])?;
         let docs: &[u32] = cast(&ivf, &ivf.payload()[off_bytes..])?;
-        if offsets[0] != 0 || offsets[k] as usize != docs.len() || offsets.windows(2).any(|w| w[0] > w[1]) {
-            return Err(IndexError::corrupt(ivf.path(), "IVF offsets are not monotone over the id list"));
+        if offsets[0] != 0
+            || offsets[k] as usize != docs.len()
+            || offsets.windows(2).any(|w| w[0] > w[1])
+        {
+            return Err(IndexError::corrupt(
+                ivf.path(),
+                "IVF offsets are not monotone over the id list",
+            ));
         }
         if docs.iter().any(|&d| d as usize >= num_docs) {
-            return Err(IndexError::corrupt(ivf.path(), "IVF names a document beyond the store"));
+            return Err(IndexError::corrupt(
+                ivf.path(),
+                "IVF names a document beyond the store",
+            ));
         }
         Ok(PlaidIndex {
             dim,

@@ -14,7 +14,12 @@ use kodama::{linkage, Method};
 
 /// Row-major `n x dim` in, row-major `m x dim` out with `m = max(1, n / pool_factor)`
 /// pooled rows after the `protected` leading rows, which pass through unchanged.
-pub fn pool_hierarchical(vectors: &[f32], dim: usize, pool_factor: usize, protected: usize) -> Vec<f32> {
+pub fn pool_hierarchical(
+    vectors: &[f32],
+    dim: usize,
+    pool_factor: usize,
+    protected: usize,
+) -> Vec<f32> {
     assert!(dim > 0 && vectors.len() % dim == 0);
     let n = vectors.len() / dim;
     let protected = protected.min(n);
@@ -132,16 +137,27 @@ mod tests {
         let rows: Vec<f32> = (0..11 * 4).map(|i| ((i * 37 % 11) as f32) - 5.0).collect();
         for factor in 1..=4 {
             let out = pool_hierarchical(&rows, 4, factor, 1);
-            let expected = if factor == 1 { 11 } else { 1 + (10 / factor).max(1) };
+            let expected = if factor == 1 {
+                11
+            } else {
+                1 + (10 / factor).max(1)
+            };
             assert_eq!(out.len() / 4, expected, "factor {factor}");
             assert_eq!(&out[..4], &rows[..4], "protected CLS row unchanged");
         }
-        assert_eq!(pool_hierarchical(&rows[..4], 4, 3, 0).len(), 4, "one vector stays one");
+        assert_eq!(
+            pool_hierarchical(&rows[..4], 4, 3, 0).len(),
+            4,
+            "one vector stays one"
+        );
     }
 
     #[test]
     fn whole_word_pooling_averages_subwords() {
-        let rows = [1.0, 0.0, /* word 0 */ 0.0, 1.0, /* word 0 */ 1.0, 0.0, /* special */ 0.0, 1.0 /* word 1 */];
+        let rows = [
+            1.0, 0.0, /* word 0 */ 0.0, 1.0, /* word 0 */ 1.0, 0.0,
+            /* special */ 0.0, 1.0, /* word 1 */
+        ];
         let out = pool_by_groups(&rows, 2, &[Some(0), Some(0), None, Some(1)]);
         assert_eq!(out.len(), 6);
         let h = std::f32::consts::FRAC_1_SQRT_2;

@@ -152,7 +152,13 @@ impl Index {
     }
 
     /// The best `k` documents for `query` under `mode`, best first.
-    pub fn search(&self, query: MultiVectorRef<'_, f32>, k: usize, mode: &Mode, params: &SearchParams) -> Result<Vec<Hit>> {
+    pub fn search(
+        &self,
+        query: MultiVectorRef<'_, f32>,
+        k: usize,
+        mode: &Mode,
+        params: &SearchParams,
+    ) -> Result<Vec<Hit>> {
         self.check_mode(mode)?;
         if query.dim() != self.manifest().dim {
             return Err(IndexError::Dimension {
@@ -175,29 +181,48 @@ impl Index {
                 Ok(maxsim::search_candidates(self.store(), query, k, &union))
             }
             (Fusion::Rrf, stages) => {
-                let rankings: Vec<Vec<Hit>> = stages.iter().map(|s| self.run_stage(*s, query, k, params)).collect();
+                let rankings: Vec<Vec<Hit>> = stages
+                    .iter()
+                    .map(|s| self.run_stage(*s, query, k, params))
+                    .collect();
                 Ok(reciprocal_rank_fusion(&rankings, k))
             }
         }
     }
 
     /// One stage's own final ranking.
-    fn run_stage(&self, stage: Stage, query: MultiVectorRef<'_, f32>, k: usize, params: &SearchParams) -> Vec<Hit> {
+    fn run_stage(
+        &self,
+        stage: Stage,
+        query: MultiVectorRef<'_, f32>,
+        k: usize,
+        params: &SearchParams,
+    ) -> Vec<Hit> {
         match stage {
             Stage::Plaid => {
                 let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                self.plaid().expect("checked by check_mode").search(self.store(), query, k, &p)
+                self.plaid()
+                    .expect("checked by check_mode")
+                    .search(self.store(), query, k, &p)
             }
             _ => maxsim::search_exhaustive(self.store(), query, k),
         }
     }
 
     /// One stage's candidates for the union-and-rescore path.
-    fn stage_candidates(&self, stage: Stage, query: MultiVectorRef<'_, f32>, k: usize, params: &SearchParams) -> Vec<u32> {
+    fn stage_candidates(
+        &self,
+        stage: Stage,
+        query: MultiVectorRef<'_, f32>,
+        k: usize,
+        params: &SearchParams,
+    ) -> Vec<u32> {
         match stage {
             Stage::Plaid => {
                 let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                self.plaid().expect("checked by check_mode").candidates(self.store(), query, k, &p)
+                self.plaid()
+                    .expect("checked by check_mode")
+                    .candidates(self.store(), query, k, &p)
             }
             _ => (0..self.store().num_docs() as u32).collect(),
         }

@@ -151,7 +151,11 @@ impl Manifest {
 
     /// File names this manifest lists.
     pub fn file_names(&self) -> Vec<&str> {
-        self.components.files().into_iter().map(|f| f.name.as_str()).collect()
+        self.components
+            .files()
+            .into_iter()
+            .map(|f| f.name.as_str())
+            .collect()
     }
 }
 
