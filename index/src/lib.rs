@@ -29,6 +29,7 @@
 pub mod codec;
 pub mod error;
 pub mod maxsim;
+pub mod muvera;
 pub mod plaid;
 pub mod pooling;
 pub mod search;
@@ -39,6 +40,7 @@ use std::path::{Path, PathBuf};
 
 pub use error::{IndexError, Result};
 pub use maxsim::Hit;
+pub use muvera::{MuveraConfig, MuveraParams};
 pub use plaid::{PlaidConfig, PlaidParams, Rescore};
 pub use search::{Fusion, Mode, SearchParams, Stage};
 pub use segment::{Manifest, ModelInfo};
@@ -68,6 +70,7 @@ pub struct Index {
     manifest: Manifest,
     store: TokenStore,
     plaid: Option<PlaidIndex>,
+    muvera: Option<muvera::MuveraIndex>,
 }
 
 impl Index {
@@ -96,11 +99,22 @@ impl Index {
             )?),
             None => None,
         };
+        let muvera = match &manifest.components.muvera {
+            Some(files) => Some(muvera::MuveraIndex::open(
+                dir,
+                files,
+                manifest.dim,
+                manifest.num_docs,
+                options.verify_checksums,
+            )?),
+            None => None,
+        };
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             store,
             plaid,
+            muvera,
         })
     }
 
@@ -121,6 +135,11 @@ impl Index {
         self.plaid.as_ref()
     }
 
+    /// The MUVERA component, if the index was built with it.
+    pub fn muvera(&self) -> Option<&muvera::MuveraIndex> {
+        self.muvera.as_ref()
+    }
+
     /// Exact MaxSim against every document; the best `k`.
     pub fn search_exhaustive(&self, query: MultiVectorRef<'_, f32>, k: usize) -> Vec<Hit> {
         maxsim::search_exhaustive(&self.store, query, k)
@@ -131,6 +150,7 @@ impl Index {
 #[derive(Debug, Clone, Default)]
 pub struct IndexConfig {
     pub plaid: Option<PlaidConfig>,
+    pub muvera: Option<MuveraConfig>,
 }
 
 /// Builds a new generation of an index in `dir`. Nothing becomes visible to readers until
@@ -199,18 +219,26 @@ impl IndexWriter {
         let num_vectors = self.store.num_vectors() as usize;
         let dim = self.store.dim();
         let store = self.store.finish()?;
-        let plaid = match &self.config.plaid {
-            Some(cfg) => {
-                let reader =
-                    TokenStore::open(&self.dir, &store, dim, num_docs, num_vectors, false)?;
-                Some(plaid::build_plaid(
-                    &self.dir,
-                    self.generation,
-                    &reader,
-                    cfg,
-                )?)
-            }
-            None => None,
+        let needs_reader = self.config.plaid.is_some() || self.config.muvera.is_some();
+        let reader = if needs_reader {
+            Some(TokenStore::open(
+                &self.dir,
+                &store,
+                dim,
+                num_docs,
+                num_vectors,
+                false,
+            )?)
+        } else {
+            None
+        };
+        let plaid = match (&self.config.plaid, &reader) {
+            (Some(cfg), Some(r)) => Some(plaid::build_plaid(&self.dir, self.generation, r, cfg)?),
+            _ => None,
+        };
+        let muvera_files = match (&self.config.muvera, &reader) {
+            (Some(cfg), Some(r)) => Some(muvera::build_muvera(&self.dir, self.generation, r, cfg)?),
+            _ => None,
         };
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
@@ -221,7 +249,11 @@ impl IndexWriter {
             num_vectors,
             dim,
             config,
-            components: Components { store, plaid },
+            components: Components {
+                store,
+                plaid,
+                muvera: muvera_files,
+            },
         };
         manifest.commit(&self.dir)?;
         remove_stale_files(&self.dir, &manifest);

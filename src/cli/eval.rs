@@ -35,6 +35,9 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
     if args.sweep {
         return sweep(&args, &dataset, &searcher, &options, k);
     }
+    if args.muvera_curve {
+        return muvera_curve(&args, &dataset, &searcher, &options, k);
+    }
     let (report, run) = eval::run_eval(&dataset, &searcher, &options)?;
     if let Some(path) = &args.run_file {
         eval::run::write_trec(path, &run, &format!("tessera-{}", report.mode))?;
@@ -122,6 +125,56 @@ fn sweep(
     Ok(())
 }
 
+/// MUVERA's recall-vs-candidates curve beside the single-vector baseline.
+fn muvera_curve(
+    args: &EvalArgs,
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    options: &EvalOptions,
+    k: usize,
+) -> Result<()> {
+    let counts = [100, 200, 500, 1000, 2000];
+    let (rows, exhaustive, baseline_seconds) =
+        eval::run_muvera_curve(dataset, searcher, options, &counts)?;
+    if args.json {
+        let out = serde_json::json!({
+            "dataset": dataset.name, "split": dataset.split, "k": k, "threads": options.threads,
+            "exhaustive_latency_ms": exhaustive, "single_vector_build_seconds": baseline_seconds, "rows": rows,
+        });
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&out).expect("serialises")
+        );
+        return Ok(());
+    }
+    println!(
+        "MUVERA curve on {} ({} queries, k={k}, {} thread(s)); exhaustive p50 {:.2} ms, p95 {:.2} ms",
+        dataset.name,
+        dataset.queries.len(),
+        options.threads,
+        exhaustive.p50,
+        exhaustive.p95
+    );
+    println!(
+        "{:>14} {:>10} {:>10} {:>8} {:>10} {:>9} {:>9} {:>8}",
+        "method", "candidates", "R@k vs ex", "nDCG@10", "Recall@100", "p50 ms", "p95 ms", "speedup"
+    );
+    for r in rows {
+        println!(
+            "{:>14} {:>10} {:>10.4} {:>8.4} {:>10.4} {:>9.2} {:>9.2} {:>7.1}x",
+            r.method,
+            r.candidates,
+            r.recall_vs_exhaustive,
+            r.metrics.get("ndcg@10").copied().unwrap_or(f64::NAN),
+            r.metrics.get("recall@100").copied().unwrap_or(f64::NAN),
+            r.latency_ms.p50,
+            r.latency_ms.p95,
+            r.speedup_p50
+        );
+    }
+    Ok(())
+}
+
 /// Build the dataset's index in the cache directory, or reuse one built from the same
 /// corpus file with the same model and settings.
 fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Result<Searcher> {
@@ -147,7 +200,7 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
         &dir,
         &args.corpus_args,
         &args.pooling,
-        index_config(&components(args), &dir, &args.plaid)?,
+        index_config(&components(args), &dir, &args.plaid, &args.muvera)?,
         progress,
     );
     let (_, report) = pipeline::build_index(&encoder, &job, report_skip)?;
@@ -161,6 +214,9 @@ fn components(args: &EvalArgs) -> Vec<String> {
     let mut needed: Vec<&str> = args.mode.stages.iter().map(|s| s.component()).collect();
     if args.sweep {
         needed.push("plaid");
+    }
+    if args.muvera_curve {
+        needed.push("muvera");
     }
     for n in needed {
         if !c.iter().any(|x| x == n) {

@@ -1,6 +1,6 @@
 use tessera_index::IndexConfig;
 
-use crate::cli::{CorpusArgs, IndexArgs, PlaidBuildArgs, PoolingArgs};
+use crate::cli::{CorpusArgs, IndexArgs, MuveraBuildArgs, PlaidBuildArgs, PoolingArgs};
 use crate::corpus::{CorpusFormat, OnMalformed};
 use crate::encoder::ColbertEncoder;
 use crate::pipeline::{self, BuildReport, IndexJob};
@@ -8,13 +8,14 @@ use crate::{Error, Result};
 use std::path::Path;
 
 /// Components `tessera index --components` accepts today.
-const BUILDABLE: &[&str] = &["store", "plaid"];
+const BUILDABLE: &[&str] = &["store", "plaid", "muvera"];
 
 /// Validate `--components` into the writer's config.
 pub(super) fn index_config(
     components: &[String],
     out: &Path,
     plaid: &PlaidBuildArgs,
+    muvera: &MuveraBuildArgs,
 ) -> Result<IndexConfig> {
     for c in components {
         if !BUILDABLE.contains(&c.as_str()) {
@@ -32,11 +33,15 @@ pub(super) fn index_config(
             .iter()
             .any(|c| c == "plaid")
             .then(|| plaid.config()),
+        muvera: components
+            .iter()
+            .any(|c| c == "muvera")
+            .then(|| muvera.config()),
     })
 }
 
 pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
-    let config = index_config(&args.components, &args.out, &args.plaid)?;
+    let config = index_config(&args.components, &args.out, &args.plaid, &args.muvera)?;
     let encoder = ColbertEncoder::load(
         &args.model.model_dir(),
         &args.model.load_options(),

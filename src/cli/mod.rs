@@ -9,7 +9,10 @@ mod search;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tessera_index::{Mode, PlaidConfig, PlaidParams, Rescore, SearchParams};
+use tessera_index::muvera::{FdeConfig, GraphConfig};
+use tessera_index::{
+    Mode, MuveraConfig, MuveraParams, PlaidConfig, PlaidParams, Rescore, SearchParams,
+};
 
 use crate::encoder::{DeviceSpec, LoadOptions};
 
@@ -65,6 +68,8 @@ pub struct RebuildArgs {
     pub pool_factor: u32,
     #[command(flatten)]
     pub plaid: PlaidBuildArgs,
+    #[command(flatten)]
+    pub muvera: MuveraBuildArgs,
     /// Print the build report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -201,6 +206,51 @@ impl PlaidBuildArgs {
     }
 }
 
+/// How the MUVERA component is built (`--components muvera`); paper defaults.
+#[derive(Debug, Clone, Args)]
+pub struct MuveraBuildArgs {
+    /// SimHash bits per repetition: 2^k_sim partitions.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=12))]
+    pub fde_k_sim: u32,
+    /// Dimensions each vector is projected to inside a partition (= model dim: no projection).
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub fde_d_proj: u32,
+    /// Repetitions concatenated.
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=256))]
+    pub fde_reps: u32,
+    /// Final Count-Sketch dimension [default: none].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub fde_d_final: Option<u32>,
+    /// Seed of the hyperplanes and projections (recorded; queries use the same).
+    #[arg(long, default_value_t = 42)]
+    pub fde_seed: u64,
+    /// HNSW neighbours per node.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(2..=256))]
+    pub hnsw_max_connections: u32,
+    /// HNSW construction breadth.
+    #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    pub hnsw_ef_construction: u32,
+}
+
+impl MuveraBuildArgs {
+    pub fn config(&self) -> MuveraConfig {
+        MuveraConfig {
+            fde: FdeConfig {
+                k_sim: self.fde_k_sim,
+                d_proj: self.fde_d_proj as usize,
+                r_reps: self.fde_reps as usize,
+                d_final: self.fde_d_final.map(|d| d as usize),
+                fill_empty: true,
+                seed: self.fde_seed,
+            },
+            graph: GraphConfig {
+                max_connections: self.hnsw_max_connections as usize,
+                ef_construction: self.hnsw_ef_construction as usize,
+            },
+        }
+    }
+}
+
 /// First-stage search knobs (defaults depend on k, as in DESIGN.md).
 #[derive(Debug, Clone, Args)]
 pub struct SearchParamArgs {
@@ -217,6 +267,13 @@ pub struct SearchParamArgs {
     /// PLAID: score survivors on the stored f16 vectors (exact) or on decompressed residuals.
     #[arg(long, value_enum)]
     pub rescore: Option<RescoreArg>,
+    /// MUVERA: documents taken from the HNSW and re-ranked by exact MaxSim
+    /// [default: max(5k, 500)].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub candidates: Option<u32>,
+    /// MUVERA: HNSW search breadth [default: the number of candidates].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub ef_search: Option<u32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -228,12 +285,26 @@ pub enum RescoreArg {
 impl SearchParamArgs {
     /// Overrides on top of the defaults for `k`; `None` fields keep the defaults.
     pub fn params(&self, k: usize) -> SearchParams {
+        let muvera = (self.candidates.is_some() || self.ef_search.is_some()).then(|| {
+            let mut p = MuveraParams::for_k(k);
+            if let Some(c) = self.candidates {
+                p.candidates = c as usize;
+                p.ef_search = p.ef_search.max(p.candidates);
+            }
+            if let Some(e) = self.ef_search {
+                p.ef_search = e as usize;
+            }
+            p
+        });
         let any = self.ncells.is_some()
             || self.centroid_score_threshold.is_some()
             || self.ndocs.is_some()
             || self.rescore.is_some();
         if !any {
-            return SearchParams::default();
+            return SearchParams {
+                plaid: None,
+                muvera,
+            };
         }
         let mut p = PlaidParams::for_k(k);
         if let Some(n) = self.ncells {
@@ -251,7 +322,10 @@ impl SearchParamArgs {
                 RescoreArg::Decompressed => Rescore::Decompressed,
             };
         }
-        SearchParams { plaid: Some(p) }
+        SearchParams {
+            plaid: Some(p),
+            muvera,
+        }
     }
 }
 
@@ -264,7 +338,7 @@ pub struct IndexArgs {
     #[arg(long, short)]
     pub out: PathBuf,
     /// Structures to build, comma-separated: store (the f16 token vectors, always built),
-    /// plaid (centroids, residual codes, IVF).
+    /// plaid (centroids, residual codes, IVF), muvera (FDEs in an HNSW).
     #[arg(long, value_delimiter = ',', default_value = "store")]
     pub components: Vec<String>,
     #[command(flatten)]
@@ -275,6 +349,8 @@ pub struct IndexArgs {
     pub pooling: PoolingArgs,
     #[command(flatten)]
     pub plaid: PlaidBuildArgs,
+    #[command(flatten)]
+    pub muvera: MuveraBuildArgs,
     /// Print the build report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -328,6 +404,10 @@ pub struct EvalArgs {
     /// curve), each against exhaustive search.
     #[arg(long)]
     pub sweep: bool,
+    /// With an index that has MUVERA: Recall@k against exhaustive and nDCG@10 for
+    /// 100..2000 candidates, MUVERA beside the single-vector (mean-pooled) baseline.
+    #[arg(long)]
+    pub muvera_curve: bool,
     /// Metrics to report, comma-separated (ndcg@K, recall@K, mrr@K, map@K).
     #[arg(
         long,
@@ -361,6 +441,8 @@ pub struct EvalArgs {
     pub pooling: PoolingArgs,
     #[command(flatten)]
     pub plaid: PlaidBuildArgs,
+    #[command(flatten)]
+    pub muvera: MuveraBuildArgs,
 }
 
 /// Run a parsed command line.

@@ -20,7 +20,7 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
             reason: "--out must be another directory than the source index".into(),
         });
     }
-    let config = index_config(&args.components, &args.out, &args.plaid)?;
+    let config = index_config(&args.components, &args.out, &args.plaid, &args.muvera)?;
     let started = Instant::now();
     let src = source.manifest();
     let mut writer = IndexWriter::create_with(&args.out, src.model.clone(), config.clone())?;
@@ -48,6 +48,7 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
                 "source_vectors": src.num_vectors,
                 "pool_factor": args.pool_factor,
                 "plaid": config.plaid,
+                "muvera": config.muvera,
             }),
         );
     }
@@ -61,6 +62,7 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         "components": manifest.components.names(),
         "build_seconds": started.elapsed().as_secs_f64(),
         "plaid": manifest.components.plaid.as_ref().map(|p| &p.build),
+        "muvera": manifest.components.muvera.as_ref().map(|m| &m.build),
     });
     if args.json {
         println!(

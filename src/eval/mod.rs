@@ -151,14 +151,20 @@ struct Passes<'a> {
 impl Passes<'_> {
     /// Every query through `mode`, timed one by one; self-hits dropped.
     fn run(&self, k: usize, mode: &Mode, params: &SearchParams) -> crate::Result<Pass> {
+        self.run_with(|q| self.searcher.search_vectors(q, k, mode, params))
+    }
+
+    /// Every query through `search`, timed one by one on the pool; self-hits dropped.
+    fn run_with<F>(&self, search: F) -> crate::Result<Pass>
+    where
+        F: Fn(&MultiVector) -> crate::Result<Vec<crate::search::SearchHit>> + Sync,
+    {
         let mut latency_ms = Vec::with_capacity(self.encoded.len());
         let mut run = Run::new();
         let started = Instant::now();
         for ((qid, _), q) in self.dataset.queries.iter().zip(&self.encoded) {
             let t = Instant::now();
-            let hits = self
-                .pool
-                .install(|| self.searcher.search_vectors(q, k, mode, params))?;
+            let hits = self.pool.install(|| search(q))?;
             latency_ms.push(t.elapsed().as_secs_f64() * 1e3);
             run.insert(
                 qid.clone(),
@@ -275,7 +281,10 @@ pub fn run_sweep(
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
     let mut rows = Vec::with_capacity(grid.len());
     for p in grid {
-        let params = SearchParams { plaid: Some(*p) };
+        let params = SearchParams {
+            plaid: Some(*p),
+            muvera: None,
+        };
         let pass = passes.run(k, &mode, &params)?;
         let latency = Latency::from_samples(&pass.latency_ms);
         rows.push(SweepRow {
@@ -289,6 +298,105 @@ pub fn run_sweep(
     }
     bar.finish_and_clear();
     Ok((rows, exh_latency))
+}
+
+/// One row of `--muvera-curve`: a first stage at one candidate count.
+#[derive(Debug, Clone, Serialize)]
+pub struct CurveRow {
+    pub method: String,
+    pub candidates: usize,
+    pub recall_vs_exhaustive: f64,
+    pub metrics: BTreeMap<String, f64>,
+    pub latency_ms: Latency,
+    pub speedup_p50: f64,
+}
+
+/// MUVERA and the single-vector baseline (mean document vector in the same kind of
+/// HNSW) at each candidate count, every candidate set re-ranked by exact MaxSim,
+/// against exhaustive search on the same encoded queries.
+pub fn run_muvera_curve(
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    options: &EvalOptions,
+    candidate_counts: &[usize],
+) -> crate::Result<(Vec<CurveRow>, Latency, f64)> {
+    let mode: Mode = "muvera".parse().expect("valid mode");
+    let index = searcher.index();
+    index.check_mode(&mode)?;
+    let graph_config = index
+        .manifest()
+        .components
+        .muvera
+        .as_ref()
+        .expect("checked")
+        .config
+        .graph;
+    let k = options
+        .metrics
+        .iter()
+        .map(|m| m.cutoff())
+        .max()
+        .unwrap_or(100);
+    let n = dataset.queries.len() as u64;
+    let bar = progress(
+        options.progress,
+        n * (2 + 2 * candidate_counts.len() as u64),
+    );
+    let (encoded, _) = encode_all(dataset, searcher, &bar)?;
+    let passes = Passes {
+        dataset,
+        searcher,
+        encoded,
+        pool: thread_pool(options.threads),
+        bar: &bar,
+    };
+    let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
+    let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
+    let t = Instant::now();
+    let baseline = passes.pool.install(|| {
+        tessera_index::muvera::SingleVectorBaseline::build(index.store(), graph_config)
+    })?;
+    let baseline_build_seconds = t.elapsed().as_secs_f64();
+    let store = index.store();
+    let mut rows = Vec::new();
+    for &c in candidate_counts {
+        let params = tessera_index::MuveraParams {
+            candidates: c,
+            ef_search: c,
+        };
+        let muvera = passes.run(
+            k,
+            &mode,
+            &SearchParams {
+                plaid: None,
+                muvera: Some(params),
+            },
+        )?;
+        let single = passes.run_with(|q| {
+            let cands = baseline.candidates(q.view(), &params);
+            let hits = tessera_index::maxsim::search_candidates(store, q.view(), k, &cands);
+            Ok(hits
+                .into_iter()
+                .map(|h| crate::search::SearchHit {
+                    id: store.doc_id(h.doc as usize).to_string(),
+                    score: h.score,
+                })
+                .collect())
+        })?;
+        for (method, pass) in [("muvera", muvera), ("single-vector", single)] {
+            let latency = Latency::from_samples(&pass.latency_ms);
+            rows.push(CurveRow {
+                method: method.to_string(),
+                candidates: c,
+                recall_vs_exhaustive: recall_against(&pass.run, &exhaustive.run, k),
+                metrics: evaluate(&pass.run, &dataset.qrels, &options.metrics).mean,
+                speedup_p50: exh_latency.p50 / latency.p50.max(1e-9),
+                latency_ms: latency,
+            });
+        }
+    }
+    bar.finish_and_clear();
+    Ok((rows, exh_latency, baseline_build_seconds))
 }
 
 /// BEIR drops a retrieved document whose id is the query's own (ArguAna and Quora hold

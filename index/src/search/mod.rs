@@ -4,7 +4,7 @@
 //! stages joined by `+` mean the union of their candidates re-ranked by exact MaxSim;
 //! `rrf:` before them means reciprocal-rank fusion of their rankings. A stage whose
 //! component the index lacks is a [`IndexError::MissingComponent`] that says what the
-//! index has. Stages that exist today: `exhaustive` (component `store`) and `plaid`.
+//! index has. Stages that exist today: `exhaustive` (component `store`), `plaid`, `muvera`.
 
 use std::fmt;
 use std::str::FromStr;
@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{IndexError, Result};
 use crate::maxsim::{self, Hit};
+use crate::muvera::MuveraParams;
 use crate::plaid::PlaidParams;
 use crate::store::MultiVectorRef;
 use crate::Index;
@@ -125,6 +126,7 @@ impl fmt::Display for Mode {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct SearchParams {
     pub plaid: Option<PlaidParams>,
+    pub muvera: Option<MuveraParams>,
 }
 
 /// Reciprocal-rank fusion constant (Cormack et al. 2009).

@@ -46,6 +46,23 @@ pub struct PlaidFiles {
     pub build: serde_json::Value,
 }
 
+/// Files and parameters of the MUVERA component (`muvera/`). The two HNSW files are
+/// written by `hnsw_rs` in its own format (no Tessera footer): size and CRC-32C of the
+/// whole file are recorded here and checked at open.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MuveraFiles {
+    pub config: crate::muvera::MuveraConfig,
+    pub fde_dim: usize,
+    /// Largest document FDE norm (the MIPS lift's M).
+    pub max_norm: f32,
+    /// hnsw_rs basename: files are `<basename>.hnsw.graph` and `<basename>.hnsw.data`.
+    pub basename: String,
+    pub graph: FileEntry,
+    pub data: FileEntry,
+    #[serde(default)]
+    pub build: serde_json::Value,
+}
+
 /// Every component an index can hold. `store` is always there; first stages are
 /// optional (muvera, splade and bm25 will join `plaid` here).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,6 +70,8 @@ pub struct Components {
     pub store: StoreFiles,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub plaid: Option<PlaidFiles>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub muvera: Option<MuveraFiles>,
 }
 
 impl Components {
@@ -62,6 +81,9 @@ impl Components {
         if self.plaid.is_some() {
             v.push("plaid");
         }
+        if self.muvera.is_some() {
+            v.push("muvera");
+        }
         v
     }
 
@@ -70,6 +92,9 @@ impl Components {
         let mut v = vec![&s.vectors, &s.offsets, &s.doc_ids];
         if let Some(p) = &self.plaid {
             v.extend([&p.centroids, &p.codes, &p.residuals, &p.ivf]);
+        }
+        if let Some(m) = &self.muvera {
+            v.extend([&m.graph, &m.data]);
         }
         v
     }

@@ -7,4 +7,6 @@ pub mod manifest;
 
 pub use file::{FileEntry, FileWriter, MappedFile};
 pub use footer::{ComponentKind, Footer, FORMAT_VERSION, OLDEST_READABLE_VERSION};
-pub use manifest::{Components, Manifest, ModelInfo, PlaidFiles, StoreFiles, MANIFEST_NAME};
+pub use manifest::{
+    Components, Manifest, ModelInfo, MuveraFiles, PlaidFiles, StoreFiles, MANIFEST_NAME,
+};

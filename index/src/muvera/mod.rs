@@ -1,0 +1,250 @@
+//! MUVERA (Dhulipala et al. 2024): fixed-dimensional encodings ([`fde`]) of documents in
+//! an HNSW graph ([`graph`]); a query's FDE finds candidates, exact MaxSim on the stored
+//! vectors ranks them. Also the single-vector baseline the paper compares against.
+
+pub mod fde;
+pub mod graph;
+
+use std::path::Path;
+use std::time::Instant;
+
+use half::slice::HalfFloatSliceExt;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+pub use fde::{FdeConfig, FdeEncoder};
+pub use graph::{GraphConfig, MipsGraph};
+
+use crate::error::{IndexError, Result};
+use crate::maxsim::{self, Hit};
+use crate::segment::{FileEntry, MuveraFiles};
+use crate::store::{MultiVectorRef, TokenStore};
+
+/// How MUVERA is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct MuveraConfig {
+    pub fde: FdeConfig,
+    pub graph: GraphConfig,
+}
+
+/// Per-query knobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MuveraParams {
+    /// Documents taken from the graph and re-ranked by exact MaxSim.
+    pub candidates: usize,
+    /// HNSW search breadth (at least `candidates`).
+    pub ef_search: usize,
+}
+
+impl MuveraParams {
+    /// Defaults by k (see README, "MUVERA", for the curve they come from).
+    pub fn for_k(k: usize) -> Self {
+        let candidates = (5 * k).max(500);
+        MuveraParams {
+            candidates,
+            ef_search: candidates,
+        }
+    }
+}
+
+/// Every document's FDE, row-major, computed in parallel.
+pub fn document_fdes(store: &TokenStore, encoder: &FdeEncoder) -> Vec<f32> {
+    (0..store.num_docs())
+        .into_par_iter()
+        .flat_map_iter(|d| {
+            let doc = store.doc(d);
+            let mut v = vec![0.0f32; doc.as_slice().len()];
+            doc.as_slice().convert_to_f32_slice(&mut v);
+            encoder.encode_document(&v)
+        })
+        .collect()
+}
+
+/// Mean of each document's vectors (the single-vector baseline's document vector).
+pub fn mean_vectors(store: &TokenStore) -> Vec<f32> {
+    let dim = store.dim();
+    (0..store.num_docs())
+        .into_par_iter()
+        .flat_map_iter(|d| {
+            let doc = store.doc(d);
+            let mut mean = vec![0.0f32; dim];
+            for row in doc.rows() {
+                for (m, x) in mean.iter_mut().zip(row) {
+                    *m += x.to_f32();
+                }
+            }
+            let n = doc.len() as f32;
+            mean.iter_mut().for_each(|m| *m /= n);
+            mean
+        })
+        .collect()
+}
+
+/// Build the MUVERA component of generation `generation` from a finished store.
+pub fn build_muvera(
+    dir: &Path,
+    generation: u64,
+    store: &TokenStore,
+    config: &MuveraConfig,
+) -> Result<MuveraFiles> {
+    let started = Instant::now();
+    let encoder = FdeEncoder::new(store.dim(), config.fde);
+    let fdes = document_fdes(store, &encoder);
+    let fde_seconds = started.elapsed().as_secs_f64();
+    let graph = MipsGraph::build(&fdes, encoder.output_dim(), config.graph)?;
+    let graph_seconds = started.elapsed().as_secs_f64() - fde_seconds;
+    let basename = graph.dump(dir, &format!("g{generation}.muvera"))?;
+    let graph_file = foreign_entry(dir, &format!("{basename}.hnsw.graph"))?;
+    let data_file = foreign_entry(dir, &format!("{basename}.hnsw.data"))?;
+    Ok(MuveraFiles {
+        config: *config,
+        fde_dim: encoder.output_dim(),
+        max_norm: graph.max_norm(),
+        basename,
+        graph: graph_file,
+        data: data_file,
+        build: serde_json::json!({
+            "fde_seconds": fde_seconds,
+            "graph_seconds": graph_seconds,
+            "total_seconds": started.elapsed().as_secs_f64(),
+        }),
+    })
+}
+
+/// Size and CRC-32C of a whole file written by another library (no Tessera footer):
+/// the manifest's record is what guards it.
+fn foreign_entry(dir: &Path, name: &str) -> Result<FileEntry> {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| IndexError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    std::fs::File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IndexError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+    Ok(FileEntry {
+        name: name.to_string(),
+        bytes: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+    })
+}
+
+fn check_foreign(dir: &Path, entry: &FileEntry, verify: bool) -> Result<()> {
+    let path = dir.join(&entry.name);
+    let meta = std::fs::metadata(&path).map_err(|e| IndexError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    if meta.len() != entry.bytes {
+        return Err(IndexError::corrupt(
+            &path,
+            format!(
+                "file is {} bytes, manifest says {}",
+                meta.len(),
+                entry.bytes
+            ),
+        ));
+    }
+    if verify {
+        let bytes = std::fs::read(&path).map_err(|e| IndexError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let found = crc32c::crc32c(&bytes);
+        if found != entry.crc32c {
+            return Err(IndexError::ChecksumMismatch {
+                path,
+                expected: entry.crc32c,
+                found,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// The MUVERA component, opened.
+pub struct MuveraIndex {
+    encoder: FdeEncoder,
+    graph: MipsGraph,
+}
+
+impl MuveraIndex {
+    pub fn open(
+        dir: &Path,
+        files: &MuveraFiles,
+        dim: usize,
+        num_docs: usize,
+        verify: bool,
+    ) -> Result<Self> {
+        check_foreign(dir, &files.graph, verify)?;
+        check_foreign(dir, &files.data, verify)?;
+        let encoder = FdeEncoder::new(dim, files.config.fde);
+        if encoder.output_dim() != files.fde_dim {
+            return Err(IndexError::Manifest {
+                path: dir.join(crate::segment::MANIFEST_NAME),
+                reason: format!(
+                    "MUVERA config gives {}-d FDEs, manifest says {}",
+                    encoder.output_dim(),
+                    files.fde_dim
+                ),
+            });
+        }
+        let graph = MipsGraph::load(dir, &files.basename, files.fde_dim, files.max_norm)?;
+        if graph.len() != num_docs {
+            return Err(IndexError::corrupt(
+                dir.join(&files.graph.name),
+                format!("HNSW holds {} documents, the store {num_docs}", graph.len()),
+            ));
+        }
+        Ok(MuveraIndex { encoder, graph })
+    }
+
+    pub fn encoder(&self) -> &FdeEncoder {
+        &self.encoder
+    }
+
+    /// Candidate documents for `query` from the graph.
+    pub fn candidates(&self, query: MultiVectorRef<'_, f32>, params: &MuveraParams) -> Vec<u32> {
+        let fde = self.encoder.encode_query(query.as_slice());
+        self.graph.search(&fde, params.candidates, params.ef_search)
+    }
+
+    /// Candidates re-ranked by exact MaxSim; best `k`.
+    pub fn search(
+        &self,
+        store: &TokenStore,
+        query: MultiVectorRef<'_, f32>,
+        k: usize,
+        params: &MuveraParams,
+    ) -> Vec<Hit> {
+        let c = self.candidates(query, params);
+        maxsim::search_candidates(store, query, k, &c)
+    }
+}
+
+/// The paper's baseline: one mean vector per document in the same kind of graph.
+pub struct SingleVectorBaseline {
+    graph: MipsGraph,
+}
+
+impl SingleVectorBaseline {
+    pub fn build(store: &TokenStore, config: GraphConfig) -> Result<Self> {
+        Ok(SingleVectorBaseline {
+            graph: MipsGraph::build(&mean_vectors(store), store.dim(), config)?,
+        })
+    }
+
+    pub fn candidates(&self, query: MultiVectorRef<'_, f32>, params: &MuveraParams) -> Vec<u32> {
+        let mut mean = vec![0.0f32; query.dim()];
+        for row in query.rows() {
+            mean.iter_mut().zip(row).for_each(|(m, x)| *m += x);
+        }
+        mean.iter_mut()
+            .for_each(|m| *m /= query.len().max(1) as f32);
+        self.graph
+            .search(&mean, params.candidates, params.ef_search)
+    }
+}
