@@ -546,3 +546,72 @@ fn pooling_reduces_stored_vectors() {
     assert_eq!(v["components"], serde_json::json!(["store", "plaid"]));
     ok(&["search", s(&rebuilt), "malaria", "--mode", "plaid"]);
 }
+
+#[test]
+fn muvera_index_searches_and_its_curve_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    let (data, model) = (fixture("tiny-beir"), fixture("tiny-bert"));
+    ok(&[
+        "index",
+        s(&data),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&model),
+        "--components",
+        "store,muvera",
+        "--fde-k-sim",
+        "3",
+        "--fde-d-proj",
+        "8",
+        "--fde-reps",
+        "4",
+        "--quiet",
+    ]);
+    // Every document as a candidate: the same ranking as exhaustive search.
+    let q = "sleep and obesity risk";
+    let all = ok(&[
+        "search",
+        s(&idx),
+        q,
+        "-k",
+        "16",
+        "--json",
+        "--mode",
+        "muvera",
+        "--candidates",
+        "16",
+    ]);
+    let exhaustive = ok(&["search", s(&idx), q, "-k", "16", "--json"]);
+    let ids = |out: &str| -> Vec<String> {
+        let v: serde_json::Value = serde_json::from_str(out).unwrap();
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&all), ids(&exhaustive));
+    let out = ok(&[
+        "eval",
+        s(&data),
+        "--index",
+        s(&idx),
+        "--muvera-curve",
+        "--json",
+        "--quiet",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        v["rows"].as_array().unwrap().len(),
+        10,
+        "5 candidate counts x (muvera, single-vector)"
+    );
+    let r = v["fde_maxsim_correlation"]["pearson"].as_f64().unwrap();
+    assert!((-1.0..=1.0).contains(&r));
+    // Union of two first stages needs both components.
+    let err = fails(&["search", s(&idx), q, "--mode", "muvera+plaid"]);
+    assert!(err.contains("\"plaid\" component"), "{err}");
+}

@@ -134,12 +134,13 @@ fn muvera_curve(
     k: usize,
 ) -> Result<()> {
     let counts = [100, 200, 500, 1000, 2000];
-    let (rows, exhaustive, baseline_seconds) =
+    let (rows, exhaustive, baseline_seconds, correlation) =
         eval::run_muvera_curve(dataset, searcher, options, &counts)?;
     if args.json {
         let out = serde_json::json!({
             "dataset": dataset.name, "split": dataset.split, "k": k, "threads": options.threads,
-            "exhaustive_latency_ms": exhaustive, "single_vector_build_seconds": baseline_seconds, "rows": rows,
+            "exhaustive_latency_ms": exhaustive, "single_vector_build_seconds": baseline_seconds,
+            "fde_maxsim_correlation": correlation, "rows": rows,
         });
         println!(
             "{}",
@@ -154,6 +155,10 @@ fn muvera_curve(
         options.threads,
         exhaustive.p50,
         exhaustive.p95
+    );
+    println!(
+        "FDE dot vs exact MaxSim over {} random (query, document) pairs: Pearson {:.4}; mean per-query Pearson {:.4}",
+        correlation.pairs, correlation.pearson, correlation.mean_per_query_pearson
     );
     println!(
         "{:>14} {:>10} {:>10} {:>8} {:>10} {:>9} {:>9} {:>8}",

@@ -319,7 +319,7 @@ pub fn run_muvera_curve(
     searcher: &Searcher,
     options: &EvalOptions,
     candidate_counts: &[usize],
-) -> crate::Result<(Vec<CurveRow>, Latency, f64)> {
+) -> crate::Result<(Vec<CurveRow>, Latency, f64, FdeCorrelation)> {
     let mode: Mode = "muvera".parse().expect("valid mode");
     let index = searcher.index();
     index.check_mode(&mode)?;
@@ -352,6 +352,9 @@ pub fn run_muvera_curve(
     };
     let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
+    let correlation = passes
+        .pool
+        .install(|| fde_maxsim_correlation(index, &passes.encoded, 200));
     let t = Instant::now();
     let baseline = passes.pool.install(|| {
         tessera_index::muvera::SingleVectorBaseline::build(index.store(), graph_config)
@@ -396,7 +399,61 @@ pub fn run_muvera_curve(
         }
     }
     bar.finish_and_clear();
-    Ok((rows, exh_latency, baseline_build_seconds))
+    Ok((rows, exh_latency, baseline_build_seconds, correlation))
+}
+
+/// Pearson correlation between FDE dot products and exact MaxSim scores over
+/// `docs_per_query` seeded random documents per query: overall, and the mean of the
+/// per-query correlations (how well the FDE ranks documents for one query).
+pub fn fde_maxsim_correlation(
+    index: &tessera_index::Index,
+    queries: &[MultiVector],
+    docs_per_query: usize,
+) -> FdeCorrelation {
+    use rand::{Rng, SeedableRng};
+    let muvera = index.muvera().expect("checked by the caller");
+    let store = index.store();
+    let encoder = muvera.encoder();
+    let fdes = tessera_index::muvera::document_fdes(store, encoder);
+    let dim = encoder.output_dim();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    let mut scorer = tessera_index::maxsim::MaxSim::default();
+    let (mut xs, mut ys, mut per_query) = (Vec::new(), Vec::new(), Vec::new());
+    for q in queries {
+        let qf = encoder.encode_query(q.as_slice());
+        let (mut qx, mut qy) = (Vec::new(), Vec::new());
+        for _ in 0..docs_per_query {
+            let d = rng.gen_range(0..store.num_docs());
+            let f = &fdes[d * dim..(d + 1) * dim];
+            qx.push(f64::from(qf.iter().zip(f).map(|(a, b)| a * b).sum::<f32>()));
+            qy.push(f64::from(scorer.score(q.view(), store.doc(d))));
+        }
+        per_query.push(pearson(&qx, &qy));
+        xs.extend(qx);
+        ys.extend(qy);
+    }
+    FdeCorrelation {
+        pairs: xs.len(),
+        pearson: pearson(&xs, &ys),
+        mean_per_query_pearson: per_query.iter().sum::<f64>() / per_query.len().max(1) as f64,
+    }
+}
+
+/// How FDE dot products track exact MaxSim.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct FdeCorrelation {
+    pub pairs: usize,
+    pub pearson: f64,
+    pub mean_per_query_pearson: f64,
+}
+
+fn pearson(x: &[f64], y: &[f64]) -> f64 {
+    let n = x.len() as f64;
+    let (mx, my) = (x.iter().sum::<f64>() / n, y.iter().sum::<f64>() / n);
+    let cov: f64 = x.iter().zip(y).map(|(a, b)| (a - mx) * (b - my)).sum();
+    let vx: f64 = x.iter().map(|a| (a - mx).powi(2)).sum();
+    let vy: f64 = y.iter().map(|b| (b - my).powi(2)).sum();
+    cov / (vx.sqrt() * vy.sqrt()).max(1e-12)
 }
 
 /// BEIR drops a retrieved document whose id is the query's own (ArguAna and Quora hold
