@@ -216,6 +216,24 @@ fn every_candidate_rescored_equals_exhaustive_and_the_index_reopens() {
             index.search_exhaustive(q, 20)
         );
     }
+    // Few candidates: at most that many results, all of them exact scores of real hits
+    // (this fails if the muvera stage silently fell back to exhaustive search).
+    let few = SearchParams {
+        plaid: None,
+        muvera: Some(MuveraParams {
+            candidates: 3,
+            ef_search: 50,
+        }),
+    };
+    let q = unit_rows(&mut rng, 4, dim);
+    let q = MultiVectorRef::new(&q, dim);
+    let hits = index.search(q, 20, &mode, &few).unwrap();
+    assert_eq!(hits.len(), 3);
+    let exact = index.search_exhaustive(q, 200);
+    for h in &hits {
+        let e = exact.iter().find(|x| x.doc == h.doc).unwrap();
+        assert!((e.score - h.score).abs() < 1e-6);
+    }
     drop(index);
     let again = Index::open(dir.path()).unwrap();
     let q = unit_rows(&mut rng, 4, dim);

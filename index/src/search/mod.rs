@@ -207,7 +207,16 @@ impl Index {
                     .expect("checked by check_mode")
                     .search(self.store(), query, k, &p)
             }
-            _ => maxsim::search_exhaustive(self.store(), query, k),
+            Stage::Muvera => {
+                let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
+                self.muvera()
+                    .expect("checked by check_mode")
+                    .search(self.store(), query, k, &p)
+            }
+            Stage::Exhaustive => maxsim::search_exhaustive(self.store(), query, k),
+            Stage::Splade | Stage::Bm25 => {
+                unreachable!("check_mode refuses stages without a component")
+            }
         }
     }
 
@@ -226,7 +235,16 @@ impl Index {
                     .expect("checked by check_mode")
                     .candidates(self.store(), query, k, &p)
             }
-            _ => (0..self.store().num_docs() as u32).collect(),
+            Stage::Muvera => {
+                let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
+                self.muvera()
+                    .expect("checked by check_mode")
+                    .candidates(query, &p)
+            }
+            Stage::Exhaustive => (0..self.store().num_docs() as u32).collect(),
+            Stage::Splade | Stage::Bm25 => {
+                unreachable!("check_mode refuses stages without a component")
+            }
         }
     }
 }
