@@ -347,9 +347,9 @@ fn modes_the_index_cannot_run_name_the_missing_component() {
         "--out",
         s(&dir.path().join("x")),
         "--components",
-        "store,muvera",
+        "store,splade",
     ]);
-    assert!(err.contains("\"muvera\" cannot be built"), "{err}");
+    assert!(err.contains("\"splade\" cannot be built"), "{err}");
     let err = fails(&["search", s(&idx), "malaria", "--mode", "plaid"]);
     assert!(
         err.contains("\"plaid\" component") && err.contains("it has: store"),

@@ -71,6 +71,7 @@ fn build(dir: &std::path::Path, c: &Corpus, nbits: u32) -> Index {
             num_centroids: Some(64),
             ..PlaidConfig::default()
         }),
+        ..Default::default()
     };
     let mut w = IndexWriter::create_with(dir, model, config).unwrap();
     for (i, d) in c.docs.iter().enumerate() {
@@ -88,6 +89,7 @@ fn maximal_settings_equal_exhaustive_exactly() {
     let plaid = index.plaid().expect("built with plaid");
     let params = SearchParams {
         plaid: Some(PlaidParams::exhaustive(plaid.num_centroids(), 400)),
+        ..Default::default()
     };
     let mode: Mode = "plaid".parse().unwrap();
     let mut rng = ChaCha8Rng::seed_from_u64(2);
@@ -124,6 +126,7 @@ fn wider_settings_reach_exhaustive_recall() {
                 .collect();
             let p = SearchParams {
                 plaid: Some(params),
+                ..Default::default()
             };
             let got: Vec<u32> = index
                 .search(q, 10, &mode, &p)
@@ -296,7 +299,10 @@ fn decompressed_rescoring_tracks_exact_scores() {
             q,
             150,
             &"plaid".parse().unwrap(),
-            &SearchParams { plaid: Some(p) },
+            &SearchParams {
+                plaid: Some(p),
+                ..Default::default()
+            },
         )
         .unwrap();
     // Per query token, the decompressed score stays close to the exact one.

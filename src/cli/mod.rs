@@ -268,7 +268,7 @@ pub struct SearchParamArgs {
     #[arg(long, value_enum)]
     pub rescore: Option<RescoreArg>,
     /// MUVERA: documents taken from the HNSW and re-ranked by exact MaxSim
-    /// [default: max(5k, 500)].
+    /// [default: max(10k, 1000)].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub candidates: Option<u32>,
     /// MUVERA: HNSW search breadth [default: the number of candidates].

@@ -37,9 +37,11 @@ pub struct MuveraParams {
 }
 
 impl MuveraParams {
-    /// Defaults by k (see README, "MUVERA", for the curve they come from).
+    /// Defaults by k: `max(10k, 1000)` candidates. On SciFact with MiniLM vectors and
+    /// paper FDE settings, 1,000 candidates keep 0.967 of the exhaustive top-100 and 500
+    /// only 0.904 (README, "MUVERA").
     pub fn for_k(k: usize) -> Self {
-        let candidates = (5 * k).max(500);
+        let candidates = (10 * k).max(1000);
         MuveraParams {
             candidates,
             ef_search: candidates,
