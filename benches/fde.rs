@@ -8,8 +8,10 @@
 //!
 //! Run: `cargo bench --bench fde`.
 
+mod common;
+use common::seconds_per_call;
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use half::f16;
@@ -22,18 +24,6 @@ use tessera_index::store::MultiVectorRef;
 const ND: usize = 240;
 const NQ: usize = 32;
 const DIM: usize = 384;
-
-fn seconds_per_call(iters: usize, mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_secs_f64() / iters as f64
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(5);

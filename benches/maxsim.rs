@@ -10,8 +10,10 @@
 //! Run: `cargo bench --bench maxsim` (criterion's report, then a ratio line that compares
 //! the two in this process: MaxSim GFLOP/s / matmul GFLOP/s).
 
+mod common;
+use common::seconds_per_call;
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::{Criterion, Throughput};
 use half::f16;
@@ -69,19 +71,6 @@ fn matmul(q: &[f32], d: &[f32], out: &mut [f32]) {
             gemm::Parallelism::None,
         )
     }
-}
-
-/// Best-of-5 mean seconds per call over `iters` calls.
-fn seconds_per_call(iters: usize, mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_secs_f64() / iters as f64
-        })
-        .fold(f64::INFINITY, f64::min)
 }
 
 fn main() {

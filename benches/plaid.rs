@@ -10,8 +10,10 @@
 //!
 //! Run: `cargo bench --bench plaid` (criterion report, then the ratios measured here).
 
+mod common;
+use common::seconds_per_call;
+
 use std::hint::black_box;
-use std::time::Instant;
 
 use criterion::Criterion;
 use half::f16;
@@ -27,18 +29,6 @@ const ND: usize = 240;
 const NQ: usize = 32;
 const DIM: usize = 384;
 const K: usize = 16_384;
-
-fn seconds_per_call(iters: usize, mut f: impl FnMut()) -> f64 {
-    (0..5)
-        .map(|_| {
-            let t = Instant::now();
-            for _ in 0..iters {
-                f();
-            }
-            t.elapsed().as_secs_f64() / iters as f64
-        })
-        .fold(f64::INFINITY, f64::min)
-}
 
 fn main() {
     let mut rng = ChaCha8Rng::seed_from_u64(3);

@@ -50,6 +50,13 @@ pub struct EvalOptions {
     pub progress: bool,
 }
 
+impl EvalOptions {
+    /// How many results each query retrieves: the largest metric cutoff.
+    pub fn retrieval_depth(&self) -> usize {
+        self.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100)
+    }
+}
+
 /// Latency summary in milliseconds.
 #[derive(Debug, Clone, Copy, Serialize)]
 pub struct Latency {
@@ -148,7 +155,26 @@ struct Passes<'a> {
     bar: &'a ProgressBar,
 }
 
-impl Passes<'_> {
+impl<'a> Passes<'a> {
+    /// Encode every query (one at a time, timed: the latency a live search pays) and
+    /// set up the search pool. Returns the per-query encoding times too.
+    fn encode(
+        dataset: &'a BeirDataset,
+        searcher: &'a Searcher,
+        threads: usize,
+        bar: &'a ProgressBar,
+    ) -> crate::Result<(Self, Vec<f64>)> {
+        let (encoded, encode_ms) = encode_all(dataset, searcher, bar)?;
+        let passes = Passes {
+            dataset,
+            searcher,
+            encoded,
+            pool: thread_pool(threads),
+            bar,
+        };
+        Ok((passes, encode_ms))
+    }
+
     /// Every query through `mode`, timed one by one; self-hits dropped.
     fn run(&self, k: usize, mode: &Mode, params: &SearchParams) -> crate::Result<Pass> {
         self.run_with(|q| self.searcher.search_vectors(q, k, mode, params))
@@ -261,22 +287,10 @@ pub fn run_sweep(
 ) -> crate::Result<(Vec<SweepRow>, Latency)> {
     let mode: Mode = "plaid".parse().expect("valid mode");
     searcher.index().check_mode(&mode)?;
-    let k = options
-        .metrics
-        .iter()
-        .map(|m| m.cutoff())
-        .max()
-        .unwrap_or(100);
+    let k = options.retrieval_depth();
     let n = dataset.queries.len() as u64;
     let bar = progress(options.progress, n * (2 + grid.len() as u64));
-    let (encoded, _) = encode_all(dataset, searcher, &bar)?;
-    let passes = Passes {
-        dataset,
-        searcher,
-        encoded,
-        pool: thread_pool(options.threads),
-        bar: &bar,
-    };
+    let (passes, _) = Passes::encode(dataset, searcher, options.threads, &bar)?;
     let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
     let mut rows = Vec::with_capacity(grid.len());
@@ -331,25 +345,13 @@ pub fn run_muvera_curve(
         .expect("checked")
         .config
         .graph;
-    let k = options
-        .metrics
-        .iter()
-        .map(|m| m.cutoff())
-        .max()
-        .unwrap_or(100);
+    let k = options.retrieval_depth();
     let n = dataset.queries.len() as u64;
     let bar = progress(
         options.progress,
         n * (2 + 2 * candidate_counts.len() as u64),
     );
-    let (encoded, _) = encode_all(dataset, searcher, &bar)?;
-    let passes = Passes {
-        dataset,
-        searcher,
-        encoded,
-        pool: thread_pool(options.threads),
-        bar: &bar,
-    };
+    let (passes, _) = Passes::encode(dataset, searcher, options.threads, &bar)?;
     let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
     let correlation = passes
@@ -471,25 +473,13 @@ pub fn run_eval(
     options: &EvalOptions,
 ) -> crate::Result<(EvalReport, Run)> {
     searcher.index().check_mode(&options.mode)?;
-    let k = options
-        .metrics
-        .iter()
-        .map(|m| m.cutoff())
-        .max()
-        .unwrap_or(100);
+    let k = options.retrieval_depth();
     let n = dataset.queries.len() as u64;
     let bar = progress(
         options.progress,
         n * if options.compare_exhaustive { 3 } else { 2 },
     );
-    let (encoded, encode_ms) = encode_all(dataset, searcher, &bar)?;
-    let passes = Passes {
-        dataset,
-        searcher,
-        encoded,
-        pool: thread_pool(options.threads),
-        bar: &bar,
-    };
+    let (passes, encode_ms) = Passes::encode(dataset, searcher, options.threads, &bar)?;
     let pass = passes.run(k, &options.mode, &options.params)?;
     let latency_ms = Latency::from_samples(&pass.latency_ms);
     let vs_exhaustive = if options.compare_exhaustive {

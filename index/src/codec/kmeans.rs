@@ -62,31 +62,27 @@ pub fn kmeans(points: &[f32], dim: usize, config: KMeansConfig) -> Vec<f32> {
 
 /// Nearest centroid by Euclidean distance, for every point (parallel over blocks).
 pub fn nearest_l2(points: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
-    let k = centroids.len() / dim;
+    // argmin ||x-c||² = argmax ⟨x,c⟩ - ||c||²/2
     let half_norms: Vec<f32> = centroids
         .chunks_exact(dim)
         .map(|c| 0.5 * c.iter().map(|v| v * v).sum::<f32>())
         .collect();
-    points
-        .par_chunks(BLOCK * dim)
-        .flat_map_iter(|block| {
-            let rows = block.len() / dim;
-            let mut scores = vec![0.0f32; rows * k];
-            dot_matrix(block, centroids, dim, &mut scores);
-            // argmin ||x-c||² = argmax ⟨x,c⟩ - ||c||²/2
-            scores
-                .chunks_exact_mut(k)
-                .map(|row| {
-                    row.iter_mut().zip(&half_norms).for_each(|(s, h)| *s -= h);
-                    argmax(row).0 as u32
-                })
-                .collect::<Vec<_>>()
-        })
-        .collect()
+    best_scoring(points, centroids, dim, Some(&half_norms))
 }
 
 /// Nearest centroid by inner product (ColBERTv2's assignment, with unit centroids).
 pub fn nearest_ip(points: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
+    best_scoring(points, centroids, dim, None)
+}
+
+/// For every point, the centroid maximising `⟨x, c⟩ - penalty[c]`; one `gemm` per block
+/// of points, blocks in parallel.
+fn best_scoring(
+    points: &[f32],
+    centroids: &[f32],
+    dim: usize,
+    penalty: Option<&[f32]>,
+) -> Vec<u32> {
     let k = centroids.len() / dim;
     points
         .par_chunks(BLOCK * dim)
@@ -95,8 +91,13 @@ pub fn nearest_ip(points: &[f32], centroids: &[f32], dim: usize) -> Vec<u32> {
             let mut scores = vec![0.0f32; rows * k];
             dot_matrix(block, centroids, dim, &mut scores);
             scores
-                .chunks_exact(k)
-                .map(|row| argmax(row).0 as u32)
+                .chunks_exact_mut(k)
+                .map(|row| {
+                    if let Some(p) = penalty {
+                        row.iter_mut().zip(p).for_each(|(s, h)| *s -= h);
+                    }
+                    argmax(row).0 as u32
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
