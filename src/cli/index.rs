@@ -105,7 +105,7 @@ pub(super) fn report_skip(path: &std::path::Path, s: &crate::corpus::Skipped) {
 
 pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
     eprintln!(
-        "indexed {} documents ({} vectors{}) into {} in {:.1} s ({:.1} s after encoding)\n  encoding {:.1} docs/s, {:.0} tokens/s\n  {:.1} MB on disk, {:.1} bytes/vector{}",
+        "indexed {} documents ({} vectors{}) into {} in {:.1} s{}\n  encoding {:.1} docs/s, {:.0} tokens/s\n  {:.1} MB on disk, {:.1} bytes/vector{}",
         r.num_docs,
         r.num_vectors,
         if r.vectors_before_pooling != r.num_vectors {
@@ -115,7 +115,11 @@ pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
         },
         out.display(),
         r.build_seconds,
-        r.components_seconds,
+        if r.components_seconds >= 0.05 {
+            format!(" ({:.1} s of it building PLAID/MUVERA)", r.components_seconds)
+        } else {
+            String::new()
+        },
         r.encode_docs_per_s,
         r.encode_tokens_per_s,
         r.index_bytes.unwrap_or(0) as f64 / 1e6,
