@@ -56,7 +56,11 @@ impl DeviceSpec {
 
 #[cfg(feature = "cuda")]
 fn open_cuda(n: usize) -> Result<Device> {
-    Device::new_cuda(n).map_err(|e| EncoderError::Device(format!("cuda:{n}: {e}")))
+    // candle appends a backtrace to some errors; the first line is the message.
+    Device::new_cuda(n).map_err(|e| {
+        let msg = e.to_string();
+        EncoderError::Device(format!("cuda:{n}: {}", msg.lines().next().unwrap_or("")))
+    })
 }
 
 #[cfg(not(feature = "cuda"))]
