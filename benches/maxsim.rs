@@ -3,7 +3,8 @@
 //! What: one query of 32 x 384 (f32) against one document of 240 x 384 (stored f16), the
 //! shape of a ColBERT query against a SciFact-length MiniLM document. The MaxSim kernels
 //! (runtime-dispatched SIMD, and the scalar reference) include the f16 -> f32 conversion
-//! and the row max; the baseline is `gemm` (the crate candle's CPU matmul uses) computing
+//! and the row max; the baseline is `gemm` (the crate candle's CPU matmul uses, called
+//! through `tessera_index::codec::linalg::dot_matrix`) computing
 //! only the 32 x 240 dot-product matrix from f32 inputs, single-threaded.
 //! Both do 2 * 32 * 240 * 384 floating-point operations.
 //!
@@ -19,6 +20,7 @@ use criterion::{Criterion, Throughput};
 use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
+use tessera_index::codec::linalg::dot_matrix;
 use tessera_index::maxsim::{maxsim_scalar, Kernel, MaxSim};
 use tessera_index::store::MultiVectorRef;
 
@@ -43,34 +45,10 @@ fn data() -> Data {
     Data { q, d16, d32 }
 }
 
-/// 32 x 240 = Q (32 x 384, row-major) . D^T (D is 240 x 384 row-major), one thread.
+/// 32 x 240 = Q (32 x 384, row-major) . D^T (D is 240 x 384 row-major), one thread:
+/// the `gemm` product the index uses for k-means and PLAID (`codec::linalg`).
 fn matmul(q: &[f32], d: &[f32], out: &mut [f32]) {
-    // SAFETY: out is NQ x ND row-major (col stride 1, row stride ND); lhs Q is NQ x DIM
-    // row-major; rhs D^T is DIM x ND, i.e. D read with col stride DIM and row stride 1.
-    // All three buffers have exactly those sizes.
-    unsafe {
-        gemm::gemm(
-            NQ,
-            ND,
-            DIM,
-            out.as_mut_ptr(),
-            1,
-            ND as isize,
-            false,
-            q.as_ptr(),
-            1,
-            DIM as isize,
-            d.as_ptr(),
-            DIM as isize,
-            1,
-            0.0,
-            1.0,
-            false,
-            false,
-            false,
-            gemm::Parallelism::None,
-        )
-    }
+    dot_matrix(q, d, DIM, out);
 }
 
 fn main() {
