@@ -49,6 +49,17 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// The ids of `tessera search --json` output, best first.
+fn result_ids(out: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["id"].as_str().unwrap().to_string())
+        .collect()
+}
+
 fn build_tiny_index(dir: &Path) -> serde_json::Value {
     let out = ok(&[
         "index",
@@ -456,16 +467,7 @@ fn plaid_index_searches_like_exhaustive_at_maximal_settings() {
         "--ndocs",
         "64",
     ]);
-    let ids = |out: &str| -> Vec<String> {
-        let v: serde_json::Value = serde_json::from_str(out).unwrap();
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(ids(&plaid), ids(&exhaustive));
+    assert_eq!(result_ids(&plaid), result_ids(&exhaustive));
 
     // eval of PLAID against exhaustive in one run, and the sweep table.
     let out = ok(&[
@@ -584,16 +586,7 @@ fn muvera_index_searches_and_its_curve_runs() {
         "16",
     ]);
     let exhaustive = ok(&["search", s(&idx), q, "-k", "16", "--json"]);
-    let ids = |out: &str| -> Vec<String> {
-        let v: serde_json::Value = serde_json::from_str(out).unwrap();
-        v["results"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|r| r["id"].as_str().unwrap().to_string())
-            .collect()
-    };
-    assert_eq!(ids(&all), ids(&exhaustive));
+    assert_eq!(result_ids(&all), result_ids(&exhaustive));
     let out = ok(&[
         "eval",
         s(&data),
