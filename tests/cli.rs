@@ -587,6 +587,20 @@ fn muvera_index_searches_and_its_curve_runs() {
     ]);
     let exhaustive = ok(&["search", s(&idx), q, "-k", "16", "--json"]);
     assert_eq!(result_ids(&all), result_ids(&exhaustive));
+    // Four candidates give four results: the muvera stage really ran.
+    let few = ok(&[
+        "search",
+        s(&idx),
+        q,
+        "-k",
+        "16",
+        "--json",
+        "--mode",
+        "muvera",
+        "--candidates",
+        "4",
+    ]);
+    assert_eq!(result_ids(&few).len(), 4);
     let out = ok(&[
         "eval",
         s(&data),
