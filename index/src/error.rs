@@ -50,6 +50,13 @@ pub enum IndexError {
         component: String,
         available: String,
     },
+    /// A stage of the mode needs a part of the query the caller did not provide.
+    #[error("mode {mode:?}: the {stage} stage needs {needs}, which the query lacks")]
+    QueryLacks {
+        mode: String,
+        stage: String,
+        needs: &'static str,
+    },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

@@ -28,12 +28,14 @@
 
 pub mod codec;
 pub mod error;
+pub mod lexical;
 pub mod maxsim;
 pub mod muvera;
 pub mod plaid;
 pub mod pooling;
 pub mod search;
 pub mod segment;
+pub mod sparse;
 pub mod store;
 
 use std::path::{Path, PathBuf};
@@ -42,11 +44,14 @@ pub use error::{IndexError, Result};
 pub use maxsim::Hit;
 pub use muvera::{MuveraConfig, MuveraParams};
 pub use plaid::{PlaidConfig, PlaidParams, Rescore};
-pub use search::{Fusion, Mode, SearchParams, Stage};
+pub use search::{Fusion, Mode, Query, SearchParams, SparseScorer, Stage};
 pub use segment::{Manifest, ModelInfo};
+pub use sparse::{SparseConfig, SparseVector};
 
+use lexical::{Bm25Builder, Bm25Index};
 use plaid::PlaidIndex;
 use segment::{Components, FORMAT_VERSION};
+use sparse::{SparseBuilder, SparseIndex};
 use store::{MultiVectorRef, StoreWriter, TokenStore};
 
 /// How to open an index.
@@ -71,6 +76,8 @@ pub struct Index {
     store: TokenStore,
     plaid: Option<PlaidIndex>,
     muvera: Option<muvera::MuveraIndex>,
+    splade: Option<SparseIndex>,
+    bm25: Option<Bm25Index>,
 }
 
 impl Index {
@@ -109,12 +116,32 @@ impl Index {
             )?),
             None => None,
         };
+        let splade = match &manifest.components.splade {
+            Some(files) => Some(SparseIndex::open(
+                dir,
+                files,
+                manifest.num_docs,
+                options.verify_checksums,
+            )?),
+            None => None,
+        };
+        let bm25 = match &manifest.components.bm25 {
+            Some(files) => Some(Bm25Index::open(
+                dir,
+                files,
+                manifest.num_docs,
+                options.verify_checksums,
+            )?),
+            None => None,
+        };
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
             store,
             plaid,
             muvera,
+            splade,
+            bm25,
         })
     }
 
@@ -140,6 +167,16 @@ impl Index {
         self.muvera.as_ref()
     }
 
+    /// The SPLADE component, if the index was built with it.
+    pub fn splade(&self) -> Option<&SparseIndex> {
+        self.splade.as_ref()
+    }
+
+    /// The BM25 component, if the index was built with it.
+    pub fn bm25(&self) -> Option<&Bm25Index> {
+        self.bm25.as_ref()
+    }
+
     /// Exact MaxSim against every document; the best `k`.
     pub fn search_exhaustive(&self, query: MultiVectorRef<'_, f32>, k: usize) -> Vec<Hit> {
         maxsim::search_exhaustive(&self.store, query, k)
@@ -151,6 +188,19 @@ impl Index {
 pub struct IndexConfig {
     pub plaid: Option<PlaidConfig>,
     pub muvera: Option<MuveraConfig>,
+    /// SPLADE impact postings: every document must come with its sparse vector.
+    pub splade: Option<SparseConfig>,
+    /// BM25 with tantivy: every document must come with its text.
+    pub bm25: bool,
+}
+
+/// What a document brings besides its token vectors, for the components that need it.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct DocExtras<'a> {
+    /// Text for BM25 (title and body as one string).
+    pub text: Option<&'a str>,
+    /// SPLADE term weights.
+    pub sparse: Option<&'a SparseVector>,
 }
 
 /// Builds a new generation of an index in `dir`. Nothing becomes visible to readers until
@@ -161,6 +211,8 @@ pub struct IndexWriter {
     model: ModelInfo,
     store: StoreWriter,
     config: IndexConfig,
+    splade: Option<SparseBuilder>,
+    bm25: Option<Bm25Builder>,
 }
 
 impl IndexWriter {
@@ -181,12 +233,20 @@ impl IndexWriter {
         };
         let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
         let store = StoreWriter::create(dir, generation, model.dim)?;
+        let splade = config.splade.clone().map(SparseBuilder::new);
+        let bm25 = if config.bm25 {
+            Some(Bm25Builder::create(dir, generation)?)
+        } else {
+            None
+        };
         Ok(IndexWriter {
             dir: dir.to_path_buf(),
             generation,
             model,
             store,
             config,
+            splade,
+            bm25,
         })
     }
 
@@ -202,14 +262,63 @@ impl IndexWriter {
         self.store.num_vectors() as usize
     }
 
-    /// Add a document's token vectors (row-major, `n * dim` values, n ≥ 1).
+    /// Add a document's token vectors (row-major, `n * dim` values, n ≥ 1). Only for
+    /// indexes without `splade` or `bm25`, which need [`IndexWriter::add_with`].
     pub fn add(&mut self, id: &str, vectors: &[f32]) -> Result<()> {
-        self.store.add(id, vectors)
+        self.add_with(id, vectors, DocExtras::default())
+    }
+
+    /// Add a document with the text and sparse vector the configured components need.
+    pub fn add_with(&mut self, id: &str, vectors: &[f32], extras: DocExtras<'_>) -> Result<()> {
+        self.check_extras(id, &extras)?;
+        self.store.add(id, vectors)?;
+        self.add_extras(extras)
     }
 
     /// Add a document whose vectors are already f16 (e.g. copied from another index).
     pub fn add_f16(&mut self, id: &str, vectors: &[half::f16]) -> Result<()> {
-        self.store.add_f16(id, vectors)
+        self.add_f16_with(id, vectors, DocExtras::default())
+    }
+
+    /// [`IndexWriter::add_with`] for f16 vectors.
+    pub fn add_f16_with(
+        &mut self,
+        id: &str,
+        vectors: &[half::f16],
+        extras: DocExtras<'_>,
+    ) -> Result<()> {
+        self.check_extras(id, &extras)?;
+        self.store.add_f16(id, vectors)?;
+        self.add_extras(extras)
+    }
+
+    /// Refuse a document before anything is written, so components never disagree
+    /// about which documents exist.
+    fn check_extras(&self, id: &str, extras: &DocExtras<'_>) -> Result<()> {
+        if self.splade.is_some() && extras.sparse.is_none() {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: the index builds splade but no sparse vector was given"
+            )));
+        }
+        if self.bm25.is_some() && extras.text.is_none() {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: the index builds bm25 but no text was given"
+            )));
+        }
+        if let (Some(b), Some(v)) = (&self.splade, extras.sparse) {
+            b.check(v)?;
+        }
+        Ok(())
+    }
+
+    fn add_extras(&mut self, extras: DocExtras<'_>) -> Result<()> {
+        if let (Some(b), Some(v)) = (&mut self.splade, extras.sparse) {
+            b.add(v)?;
+        }
+        if let (Some(b), Some(t)) = (&mut self.bm25, extras.text) {
+            b.add(t)?;
+        }
+        Ok(())
     }
 
     /// Finish every file, then publish them with an atomic manifest rename; finally
@@ -240,6 +349,14 @@ impl IndexWriter {
             (Some(cfg), Some(r)) => Some(muvera::build_muvera(&self.dir, self.generation, r, cfg)?),
             _ => None,
         };
+        let splade = match self.splade {
+            Some(b) => Some(b.finish(&self.dir, self.generation)?),
+            None => None,
+        };
+        let bm25 = match self.bm25 {
+            Some(b) => Some(b.finish(&self.dir)?),
+            None => None,
+        };
         let manifest = Manifest {
             format_version: FORMAT_VERSION,
             generation: self.generation,
@@ -253,6 +370,8 @@ impl IndexWriter {
                 store,
                 plaid,
                 muvera: muvera_files,
+                splade,
+                bm25,
             },
         };
         manifest.commit(&self.dir)?;
@@ -261,9 +380,14 @@ impl IndexWriter {
     }
 }
 
-/// Remove generation files (`g<N>.*`) the new manifest does not list.
+/// Remove generation files and directories (`g<N>.*`) the new manifest does not list.
 fn remove_stale_files(dir: &Path, current: &Manifest) {
-    let keep: std::collections::HashSet<&str> = current.file_names().into_iter().collect();
+    // A listed `g3.bm25/meta.json` keeps the directory `g3.bm25`.
+    let keep: std::collections::HashSet<&str> = current
+        .file_names()
+        .into_iter()
+        .filter_map(|n| n.split('/').next())
+        .collect();
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
@@ -276,7 +400,11 @@ fn remove_stale_files(dir: &Path, current: &Manifest) {
                 .next()
                 .is_some_and(|n| n.parse::<u64>().is_ok());
         if is_generation_file && !keep.contains(name) {
-            let _ = std::fs::remove_file(entry.path());
+            let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                std::fs::remove_dir_all(entry.path())
+            } else {
+                std::fs::remove_file(entry.path())
+            };
         }
     }
 }

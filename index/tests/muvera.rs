@@ -5,7 +5,7 @@ use rand_chacha::ChaCha8Rng;
 use tessera_index::muvera::{FdeConfig, FdeEncoder, GraphConfig, MipsGraph, MuveraConfig};
 use tessera_index::store::MultiVectorRef;
 use tessera_index::{
-    Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, MuveraParams, SearchParams,
+    Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, MuveraParams, Query, SearchParams,
 };
 
 fn unit_rows(rng: &mut ChaCha8Rng, n: usize, dim: usize) -> Vec<f32> {
@@ -168,7 +168,6 @@ fn build(dir: &std::path::Path, docs: &[Vec<f32>], dim: usize) -> Index {
         encoder: Default::default(),
     };
     let config = IndexConfig {
-        plaid: None,
         muvera: Some(MuveraConfig {
             fde: FdeConfig {
                 k_sim: 3,
@@ -178,6 +177,7 @@ fn build(dir: &std::path::Path, docs: &[Vec<f32>], dim: usize) -> Index {
             },
             graph: GraphConfig::default(),
         }),
+        ..IndexConfig::default()
     };
     let mut w = IndexWriter::create_with(dir, model, config).unwrap();
     for (i, d) in docs.iter().enumerate() {
@@ -202,32 +202,32 @@ fn every_candidate_rescored_equals_exhaustive_and_the_index_reopens() {
     assert_eq!(index.components(), vec!["store", "muvera"]);
     let mode: Mode = "muvera".parse().unwrap();
     let all = SearchParams {
-        plaid: None,
         muvera: Some(MuveraParams {
             candidates: 200,
             ef_search: 400,
         }),
+        ..SearchParams::default()
     };
     for _ in 0..5 {
         let q = unit_rows(&mut rng, 4, dim);
         let q = MultiVectorRef::new(&q, dim);
         assert_eq!(
-            index.search(q, 20, &mode, &all).unwrap(),
+            index.search(&Query::vectors(q), 20, &mode, &all).unwrap(),
             index.search_exhaustive(q, 20)
         );
     }
     // Few candidates: at most that many results, all of them exact scores of real hits
     // (this fails if the muvera stage silently fell back to exhaustive search).
     let few = SearchParams {
-        plaid: None,
         muvera: Some(MuveraParams {
             candidates: 3,
             ef_search: 50,
         }),
+        ..SearchParams::default()
     };
     let q = unit_rows(&mut rng, 4, dim);
     let q = MultiVectorRef::new(&q, dim);
-    let hits = index.search(q, 20, &mode, &few).unwrap();
+    let hits = index.search(&Query::vectors(q), 20, &mode, &few).unwrap();
     assert_eq!(hits.len(), 3);
     let exact = index.search_exhaustive(q, 200);
     for h in &hits {
@@ -239,7 +239,7 @@ fn every_candidate_rescored_equals_exhaustive_and_the_index_reopens() {
     let q = unit_rows(&mut rng, 4, dim);
     let hits = again
         .search(
-            MultiVectorRef::new(&q, dim),
+            &Query::vectors(MultiVectorRef::new(&q, dim)),
             5,
             &mode,
             &SearchParams::default(),

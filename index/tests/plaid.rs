@@ -7,7 +7,7 @@ use rand_chacha::ChaCha8Rng;
 use tessera_index::codec::{kmeans, nearest_ip, KMeansConfig, ResidualDecoder, ResidualQuantizer};
 use tessera_index::store::MultiVectorRef;
 use tessera_index::{
-    Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, PlaidConfig, PlaidParams,
+    Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, PlaidConfig, PlaidParams, Query,
     Rescore, SearchParams,
 };
 
@@ -97,7 +97,9 @@ fn maximal_settings_equal_exhaustive_exactly() {
         let q = query(&c, &mut rng);
         let q = MultiVectorRef::new(&q, DIM);
         let exact = index.search_exhaustive(q, 100);
-        let got = index.search(q, 100, &mode, &params).unwrap();
+        let got = index
+            .search(&Query::vectors(q), 100, &mode, &params)
+            .unwrap();
         assert_eq!(
             got, exact,
             "PLAID with every cell and no pruning must be exhaustive search"
@@ -129,7 +131,7 @@ fn wider_settings_reach_exhaustive_recall() {
                 ..Default::default()
             };
             let got: Vec<u32> = index
-                .search(q, 10, &mode, &p)
+                .search(&Query::vectors(q), 10, &mode, &p)
                 .unwrap()
                 .iter()
                 .map(|h| h.doc)
@@ -166,7 +168,7 @@ fn union_and_rrf_modes_run_on_plaid() {
     // A union that includes exhaustive is exhaustive.
     let union = index
         .search(
-            q,
+            &Query::vectors(q),
             10,
             &"plaid+exhaustive".parse().unwrap(),
             &SearchParams::default(),
@@ -175,7 +177,7 @@ fn union_and_rrf_modes_run_on_plaid() {
     assert_eq!(union, exact);
     let rrf = index
         .search(
-            q,
+            &Query::vectors(q),
             10,
             &"rrf:plaid+exhaustive".parse().unwrap(),
             &SearchParams::default(),
@@ -296,7 +298,7 @@ fn decompressed_rescoring_tracks_exact_scores() {
     let exact = index.search_exhaustive(q, 150);
     let approx = index
         .search(
-            q,
+            &Query::vectors(q),
             150,
             &"plaid".parse().unwrap(),
             &SearchParams {

@@ -4,7 +4,7 @@
 //! stages joined by `+` mean the union of their candidates re-ranked by exact MaxSim;
 //! `rrf:` before them means reciprocal-rank fusion of their rankings. A stage whose
 //! component the index lacks is a [`IndexError::MissingComponent`] that says what the
-//! index has. Stages that exist today: `exhaustive` (component `store`), `plaid`, `muvera`.
+//! index has; a stage whose part of the [`Query`] is missing is [`IndexError::QueryLacks`].
 
 use std::fmt;
 use std::str::FromStr;
@@ -15,6 +15,7 @@ use crate::error::{IndexError, Result};
 use crate::maxsim::{self, Hit};
 use crate::muvera::MuveraParams;
 use crate::plaid::PlaidParams;
+use crate::sparse::SparseVector;
 use crate::store::MultiVectorRef;
 use crate::Index;
 
@@ -127,6 +128,50 @@ impl fmt::Display for Mode {
 pub struct SearchParams {
     pub plaid: Option<PlaidParams>,
     pub muvera: Option<MuveraParams>,
+    /// Candidates `splade` and `bm25` each hand to MaxSim re-ranking in a `+` mode
+    /// (default [`sparse_candidates_for_k`]).
+    #[serde(default)]
+    pub sparse_candidates: Option<usize>,
+    /// How the splade stage scores (both exact, identical rankings).
+    #[serde(default)]
+    pub sparse_scorer: SparseScorer,
+}
+
+/// The two exact SPLADE scorers. `Exhaustive` walks every posting into a dense
+/// accumulator; `MaxScore` prunes (touches fewer postings) but costs more per posting. On
+/// every collection measured (SciFact, synthetic up to 200,000 documents; see the README)
+/// the exhaustive scorer was faster, so it is the default.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SparseScorer {
+    #[default]
+    Exhaustive,
+    MaxScore,
+}
+
+/// Default candidates per lexical/sparse first stage for a final top-`k`: `max(4k, 400)`.
+/// A `+` mode re-ranks the union exactly, so depth buys recall at the cost of MaxSim work.
+pub fn sparse_candidates_for_k(k: usize) -> usize {
+    (4 * k).max(400)
+}
+
+/// A query as the stages read it: token vectors for MaxSim (`exhaustive`, `plaid`,
+/// `muvera` and every `+` re-ranking), SPLADE weights for `splade`, text for `bm25`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Query<'a> {
+    pub vectors: Option<MultiVectorRef<'a, f32>>,
+    pub sparse: Option<&'a SparseVector>,
+    pub text: Option<&'a str>,
+}
+
+impl<'a> Query<'a> {
+    /// A query of token vectors only.
+    pub fn vectors(v: MultiVectorRef<'a, f32>) -> Self {
+        Query {
+            vectors: Some(v),
+            ..Query::default()
+        }
+    }
 }
 
 /// Reciprocal-rank fusion constant (Cormack et al. 2009).
@@ -153,99 +198,158 @@ impl Index {
         Ok(())
     }
 
+    /// Fail if `query` lacks what `mode` reads; returns the token vectors when it uses them.
+    fn check_query<'q>(
+        &self,
+        mode: &Mode,
+        query: &Query<'q>,
+    ) -> Result<Option<MultiVectorRef<'q, f32>>> {
+        let lacks = |stage: &str, needs| IndexError::QueryLacks {
+            mode: mode.to_string(),
+            stage: stage.to_string(),
+            needs,
+        };
+        let rescores = mode.fusion == Fusion::MaxSimRescore && mode.stages.len() > 1;
+        for &stage in &mode.stages {
+            match stage {
+                Stage::Splade if query.sparse.is_none() => {
+                    return Err(lacks("splade", "SPLADE term weights"))
+                }
+                Stage::Bm25 if query.text.is_none() => return Err(lacks("bm25", "text")),
+                Stage::Exhaustive | Stage::Plaid | Stage::Muvera if query.vectors.is_none() => {
+                    return Err(lacks(stage.name(), "token vectors"))
+                }
+                _ => {}
+            }
+        }
+        if rescores && query.vectors.is_none() {
+            return Err(lacks("MaxSim re-ranking", "token vectors"));
+        }
+        if let Some(v) = query.vectors {
+            if v.dim() != self.manifest().dim {
+                return Err(IndexError::Dimension {
+                    expected: self.manifest().dim,
+                    found: v.dim(),
+                });
+            }
+        }
+        Ok(query.vectors)
+    }
+
     /// The best `k` documents for `query` under `mode`, best first.
     pub fn search(
         &self,
-        query: MultiVectorRef<'_, f32>,
+        query: &Query<'_>,
         k: usize,
         mode: &Mode,
         params: &SearchParams,
     ) -> Result<Vec<Hit>> {
         self.check_mode(mode)?;
-        if query.dim() != self.manifest().dim {
-            return Err(IndexError::Dimension {
-                expected: self.manifest().dim,
-                found: query.dim(),
-            });
-        }
+        let vectors = self.check_query(mode, query)?;
         match (mode.fusion, mode.stages.as_slice()) {
-            (_, [stage]) => Ok(self.run_stage(*stage, query, k, params)),
+            (_, [stage]) => self.run_stage(*stage, query, k, params),
             (Fusion::MaxSimRescore, stages) => {
+                let vectors = vectors.expect("checked by check_query");
                 if stages.contains(&Stage::Exhaustive) {
-                    return Ok(maxsim::search_exhaustive(self.store(), query, k));
+                    return Ok(maxsim::search_exhaustive(self.store(), vectors, k));
                 }
-                let mut union: Vec<u32> = stages
-                    .iter()
-                    .flat_map(|s| self.stage_candidates(*s, query, k, params))
-                    .collect();
+                let mut union = Vec::new();
+                for s in stages {
+                    union.extend(self.stage_candidates(*s, query, k, params)?);
+                }
                 union.sort_unstable();
                 union.dedup();
-                Ok(maxsim::search_candidates(self.store(), query, k, &union))
+                Ok(maxsim::search_candidates(self.store(), vectors, k, &union))
             }
             (Fusion::Rrf, stages) => {
-                let rankings: Vec<Vec<Hit>> = stages
+                let rankings = stages
                     .iter()
                     .map(|s| self.run_stage(*s, query, k, params))
-                    .collect();
+                    .collect::<Result<Vec<_>>>()?;
                 Ok(reciprocal_rank_fusion(&rankings, k))
             }
         }
     }
 
-    /// One stage's own final ranking.
+    /// One stage's own final ranking (the caller has checked mode and query).
     fn run_stage(
         &self,
         stage: Stage,
-        query: MultiVectorRef<'_, f32>,
+        query: &Query<'_>,
         k: usize,
         params: &SearchParams,
-    ) -> Vec<Hit> {
-        match stage {
+    ) -> Result<Vec<Hit>> {
+        let vectors = || query.vectors.expect("checked by check_query");
+        Ok(match stage {
             Stage::Plaid => {
                 let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
                 self.plaid()
                     .expect("checked by check_mode")
-                    .search(self.store(), query, k, &p)
+                    .search(self.store(), vectors(), k, &p)
             }
             Stage::Muvera => {
                 let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
                 self.muvera()
                     .expect("checked by check_mode")
-                    .search(self.store(), query, k, &p)
+                    .search(self.store(), vectors(), k, &p)
             }
-            Stage::Exhaustive => maxsim::search_exhaustive(self.store(), query, k),
-            Stage::Splade | Stage::Bm25 => {
-                unreachable!("check_mode refuses stages without a component")
+            Stage::Exhaustive => maxsim::search_exhaustive(self.store(), vectors(), k),
+            Stage::Splade => {
+                let q = query.sparse.expect("checked by check_query");
+                let splade = self.splade().expect("checked by check_mode");
+                match params.sparse_scorer {
+                    SparseScorer::Exhaustive => splade.search_exhaustive(q, k).0,
+                    SparseScorer::MaxScore => splade.search(q, k).0,
+                }
             }
-        }
+            Stage::Bm25 => {
+                let text = query.text.expect("checked by check_query");
+                self.bm25()
+                    .expect("checked by check_mode")
+                    .search(text, k)?
+            }
+        })
     }
 
-    /// One stage's candidates for the union-and-rescore path.
-    fn stage_candidates(
+    /// The documents `stage` hands to MaxSim re-ranking in a `+` mode for a final
+    /// top-`k` (also what `eval --stage-recall` measures). Checks mode and query.
+    pub fn stage_candidates(
         &self,
         stage: Stage,
-        query: MultiVectorRef<'_, f32>,
+        query: &Query<'_>,
         k: usize,
         params: &SearchParams,
-    ) -> Vec<u32> {
-        match stage {
+    ) -> Result<Vec<u32>> {
+        let mode = Mode {
+            stages: vec![stage],
+            fusion: Fusion::MaxSimRescore,
+        };
+        self.check_mode(&mode)?;
+        self.check_query(&mode, query)?;
+        let vectors = || query.vectors.expect("checked by check_query");
+        let depth = params
+            .sparse_candidates
+            .unwrap_or_else(|| sparse_candidates_for_k(k));
+        let docs = |hits: Vec<Hit>| hits.into_iter().map(|h| h.doc).collect();
+        Ok(match stage {
             Stage::Plaid => {
                 let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                self.plaid()
-                    .expect("checked by check_mode")
-                    .candidates(self.store(), query, k, &p)
+                self.plaid().expect("checked by check_mode").candidates(
+                    self.store(),
+                    vectors(),
+                    k,
+                    &p,
+                )
             }
             Stage::Muvera => {
                 let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
                 self.muvera()
                     .expect("checked by check_mode")
-                    .candidates(query, &p)
+                    .candidates(vectors(), &p)
             }
             Stage::Exhaustive => (0..self.store().num_docs() as u32).collect(),
-            Stage::Splade | Stage::Bm25 => {
-                unreachable!("check_mode refuses stages without a component")
-            }
-        }
+            Stage::Splade | Stage::Bm25 => docs(self.run_stage(stage, query, depth, params)?),
+        })
     }
 }
 

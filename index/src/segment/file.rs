@@ -138,3 +138,58 @@ impl MappedFile {
         }
     }
 }
+
+/// Size and CRC-32C of a whole file written by another library (hnsw_rs, tantivy), which
+/// has no Tessera footer: the manifest's record is what guards it. `name` is relative to `dir`.
+pub fn foreign_entry(dir: &Path, name: &str) -> Result<FileEntry> {
+    let path = dir.join(name);
+    let bytes = std::fs::read(&path).map_err(|e| IndexError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    std::fs::File::open(&path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| IndexError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+    Ok(FileEntry {
+        name: name.to_string(),
+        bytes: bytes.len() as u64,
+        crc32c: crc32c::crc32c(&bytes),
+    })
+}
+
+/// Check a foreign file against its manifest entry: size always, CRC-32C when `verify`.
+pub fn check_foreign(dir: &Path, entry: &FileEntry, verify: bool) -> Result<()> {
+    let path = dir.join(&entry.name);
+    let meta = std::fs::metadata(&path).map_err(|e| IndexError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    if meta.len() != entry.bytes {
+        return Err(IndexError::corrupt(
+            &path,
+            format!(
+                "file is {} bytes, manifest says {}",
+                meta.len(),
+                entry.bytes
+            ),
+        ));
+    }
+    if verify {
+        let bytes = std::fs::read(&path).map_err(|e| IndexError::Io {
+            path: path.clone(),
+            source: e,
+        })?;
+        let found = crc32c::crc32c(&bytes);
+        if found != entry.crc32c {
+            return Err(IndexError::ChecksumMismatch {
+                path,
+                expected: entry.crc32c,
+                found,
+            });
+        }
+    }
+    Ok(())
+}

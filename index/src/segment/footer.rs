@@ -30,6 +30,8 @@ pub enum ComponentKind {
     Residuals,
     /// PLAID: inverted file, centroid -> documents.
     Ivf,
+    /// SPLADE: term offsets, per-term maximum impacts, postings (doc ids, impacts).
+    SparsePostings,
 }
 
 impl ComponentKind {
@@ -42,6 +44,7 @@ impl ComponentKind {
             ComponentKind::Codes => *b"codes\0\0\0",
             ComponentKind::Residuals => *b"residual",
             ComponentKind::Ivf => *b"ivf\0\0\0\0\0",
+            ComponentKind::SparsePostings => *b"impacts\0",
         }
     }
 

@@ -63,8 +63,33 @@ pub struct MuveraFiles {
     pub build: serde_json::Value,
 }
 
-/// Every component an index can hold. `store` is always there; first stages are
-/// optional (muvera, splade and bm25 will join `plaid` here).
+/// Files and parameters of the SPLADE component (`sparse/`, layout in `sparse/build.rs`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SparseFiles {
+    pub vocab_size: usize,
+    pub num_postings: usize,
+    /// Dequantisation step: weight = impact x scale.
+    pub scale: f32,
+    pub postings: FileEntry,
+    /// The application's record of the SPLADE model (see `SparseConfig::model`).
+    #[serde(default)]
+    pub model: serde_json::Value,
+    #[serde(default)]
+    pub build: serde_json::Value,
+}
+
+/// The BM25 component: a tantivy index in its own directory `g<N>.bm25/`. Tantivy's
+/// files have no Tessera footer; each is listed here with size and CRC-32C.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Bm25Files {
+    pub dir: String,
+    /// Names relative to the index directory (`g<N>.bm25/<file>`).
+    pub files: Vec<FileEntry>,
+    #[serde(default)]
+    pub build: serde_json::Value,
+}
+
+/// Every component an index can hold. `store` is always there; first stages are optional.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Components {
     pub store: StoreFiles,
@@ -72,6 +97,10 @@ pub struct Components {
     pub plaid: Option<PlaidFiles>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub muvera: Option<MuveraFiles>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub splade: Option<SparseFiles>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bm25: Option<Bm25Files>,
 }
 
 impl Components {
@@ -84,10 +113,17 @@ impl Components {
         if self.muvera.is_some() {
             v.push("muvera");
         }
+        if self.splade.is_some() {
+            v.push("splade");
+        }
+        if self.bm25.is_some() {
+            v.push("bm25");
+        }
         v
     }
 
-    fn files(&self) -> Vec<&FileEntry> {
+    /// Every file listed, with size and checksum.
+    pub fn files(&self) -> Vec<&FileEntry> {
         let s = &self.store;
         let mut v = vec![&s.vectors, &s.offsets, &s.doc_ids];
         if let Some(p) = &self.plaid {
@@ -95,6 +131,12 @@ impl Components {
         }
         if let Some(m) = &self.muvera {
             v.extend([&m.graph, &m.data]);
+        }
+        if let Some(sp) = &self.splade {
+            v.push(&sp.postings);
+        }
+        if let Some(b) = &self.bm25 {
+            v.extend(&b.files);
         }
         v
     }
@@ -184,7 +226,7 @@ impl Manifest {
     }
 }
 
-fn sync_dir(dir: &Path) -> Result<()> {
+pub(crate) fn sync_dir(dir: &Path) -> Result<()> {
     let d = File::open(dir).map_err(|e| IndexError::io(dir, e))?;
     d.sync_all().map_err(|e| IndexError::io(dir, e))
 }

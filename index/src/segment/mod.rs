@@ -5,8 +5,9 @@ pub mod file;
 pub mod footer;
 pub mod manifest;
 
-pub use file::{FileEntry, FileWriter, MappedFile};
+pub use file::{check_foreign, foreign_entry, FileEntry, FileWriter, MappedFile};
 pub use footer::{ComponentKind, Footer, FORMAT_VERSION, OLDEST_READABLE_VERSION};
 pub use manifest::{
-    Components, Manifest, ModelInfo, MuveraFiles, PlaidFiles, StoreFiles, MANIFEST_NAME,
+    Bm25Files, Components, Manifest, ModelInfo, MuveraFiles, PlaidFiles, SparseFiles, StoreFiles,
+    MANIFEST_NAME,
 };

@@ -1,0 +1,251 @@
+//! BM25 over each document's text (title + text, as the application joined them), with
+//! tantivy: lower-cased, Lucene's English stop words removed, Snowball English stemming.
+//!
+//! The tantivy index lives in `g<N>.bm25/` inside the Tessera index; every file tantivy
+//! wrote is listed in the manifest with size and CRC-32C and checked at open, like the
+//! HNSW files. Tantivy scores with BM25 at its fixed k1 = 1.2, b = 0.75 (Anserini's BEIR
+//! baselines use k1 = 0.9, b = 0.4). Queries go through the same analyzer and become a
+//! disjunction of term queries (no query syntax, so any text is a valid query).
+
+use std::path::Path;
+
+use tantivy::collector::TopDocs;
+use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
+use tantivy::schema::{
+    Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
+};
+use tantivy::tokenizer::{
+    Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
+};
+use tantivy::{DocAddress, IndexReader, ReloadPolicy, TantivyDocument, Term};
+
+use crate::error::{IndexError, Result};
+use crate::maxsim::Hit;
+use crate::segment::{check_foreign, foreign_entry, Bm25Files};
+
+/// Name the analyzer is registered under in the tantivy index.
+const ANALYZER: &str = "tessera_en";
+/// Tantivy's indexing memory budget (one thread: documents keep store order).
+const WRITER_HEAP_BYTES: usize = 200_000_000;
+
+fn analyzer() -> TextAnalyzer {
+    TextAnalyzer::builder(SimpleTokenizer::default())
+        .filter(RemoveLongFilter::limit(40))
+        .filter(LowerCaser)
+        .filter(StopWordFilter::new(Language::English).expect("tantivy ships English stop words"))
+        .filter(Stemmer::new(Language::English))
+        .build()
+}
+
+fn schema() -> (Schema, Field, Field) {
+    let mut b = Schema::builder();
+    let doc = b.add_u64_field("doc", NumericOptions::default().set_fast());
+    let text = b.add_text_field(
+        "text",
+        TextOptions::default().set_indexing_options(
+            TextFieldIndexing::default()
+                .set_tokenizer(ANALYZER)
+                .set_index_option(IndexRecordOption::WithFreqs),
+        ),
+    );
+    (b.build(), doc, text)
+}
+
+fn tantivy_err(path: &Path, e: impl std::fmt::Display) -> IndexError {
+    IndexError::corrupt(path, format!("tantivy: {e}"))
+}
+
+/// Streams documents into a new tantivy index in `g<N>.bm25/`.
+pub struct Bm25Builder {
+    dir: std::path::PathBuf,
+    name: String,
+    writer: tantivy::IndexWriter,
+    doc: Field,
+    text: Field,
+    next: u64,
+    /// Time spent inside tantivy (adding and committing), for the build report.
+    seconds: f64,
+}
+
+impl Bm25Builder {
+    pub fn create(index_dir: &Path, generation: u64) -> Result<Self> {
+        let name = format!("g{generation}.bm25");
+        let dir = index_dir.join(&name);
+        if dir.exists() {
+            // Left by an interrupted write of this generation; never listed by a manifest.
+            std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
+        let (schema, doc, text) = schema();
+        let index =
+            tantivy::Index::create_in_dir(&dir, schema).map_err(|e| tantivy_err(&dir, e))?;
+        index.tokenizers().register(ANALYZER, analyzer());
+        let writer = index
+            .writer_with_num_threads(1, WRITER_HEAP_BYTES)
+            .map_err(|e| tantivy_err(&dir, e))?;
+        Ok(Bm25Builder {
+            dir,
+            name,
+            writer,
+            doc,
+            text,
+            next: 0,
+            seconds: 0.0,
+        })
+    }
+
+    /// Add the next document (store order) with its text.
+    pub fn add(&mut self, text: &str) -> Result<()> {
+        let started = std::time::Instant::now();
+        let mut d = TantivyDocument::default();
+        d.add_u64(self.doc, self.next);
+        d.add_text(self.text, text);
+        self.writer
+            .add_document(d)
+            .map_err(|e| tantivy_err(&self.dir, e))?;
+        self.next += 1;
+        self.seconds += started.elapsed().as_secs_f64();
+        Ok(())
+    }
+
+    pub fn num_docs(&self) -> usize {
+        self.next as usize
+    }
+
+    /// Commit tantivy's index, wait for merges, and record every file it holds.
+    pub fn finish(mut self, index_dir: &Path) -> Result<Bm25Files> {
+        let started = std::time::Instant::now();
+        self.writer
+            .commit()
+            .map_err(|e| tantivy_err(&self.dir, e))?;
+        self.writer
+            .wait_merging_threads()
+            .map_err(|e| tantivy_err(&self.dir, e))?;
+        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
+            .map_err(|e| IndexError::io(&self.dir, e))?
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            // Lock files belong to a live writer, not to the index.
+            .filter(|n| !n.ends_with(".lock"))
+            .collect();
+        names.sort();
+        let files = names
+            .iter()
+            .map(|n| foreign_entry(index_dir, &format!("{}/{n}", self.name)))
+            .collect::<Result<Vec<_>>>()?;
+        crate::segment::manifest::sync_dir(&self.dir)?;
+        Ok(Bm25Files {
+            dir: self.name,
+            files,
+            build: serde_json::json!({
+                "seconds": self.seconds + started.elapsed().as_secs_f64(),
+                "k1": 1.2, "b": 0.75,
+                "analyzer": "simple tokenizer, lowercase, Lucene English stop words, Snowball English stemmer",
+            }),
+        })
+    }
+}
+
+/// The BM25 component, opened.
+pub struct Bm25Index {
+    dir: std::path::PathBuf,
+    index: tantivy::Index,
+    reader: IndexReader,
+    text: Field,
+}
+
+impl Bm25Index {
+    pub fn open(
+        index_dir: &Path,
+        files: &Bm25Files,
+        num_docs: usize,
+        verify: bool,
+    ) -> Result<Self> {
+        for f in &files.files {
+            check_foreign(index_dir, f, verify)?;
+        }
+        let dir = index_dir.join(&files.dir);
+        let index = tantivy::Index::open_in_dir(&dir).map_err(|e| tantivy_err(&dir, e))?;
+        index.tokenizers().register(ANALYZER, analyzer());
+        let schema = index.schema();
+        let text = match (schema.get_field("doc"), schema.get_field("text")) {
+            (Ok(_), Ok(t)) => t,
+            _ => return Err(tantivy_err(&dir, "schema lacks the doc or text field")),
+        };
+        let reader = index
+            .reader_builder()
+            .reload_policy(ReloadPolicy::Manual)
+            .try_into()
+            .map_err(|e| tantivy_err(&dir, e))?;
+        let found = reader.searcher().num_docs() as usize;
+        if found != num_docs {
+            return Err(IndexError::corrupt(
+                &dir,
+                format!("BM25 index holds {found} documents, the store {num_docs}"),
+            ));
+        }
+        Ok(Bm25Index {
+            dir,
+            index,
+            reader,
+            text,
+        })
+    }
+
+    /// The analyzed terms of `text` (what the index matches on).
+    pub fn analyze(&self, text: &str) -> Vec<String> {
+        let mut a = analyzer();
+        let mut stream = a.token_stream(text);
+        let mut out = Vec::new();
+        while stream.advance() {
+            out.push(stream.token().text.clone());
+        }
+        out
+    }
+
+    /// The best `k` documents for `text` by BM25, best first (store document numbers).
+    pub fn search(&self, text: &str, k: usize) -> Result<Vec<Hit>> {
+        let terms = self.analyze(text);
+        if k == 0 || terms.is_empty() {
+            return Ok(Vec::new());
+        }
+        let clauses: Vec<(Occur, Box<dyn Query>)> = terms
+            .iter()
+            .map(|t| {
+                let q: Box<dyn Query> = Box::new(TermQuery::new(
+                    Term::from_field_text(self.text, t),
+                    IndexRecordOption::WithFreqs,
+                ));
+                (Occur::Should, q)
+            })
+            .collect();
+        let query = BooleanQuery::new(clauses);
+        let searcher = self.reader.searcher();
+        let top: Vec<(f32, DocAddress)> = searcher
+            .search(&query, &TopDocs::with_limit(k).order_by_score())
+            .map_err(|e| tantivy_err(&self.dir, e))?;
+        let mut hits = Vec::with_capacity(top.len());
+        for (score, addr) in top {
+            let column = searcher
+                .segment_reader(addr.segment_ord)
+                .fast_fields()
+                .u64("doc")
+                .map_err(|e| tantivy_err(&self.dir, e))?;
+            let doc = column
+                .first(addr.doc_id)
+                .ok_or_else(|| tantivy_err(&self.dir, "document without a store number"))?;
+            hits.push(Hit {
+                doc: doc as u32,
+                score,
+            });
+        }
+        hits.sort_by(Hit::rank_cmp);
+        Ok(hits)
+    }
+
+    /// Tantivy's index (for statistics and tests).
+    pub fn tantivy(&self) -> &tantivy::Index {
+        &self.index
+    }
+}

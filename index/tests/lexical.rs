@@ -1,0 +1,200 @@
+//! BM25 through tantivy against the BM25 formula computed here from the analyzed text
+//! (k1 1.2, b 0.75, Lucene's idf), plus analysis (stemming, stop words), mode plumbing,
+//! reopening, damaged files and stale-generation cleanup.
+
+use std::collections::HashMap;
+
+use tessera_index::store::MultiVectorRef;
+use tessera_index::{
+    DocExtras, Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, Query, SearchParams,
+};
+
+const DOCS: &[&str] = &[
+    "Vitamin D deficiency is associated with higher mortality in older adults",
+    "Running shoes reduce injuries among runners who run daily",
+    "The mortality of patients with sepsis remains high",
+    "Deficiency of iron causes anaemia; iron supplements treat the deficiency",
+    "A study of vitamin C and the common cold",
+    "Statins lower cholesterol",
+];
+
+fn model() -> ModelInfo {
+    ModelInfo {
+        name: "toy".into(),
+        dim: 2,
+        weights_sha256: "-".into(),
+        encoder: serde_json::Value::Null,
+    }
+}
+
+fn build(dir: &std::path::Path, docs: &[&str]) -> Index {
+    let config = IndexConfig {
+        bm25: true,
+        ..IndexConfig::default()
+    };
+    let mut w = IndexWriter::create_with(dir, model(), config).unwrap();
+    for (i, text) in docs.iter().enumerate() {
+        let extras = DocExtras {
+            text: Some(text),
+            ..DocExtras::default()
+        };
+        w.add_with(&format!("d{i}"), &[1.0, 0.0], extras).unwrap();
+    }
+    w.commit(serde_json::json!({})).unwrap();
+    Index::open(dir).unwrap()
+}
+
+/// Okapi BM25 as tantivy defines it: idf = ln(1 + (N - n + 0.5) / (n + 0.5)),
+/// tf part (k1 + 1) tf / (tf + k1 (1 - b + b |d| / avgdl)), summed over query terms
+/// (a repeated query term counts again). Lengths here are short enough that tantivy's
+/// one-byte length encoding is exact.
+fn reference_bm25(analyzed: &[Vec<String>], query: &[String]) -> Vec<(usize, f32)> {
+    let (k1, b) = (1.2f64, 0.75f64);
+    let n = analyzed.len() as f64;
+    let avgdl = analyzed.iter().map(Vec::len).sum::<usize>() as f64 / n;
+    let mut df: HashMap<&str, f64> = HashMap::new();
+    for doc in analyzed {
+        let mut seen: Vec<&str> = doc.iter().map(String::as_str).collect();
+        seen.sort_unstable();
+        seen.dedup();
+        for t in seen {
+            *df.entry(t).or_default() += 1.0;
+        }
+    }
+    let mut out = Vec::new();
+    for (i, doc) in analyzed.iter().enumerate() {
+        let mut score = 0.0;
+        let mut matched = false;
+        for t in query {
+            let tf = doc.iter().filter(|x| *x == t).count() as f64;
+            if tf == 0.0 {
+                continue;
+            }
+            matched = true;
+            let dfi = df[t.as_str()];
+            let idf = (1.0 + (n - dfi + 0.5) / (dfi + 0.5)).ln();
+            score += idf * (k1 + 1.0) * tf / (tf + k1 * (1.0 - b + b * doc.len() as f64 / avgdl));
+        }
+        if matched {
+            out.push((i, score as f32));
+        }
+    }
+    out.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    out
+}
+
+#[test]
+fn bm25_scores_match_the_formula() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), DOCS);
+    let bm25 = index.bm25().unwrap();
+    let analyzed: Vec<Vec<String>> = DOCS.iter().map(|d| bm25.analyze(d)).collect();
+    for query in [
+        "vitamin deficiency mortality",
+        "iron deficiency",
+        "run",
+        "the common cold of vitamin",
+        "cholesterol statin",
+    ] {
+        let hits = bm25.search(query, 10).unwrap();
+        let want = reference_bm25(&analyzed, &bm25.analyze(query));
+        assert_eq!(hits.len(), want.len(), "{query}");
+        for (h, (doc, score)) in hits.iter().zip(&want) {
+            assert_eq!(h.doc as usize, *doc, "{query}");
+            assert!(
+                (h.score - score).abs() < 1e-4 * score.max(1.0),
+                "{query}: {} vs {score}",
+                h.score
+            );
+        }
+    }
+}
+
+#[test]
+fn analysis_stems_and_drops_english_stop_words() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), DOCS);
+    let bm25 = index.bm25().unwrap();
+    assert_eq!(bm25.analyze("The Runners running"), vec!["runner", "run"]);
+    // "run" finds "Running … runners who run": stems meet.
+    let hits = bm25.search("run", 3).unwrap();
+    assert_eq!(hits[0].doc, 1);
+    // Only stop words: nothing to match, no error.
+    assert!(bm25.search("the of and", 5).unwrap().is_empty());
+    // Query syntax characters are just text.
+    assert!(bm25
+        .search("vitamin:(\"d\" AND -cold)^2 [x TO y]", 5)
+        .is_ok());
+}
+
+#[test]
+fn bm25_modes_through_index_search() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), DOCS);
+    let mode: Mode = "bm25".parse().unwrap();
+    let q = Query {
+        text: Some("iron deficiency"),
+        ..Query::default()
+    };
+    let hits = index
+        .search(&q, 2, &mode, &SearchParams::default())
+        .unwrap();
+    assert_eq!(hits.iter().map(|h| h.doc).collect::<Vec<_>>(), vec![3, 0]);
+    let v = [1.0f32, 0.0];
+    let err = index
+        .search(
+            &Query::vectors(MultiVectorRef::new(&v, 2)),
+            2,
+            &mode,
+            &SearchParams::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(err, IndexError::QueryLacks { .. }), "{err}");
+    let missing: Mode = "splade".parse().unwrap();
+    let err = index
+        .search(&q, 2, &missing, &SearchParams::default())
+        .unwrap_err();
+    assert!(err.to_string().contains("splade"), "{err}");
+}
+
+#[test]
+fn reopening_and_rebuilding_keep_the_bm25_files_consistent() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = build(dir.path(), DOCS);
+    let _ = first.bm25().unwrap().search("vitamin", 3).unwrap();
+    drop(first);
+    // Opening and searching must not rewrite tantivy's files (the manifest's CRCs hold).
+    let again = Index::open(dir.path()).unwrap();
+    assert_eq!(again.bm25().unwrap().search("vitamin", 3).unwrap().len(), 2);
+    drop(again);
+    // A second generation replaces the first; the old tantivy directory is removed.
+    let second = build(dir.path(), &DOCS[..3]);
+    assert_eq!(second.manifest().generation, 2);
+    assert!(!dir.path().join("g1.bm25").exists());
+    assert!(dir.path().join("g2.bm25").is_dir());
+    assert_eq!(
+        second.bm25().unwrap().search("mortality", 5).unwrap().len(),
+        2
+    );
+}
+
+#[test]
+fn damaged_tantivy_file_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), DOCS);
+    let files = index.manifest().components.bm25.clone().unwrap().files;
+    drop(index);
+    let victim = files.iter().find(|f| f.name.ends_with(".idx")).unwrap();
+    let path = dir.path().join(&victim.name);
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[0] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Index::open(dir.path()).err().expect("damage detected");
+    assert!(matches!(err, IndexError::ChecksumMismatch { .. }), "{err}");
+    assert!(err.to_string().contains(".idx"), "{err}");
+    std::fs::remove_file(&path).unwrap();
+    let err = Index::open(dir.path())
+        .err()
+        .expect("missing file detected");
+    assert!(err.to_string().contains(".idx"), "{err}");
+}
