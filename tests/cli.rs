@@ -358,9 +358,9 @@ fn modes_the_index_cannot_run_name_the_missing_component() {
         "--out",
         s(&dir.path().join("x")),
         "--components",
-        "store,splade",
+        "store,colbert",
     ]);
-    assert!(err.contains("\"splade\" cannot be built"), "{err}");
+    assert!(err.contains("\"colbert\" cannot be built"), "{err}");
     let err = fails(&["search", s(&idx), "malaria", "--mode", "plaid"]);
     assert!(
         err.contains("\"plaid\" component") && err.contains("it has: store"),
@@ -621,4 +621,150 @@ fn muvera_index_searches_and_its_curve_runs() {
     // Union of two first stages needs both components.
     let err = fails(&["search", s(&idx), q, "--mode", "muvera+plaid"]);
     assert!(err.contains("\"plaid\" component"), "{err}");
+}
+
+/// (id, score) pairs of `tessera search --json` output, best first.
+fn results(out: &str) -> Vec<(String, f64)> {
+    let v: serde_json::Value = serde_json::from_str(out).unwrap();
+    v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["id"].as_str().unwrap().to_string(),
+                r["score"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn sparse_and_lexical_stages_end_to_end() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    let splade_model = repo().join("models/splade-tiny");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--components",
+        "splade,bm25",
+        "--splade-model",
+        s(&splade_model),
+        "--json",
+        "--quiet",
+    ]))
+    .unwrap();
+    // tiny-bert's 225-token vocabulary is not SPLADE-tiny's: tokenised twice.
+    assert_eq!(report["splade"]["shared_tokenization"], false);
+    assert!(report["splade"]["mean_terms_per_doc"].as_f64().unwrap() > 1.0);
+
+    let (id, title) = corpus_texts().remove(2);
+    let query = title
+        .split_whitespace()
+        .take(6)
+        .collect::<Vec<_>>()
+        .join(" ");
+    let search = |mode: &str, k: &str| {
+        results(&ok(&[
+            "search",
+            s(&idx),
+            &query,
+            "--mode",
+            mode,
+            "-k",
+            k,
+            "--json",
+            "--sparse-candidates",
+            "50",
+        ]))
+    };
+    // The document's own words find it first by BM25, and within the top 3 by SPLADE.
+    assert_eq!(search("bm25", "5")[0].0, id);
+    let splade = search("splade", "50");
+    assert!(splade.iter().take(3).any(|(d, _)| *d == id), "{splade:?}");
+
+    // bm25+splade: the union of both stages' candidates, each scored by exact MaxSim:
+    // every result is a candidate and carries its exhaustive MaxSim score.
+    let bm25 = search("bm25", "50");
+    let exhaustive: std::collections::HashMap<String, f64> =
+        search("exhaustive", "50").into_iter().collect();
+    let fused = search("bm25+splade", "10");
+    assert!(!fused.is_empty());
+    for (d, score) in &fused {
+        assert!(
+            bm25.iter().chain(&splade).any(|(c, _)| c == d),
+            "{d} is no candidate"
+        );
+        assert!(
+            (score - exhaustive[d]).abs() < 1e-4,
+            "{d}: {score} vs {}",
+            exhaustive[d]
+        );
+    }
+    assert!(fused.windows(2).all(|w| w[0].1 >= w[1].1));
+
+    // rrf:bm25+splade: Σ 1 / (60 + rank) over the two rankings (each cut at k).
+    let k = 5;
+    let mut want: std::collections::HashMap<String, f64> = Default::default();
+    for ranking in [&bm25, &splade] {
+        for (rank, (d, _)) in ranking.iter().take(k).enumerate() {
+            *want.entry(d.clone()).or_default() += 1.0 / (60.0 + rank as f64 + 1.0);
+        }
+    }
+    let rrf = search("rrf:bm25+splade", &k.to_string());
+    assert_eq!(rrf.len(), want.len().min(k));
+    for (d, score) in &rrf {
+        assert!(
+            (score - want[d]).abs() < 1e-6,
+            "{d}: {score} vs {}",
+            want[d]
+        );
+    }
+
+    // eval reports each stage's recall and SPLADE's pruning; MaxScore = exhaustive.
+    let ev: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--mode",
+        "bm25+splade",
+        "--stage-recall",
+        "--json",
+        "--quiet",
+    ]))
+    .unwrap();
+    let stages: Vec<&str> = ev["stages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|st| st["stage"].as_str().unwrap())
+        .collect();
+    assert_eq!(stages, ["bm25", "splade"]);
+    for st in ev["stages"].as_array().unwrap() {
+        let r = st["candidates_recall"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&r), "{st}");
+    }
+    assert_eq!(
+        ev["sparse"]["identical_rankings"],
+        ev["sparse"]["num_queries"]
+    );
+    assert!(ev["component_bytes"]["bm25"].as_u64().unwrap() > 0);
+    assert!(ev["component_bytes"]["splade"].as_u64().unwrap() > 0);
+
+    // rebuild cannot make text components from vectors alone.
+    let err = fails(&[
+        "rebuild",
+        s(&idx),
+        "--out",
+        s(&dir.path().join("r")),
+        "--components",
+        "bm25",
+    ]);
+    assert!(err.contains("needs the documents' text"), "{err}");
 }

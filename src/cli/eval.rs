@@ -3,7 +3,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 use tessera_index::{Index, PlaidParams};
 
-use crate::cli::index::{index_config, index_job, print_report, report_skip};
+use crate::cli::index::{index_config, index_job, print_report, report_skip, splade_encoder};
 use crate::cli::EvalArgs;
 use crate::encoder::ColbertEncoder;
 use crate::eval::{self, BeirDataset, EvalOptions};
@@ -25,6 +25,7 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         mode: args.mode.clone(),
         params: args.params.params(k),
         compare_exhaustive: args.compare_exhaustive,
+        stage_recall: args.stage_recall,
         metrics: args.metrics.clone(),
         threads: args
             .threads
@@ -188,6 +189,8 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
         &args.model.load_options(),
         args.model.device,
     )?;
+    let components = components(args);
+    let splade = splade_encoder(&components, &args.splade, args.model.device)?;
     let dir = cache_root(args.cache_dir.as_deref()).join(format!(
         "{}-{}",
         dataset.name,
@@ -195,8 +198,16 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
     ));
     if !args.rebuild {
         if let Ok(index) = Index::open(&dir) {
-            eprintln!("using cached index {}", dir.display());
-            return Searcher::with_encoder(index, encoder);
+            let have = index.components();
+            if components.iter().all(|c| have.contains(&c.as_str())) {
+                eprintln!("using cached index {}", dir.display());
+                return Searcher::with_encoders(index, encoder, splade);
+            }
+            eprintln!(
+                "cached index {} lacks some of {}; rebuilding",
+                dir.display(),
+                components.join(",")
+            );
         }
     }
     eprintln!("building index {} (cached for later runs)", dir.display());
@@ -205,12 +216,18 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
         &dir,
         &args.corpus_args,
         &args.pooling,
-        index_config(&components(args), &dir, &args.plaid, &args.muvera)?,
+        index_config(
+            &components,
+            &dir,
+            &args.plaid,
+            &args.muvera,
+            splade.as_ref(),
+        )?,
         progress,
     );
-    let (_, report) = pipeline::build_index(&encoder, &job, report_skip)?;
+    let (_, report) = pipeline::build_index(&encoder, splade.as_ref(), &job, report_skip)?;
     print_report(&report, &dir);
-    Searcher::with_encoder(Index::open(&dir)?, encoder)
+    Searcher::with_encoders(Index::open(&dir)?, encoder, splade)
 }
 
 /// `--components` plus whatever `--mode` (or `--sweep`) needs.
@@ -260,6 +277,9 @@ fn cache_key(args: &EvalArgs, dataset: &BeirDataset, encoder: &ColbertEncoder) -
         }
     }
     h.update(encoder.weights_sha256().as_bytes());
+    if components(args).iter().any(|c| c == "splade") {
+        h.update(format!("{:?}", args.splade).as_bytes());
+    }
     h.update(serde_json::to_vec(encoder.settings()).expect("settings serialise"));
     let c = &args.corpus_args;
     h.update(

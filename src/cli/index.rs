@@ -1,21 +1,23 @@
-use tessera_index::IndexConfig;
+use tessera_index::{IndexConfig, SparseConfig};
 
-use crate::cli::{CorpusArgs, IndexArgs, MuveraBuildArgs, PlaidBuildArgs, PoolingArgs};
+use crate::cli::{CorpusArgs, IndexArgs, MuveraBuildArgs, PlaidBuildArgs, PoolingArgs, SpladeArgs};
 use crate::corpus::{CorpusFormat, OnMalformed};
-use crate::encoder::ColbertEncoder;
+use crate::encoder::{ColbertEncoder, DeviceSpec, SpladeEncoder};
 use crate::pipeline::{self, BuildReport, IndexJob};
 use crate::{Error, Result};
 use std::path::Path;
 
 /// Components `tessera index --components` accepts today.
-const BUILDABLE: &[&str] = &["store", "plaid", "muvera"];
+const BUILDABLE: &[&str] = &["store", "plaid", "muvera", "splade", "bm25"];
 
-/// Validate `--components` into the writer's config.
+/// Validate `--components` into the writer's config; `splade` is the loaded SPLADE
+/// encoder when the components include it (see [`splade_encoder`]).
 pub(super) fn index_config(
     components: &[String],
     out: &Path,
     plaid: &PlaidBuildArgs,
     muvera: &MuveraBuildArgs,
+    splade: Option<&SpladeEncoder>,
 ) -> Result<IndexConfig> {
     for c in components {
         if !BUILDABLE.contains(&c.as_str()) {
@@ -37,11 +39,49 @@ pub(super) fn index_config(
             .iter()
             .any(|c| c == "muvera")
             .then(|| muvera.config()),
+        splade: splade.map(|s| SparseConfig {
+            vocab_size: s.settings().vocab_size,
+            model: splade_record(s),
+        }),
+        bm25: components.iter().any(|c| c == "bm25"),
+    })
+}
+
+/// Load the SPLADE model if `components` include splade.
+pub(super) fn splade_encoder(
+    components: &[String],
+    args: &SpladeArgs,
+    device: DeviceSpec,
+) -> Result<Option<SpladeEncoder>> {
+    if !components.iter().any(|c| c == "splade") {
+        return Ok(None);
+    }
+    Ok(Some(SpladeEncoder::load(
+        &args.model_dir(),
+        &args.options(),
+        device,
+    )?))
+}
+
+/// What the manifest keeps about the SPLADE model, so queries are encoded the same way.
+pub(crate) fn splade_record(s: &SpladeEncoder) -> serde_json::Value {
+    serde_json::json!({
+        "name": s.name(),
+        "model_dir": s.dir().canonicalize().unwrap_or_else(|_| s.dir().to_path_buf()),
+        "weights_sha256": s.weights_sha256(),
+        "settings": s.settings(),
     })
 }
 
 pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
-    let config = index_config(&args.components, &args.out, &args.plaid, &args.muvera)?;
+    let splade = splade_encoder(&args.components, &args.splade, args.model.device)?;
+    let config = index_config(
+        &args.components,
+        &args.out,
+        &args.plaid,
+        &args.muvera,
+        splade.as_ref(),
+    )?;
     let encoder = ColbertEncoder::load(
         &args.model.model_dir(),
         &args.model.load_options(),
@@ -55,7 +95,7 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         config,
         progress,
     );
-    let (_, report) = pipeline::build_index(&encoder, &job, report_skip)?;
+    let (_, report) = pipeline::build_index(&encoder, splade.as_ref(), &job, report_skip)?;
     if args.json {
         println!(
             "{}",
@@ -105,7 +145,7 @@ pub(super) fn report_skip(path: &std::path::Path, s: &crate::corpus::Skipped) {
 
 pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
     eprintln!(
-        "indexed {} documents ({} vectors{}) into {} in {:.1} s{}\n  encoding {:.1} docs/s, {:.0} tokens/s\n  {:.1} MB on disk, {:.1} bytes/vector{}",
+        "indexed {} documents ({} vectors{}) into {} in {:.1} s{}\n  encoding {:.1} docs/s, {:.0} tokens/s\n  {:.1} MB on disk, {:.1} bytes/vector{}{}",
         r.num_docs,
         r.num_vectors,
         if r.vectors_before_pooling != r.num_vectors {
@@ -116,7 +156,7 @@ pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
         out.display(),
         r.build_seconds,
         if r.components_seconds >= 0.05 {
-            format!(" ({:.1} s of it building PLAID/MUVERA)", r.components_seconds)
+            format!(" ({:.1} s of it building components at commit)", r.components_seconds)
         } else {
             String::new()
         },
@@ -124,6 +164,15 @@ pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
         r.encode_tokens_per_s,
         r.index_bytes.unwrap_or(0) as f64 / 1e6,
         r.bytes_per_vector.unwrap_or(0.0),
+        match &r.splade {
+            Some(s) => format!(
+                "\n  SPLADE {:.1} docs/s, {:.1} terms/doc{}",
+                s.encode_docs_per_s,
+                s.mean_terms_per_doc,
+                if s.shared_tokenization { " (tokenised once with ColBERT)" } else { "" }
+            ),
+            None => String::new(),
+        },
         if r.skipped_lines > 0 {
             format!("\n  {} malformed lines skipped", r.skipped_lines)
         } else {

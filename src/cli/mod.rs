@@ -11,13 +11,15 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use tessera_index::muvera::{FdeConfig, GraphConfig};
 use tessera_index::{
-    Mode, MuveraConfig, MuveraParams, PlaidConfig, PlaidParams, Rescore, SearchParams,
+    Mode, MuveraConfig, MuveraParams, PlaidConfig, PlaidParams, Rescore, SearchParams, SparseScorer,
 };
 
-use crate::encoder::{DeviceSpec, LoadOptions};
+use crate::encoder::{DeviceSpec, LoadOptions, SpladeOptions};
 
 /// Default model directory, as `scripts/fetch-models.sh` lays it out.
 pub const DEFAULT_MODEL: &str = "models/all-MiniLM-L6-v2";
+/// Default SPLADE model directory (`--components splade`).
+pub const DEFAULT_SPLADE_MODEL: &str = "models/splade-tiny";
 
 #[derive(Debug, Parser)]
 #[command(
@@ -115,6 +117,48 @@ impl ModelArgs {
             skip_punctuation: self.skip_punctuation,
             query_augmentation: None,
             batch_size: Some(self.batch_size as usize),
+        }
+    }
+}
+
+/// How documents and queries become SPLADE vectors (`--components splade`).
+#[derive(Debug, Clone, Args)]
+pub struct SpladeArgs {
+    /// SPLADE checkpoint: a BERT masked-language model (config.json, model.safetensors,
+    /// tokenizer.json). [default: models/splade-tiny, as scripts/fetch-models.sh lays it out]
+    #[arg(long, value_name = "DIR")]
+    pub splade_model: Option<PathBuf>,
+    /// Drop document and query terms whose weight is at or below this.
+    #[arg(long, default_value_t = 0.0)]
+    pub splade_threshold: f32,
+    /// Keep at most N terms per document, the heaviest [default: all above the threshold].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub splade_max_terms: Option<u32>,
+    /// SPLADE document length in tokens, [CLS] and [SEP] included.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(3..=8192))]
+    pub splade_doc_max_len: u32,
+    /// SPLADE query length in tokens.
+    #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(3..=8192))]
+    pub splade_query_max_len: u32,
+    /// Documents per SPLADE forward pass (its logits are batch x length x vocabulary floats).
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub splade_batch_size: u32,
+}
+
+impl SpladeArgs {
+    pub fn model_dir(&self) -> PathBuf {
+        self.splade_model
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(DEFAULT_SPLADE_MODEL))
+    }
+
+    pub fn options(&self) -> SpladeOptions {
+        SpladeOptions {
+            doc_max_len: Some(self.splade_doc_max_len as usize),
+            query_max_len: Some(self.splade_query_max_len as usize),
+            threshold: Some(self.splade_threshold),
+            doc_max_terms: self.splade_max_terms.map(|m| m as usize),
+            batch_size: Some(self.splade_batch_size as usize),
         }
     }
 }
@@ -274,6 +318,21 @@ pub struct SearchParamArgs {
     /// MUVERA: HNSW search breadth [default: the number of candidates].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub ef_search: Option<u32>,
+    /// splade and bm25: documents each hands to exact MaxSim re-ranking in a `+` mode
+    /// [default: max(4k, 400)].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub sparse_candidates: Option<u32>,
+    /// splade: exhaustive (every posting into a dense accumulator, the faster on every
+    /// collection measured) or maxscore (dynamic pruning: fewer postings touched). Both
+    /// are exact and rank identically.
+    #[arg(long, value_enum, default_value = "exhaustive")]
+    pub sparse_scorer: SparseScorerArg,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum SparseScorerArg {
+    Exhaustive,
+    Maxscore,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -300,10 +359,17 @@ impl SearchParamArgs {
             || self.centroid_score_threshold.is_some()
             || self.ndocs.is_some()
             || self.rescore.is_some();
+        let sparse_candidates = self.sparse_candidates.map(|c| c as usize);
+        let sparse_scorer = match self.sparse_scorer {
+            SparseScorerArg::Exhaustive => SparseScorer::Exhaustive,
+            SparseScorerArg::Maxscore => SparseScorer::MaxScore,
+        };
         if !any {
             return SearchParams {
                 plaid: None,
                 muvera,
+                sparse_candidates,
+                sparse_scorer,
             };
         }
         let mut p = PlaidParams::for_k(k);
@@ -325,6 +391,8 @@ impl SearchParamArgs {
         SearchParams {
             plaid: Some(p),
             muvera,
+            sparse_candidates,
+            sparse_scorer,
         }
     }
 }
@@ -338,7 +406,8 @@ pub struct IndexArgs {
     #[arg(long, short)]
     pub out: PathBuf,
     /// Structures to build, comma-separated: store (the f16 token vectors, always built),
-    /// plaid (centroids, residual codes, IVF), muvera (FDEs in an HNSW).
+    /// plaid (centroids, residual codes, IVF), muvera (FDEs in an HNSW), splade (impact
+    /// postings from the SPLADE model), bm25 (tantivy over the document text).
     #[arg(long, value_delimiter = ',', default_value = "store")]
     pub components: Vec<String>,
     #[command(flatten)]
@@ -351,6 +420,8 @@ pub struct IndexArgs {
     pub plaid: PlaidBuildArgs,
     #[command(flatten)]
     pub muvera: MuveraBuildArgs,
+    #[command(flatten)]
+    pub splade: SpladeArgs,
     /// Print the build report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -400,6 +471,10 @@ pub struct EvalArgs {
     /// recall against the exhaustive top-k and the latency ratio.
     #[arg(long)]
     pub compare_exhaustive: bool,
+    /// For every first stage of the mode, its candidates' recall of the exhaustive
+    /// MaxSim top-k (what each stage contributes to a `+` mode).
+    #[arg(long)]
+    pub stage_recall: bool,
     /// With --mode plaid: evaluate a grid of PLAID settings in one run (the latency/recall
     /// curve), each against exhaustive search.
     #[arg(long)]
@@ -443,6 +518,8 @@ pub struct EvalArgs {
     pub plaid: PlaidBuildArgs,
     #[command(flatten)]
     pub muvera: MuveraBuildArgs,
+    #[command(flatten)]
+    pub splade: SpladeArgs,
 }
 
 /// Run a parsed command line.

@@ -20,7 +20,19 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
             reason: "--out must be another directory than the source index".into(),
         });
     }
-    let config = index_config(&args.components, &args.out, &args.plaid, &args.muvera)?;
+    if let Some(c) = args
+        .components
+        .iter()
+        .find(|c| *c == "splade" || *c == "bm25")
+    {
+        return Err(Error::IndexMetadata {
+            index: args.out.clone(),
+            reason: format!(
+                "rebuild re-uses stored vectors only; {c} needs the documents' text: use `tessera index`"
+            ),
+        });
+    }
+    let config = index_config(&args.components, &args.out, &args.plaid, &args.muvera, None)?;
     let started = Instant::now();
     let src = source.manifest();
     let mut writer = IndexWriter::create_with(&args.out, src.model.clone(), config.clone())?;

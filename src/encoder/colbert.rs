@@ -184,6 +184,11 @@ impl ColbertEncoder {
         self.tokenizer.tokenize(texts, role)
     }
 
+    /// Identifies the tokenizer's behaviour; equal fingerprints tokenise identically.
+    pub fn tokenizer_fingerprint(&self) -> &str {
+        self.tokenizer.fingerprint()
+    }
+
     /// Encode pre-tokenised texts: sorted by length into batches so padding stays small,
     /// results returned in input order. Also returns the number of vectors produced.
     pub fn encode_tokenized(&self, items: &[TokenizedText]) -> Result<EncodedBatch> {
@@ -302,7 +307,7 @@ fn check_projection(path: &Path, w: &Tensor, hidden: usize) -> Result<()> {
 }
 
 /// SHA-256 over the bytes of the files that exist among `paths`, in order.
-fn sha256_files(paths: &[&Path]) -> Result<String> {
+pub(crate) fn sha256_files(paths: &[&Path]) -> Result<String> {
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 20];
     for path in paths.iter().filter(|p| p.is_file()) {

@@ -1,14 +1,17 @@
 //! Encoders turn text into token vectors. [`ColbertEncoder`] loads any BERT-family
-//! checkpoint (plain sentence-transformers, ColBERT, PyLate) with candle.
+//! checkpoint (plain sentence-transformers, ColBERT, PyLate) with candle;
+//! [`SpladeEncoder`] turns a BERT masked-language model into sparse term weights.
 
 mod colbert;
 mod config;
 pub mod device;
+mod splade;
 mod tokenize;
 
 pub use colbert::{ColbertEncoder, EncodedBatch};
 pub use config::{EncoderSettings, LoadOptions};
 pub use device::DeviceSpec;
+pub use splade::{SpladeEncoder, SpladeOptions, SpladeSettings};
 pub use tokenize::TokenizedText;
 
 use std::path::PathBuf;

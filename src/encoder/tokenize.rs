@@ -20,6 +20,8 @@ pub struct TokenizedText {
     pub word_ids: Vec<Option<u32>>,
     /// The text had more tokens than the role's limit and was cut.
     pub truncated: bool,
+    /// Positions of the text's own tokens (between `[CLS]`/marker and `[SEP]`).
+    pub body: std::ops::Range<usize>,
 }
 
 /// ASCII punctuation, as in ColBERT's `string.punctuation` skiplist.
@@ -34,6 +36,7 @@ pub(crate) struct TextTokenizer {
     doc_marker: Option<u32>,
     skiplist: HashSet<u32>,
     settings: EncoderSettings,
+    fingerprint: String,
 }
 
 impl TextTokenizer {
@@ -48,6 +51,18 @@ impl TextTokenizer {
         tokenizer
             .with_truncation(None)
             .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        // Two tokenizers that serialise identically (vocabulary, normaliser, pre-tokeniser,
+        // model) split every text identically.
+        let fingerprint = {
+            use sha2::{Digest, Sha256};
+            let json = tokenizer
+                .to_string(false)
+                .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+            Sha256::digest(json.as_bytes())
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect()
+        };
         let id = |tok: &str| {
             tokenizer
                 .token_to_id(tok)
@@ -76,7 +91,12 @@ impl TextTokenizer {
             doc_marker,
             skiplist,
             settings: settings.clone(),
+            fingerprint,
         })
+    }
+
+    pub fn fingerprint(&self) -> &str {
+        &self.fingerprint
     }
 
     pub fn vocab_size(&self) -> usize {
@@ -95,7 +115,7 @@ impl TextTokenizer {
     }
 
     /// Add special tokens and marker, truncate, augment, choose kept positions.
-    fn frame(&self, body: &[u32], words: &[Option<u32>], role: Role) -> TokenizedText {
+    pub fn frame(&self, body: &[u32], words: &[Option<u32>], role: Role) -> TokenizedText {
         let (max_len, marker) = match role {
             Role::Query => (self.settings.query_max_len, self.query_marker),
             Role::Document => (self.settings.doc_max_len, self.doc_marker),
@@ -113,6 +133,7 @@ impl TextTokenizer {
             ids.push(m);
             word_ids.push(None);
         }
+        let body_range = ids.len()..ids.len() + body_len;
         ids.extend_from_slice(&body[..body_len]);
         word_ids.extend_from_slice(&words[..body_len]);
         ids.push(self.sep);
@@ -144,6 +165,7 @@ impl TextTokenizer {
             keep,
             word_ids,
             truncated,
+            body: body_range,
         }
     }
 }

@@ -12,12 +12,12 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tessera_index::store::MultiVector;
-use tessera_index::{Mode, PlaidParams, SearchParams};
+use tessera_index::{Fusion, Mode, PlaidParams, SearchParams, Stage};
 
 pub use beir::BeirDataset;
 pub use metrics::{evaluate, Evaluation, Metric, Qrels, Run};
 
-use crate::search::Searcher;
+use crate::search::{EncodedQuery, Searcher};
 
 #[derive(Debug, thiserror::Error)]
 pub enum EvalError {
@@ -44,6 +44,8 @@ pub struct EvalOptions {
     pub params: SearchParams,
     /// Also run exhaustive search and compare (recall of the mode's top-k, latency ratio).
     pub compare_exhaustive: bool,
+    /// Report each first stage's recall of the exhaustive top-k.
+    pub stage_recall: bool,
     pub metrics: Vec<Metric>,
     /// Threads for search (query encoding uses candle's own threads).
     pub threads: usize,
@@ -110,9 +112,47 @@ pub struct EvalReport {
     /// From the build that produced the index (null if it did not record it).
     pub encode_docs_per_s: Option<f64>,
     pub encode_tokens_per_s: Option<f64>,
+    /// Bytes on disk per component.
+    pub component_bytes: BTreeMap<String, u64>,
     /// With `--compare-exhaustive`: the mode against exhaustive MaxSim in the same run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_exhaustive: Option<VsExhaustive>,
+    /// With `--stage-recall`: each first stage against the exhaustive MaxSim top-k.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stages: Option<Vec<StageRecall>>,
+    /// When the mode uses splade: MaxScore against exhaustive sparse scoring.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sparse: Option<SparseReport>,
+}
+
+/// One first stage measured against exhaustive MaxSim (same encoded queries).
+#[derive(Debug, Clone, Serialize)]
+pub struct StageRecall {
+    pub stage: String,
+    /// Mean over queries of |stage's own top-k ∩ exhaustive top-k| / |exhaustive top-k|.
+    pub top_k_recall: f64,
+    /// The same for the candidates the stage hands to a `+` mode's re-ranking.
+    pub candidates_recall: f64,
+    pub mean_candidates: f64,
+    /// The stage's own top-k search, per query.
+    pub latency_ms: Latency,
+}
+
+/// SPLADE's pruned search against exhaustive sparse scoring, search only, same queries.
+#[derive(Debug, Clone, Serialize)]
+pub struct SparseReport {
+    pub k: usize,
+    pub maxscore_latency_ms: Latency,
+    pub exhaustive_latency_ms: Latency,
+    pub speedup_p50: f64,
+    pub speedup_p95: f64,
+    /// Σ postings touched / Σ postings in the query terms' lists.
+    pub postings_touched_fraction: f64,
+    pub mean_postings_per_query: f64,
+    pub mean_query_terms: f64,
+    /// Queries whose MaxScore top-k equals the exhaustive one (must be all).
+    pub identical_rankings: usize,
+    pub num_queries: usize,
 }
 
 /// A mode compared with exhaustive exact MaxSim on the same queries, same process.
@@ -150,7 +190,7 @@ struct Pass {
 struct Passes<'a> {
     dataset: &'a BeirDataset,
     searcher: &'a Searcher,
-    encoded: Vec<MultiVector>,
+    encoded: Vec<EncodedQuery>,
     pool: rayon::ThreadPool,
     bar: &'a ProgressBar,
 }
@@ -177,13 +217,13 @@ impl<'a> Passes<'a> {
 
     /// Every query through `mode`, timed one by one; self-hits dropped.
     fn run(&self, k: usize, mode: &Mode, params: &SearchParams) -> crate::Result<Pass> {
-        self.run_with(|q| self.searcher.search_vectors(q, k, mode, params))
+        self.run_with(|q| self.searcher.search_encoded(q, k, mode, params))
     }
 
     /// Every query through `search`, timed one by one on the pool; self-hits dropped.
     fn run_with<F>(&self, search: F) -> crate::Result<Pass>
     where
-        F: Fn(&MultiVector) -> crate::Result<Vec<crate::search::SearchHit>> + Sync,
+        F: Fn(&EncodedQuery) -> crate::Result<Vec<crate::search::SearchHit>> + Sync,
     {
         let mut latency_ms = Vec::with_capacity(self.encoded.len());
         let mut run = Run::new();
@@ -248,22 +288,18 @@ fn progress(enabled: bool, len: u64) -> ProgressBar {
     b
 }
 
-/// Encode one query at a time (the latency a live search pays).
+/// Encode one query at a time (the latency a live search pays), for every stage the
+/// index has.
 fn encode_all(
     dataset: &BeirDataset,
     searcher: &Searcher,
     bar: &ProgressBar,
-) -> crate::Result<(Vec<MultiVector>, Vec<f64>)> {
+) -> crate::Result<(Vec<EncodedQuery>, Vec<f64>)> {
     let mut encode_ms = Vec::with_capacity(dataset.queries.len());
     let mut encoded = Vec::with_capacity(dataset.queries.len());
     for (_, text) in &dataset.queries {
         let t = Instant::now();
-        encoded.push(
-            searcher
-                .encode_queries(&[text.as_str()])?
-                .pop()
-                .expect("one out"),
-        );
+        encoded.push(searcher.encode_query(text)?);
         encode_ms.push(t.elapsed().as_secs_f64() * 1e3);
         bar.inc(1);
     }
@@ -297,7 +333,7 @@ pub fn run_sweep(
     for p in grid {
         let params = SearchParams {
             plaid: Some(*p),
-            muvera: None,
+            ..SearchParams::default()
         };
         let pass = passes.run(k, &mode, &params)?;
         let latency = Latency::from_samples(&pass.latency_ms);
@@ -354,9 +390,10 @@ pub fn run_muvera_curve(
     let (passes, _) = Passes::encode(dataset, searcher, options.threads, &bar)?;
     let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
+    let vectors: Vec<MultiVector> = passes.encoded.iter().map(|q| q.vectors.clone()).collect();
     let correlation = passes
         .pool
-        .install(|| fde_maxsim_correlation(index, &passes.encoded, 200));
+        .install(|| fde_maxsim_correlation(index, &vectors, 200));
     let t = Instant::now();
     let baseline = passes.pool.install(|| {
         tessera_index::muvera::SingleVectorBaseline::build(index.store(), graph_config)
@@ -373,13 +410,14 @@ pub fn run_muvera_curve(
             k,
             &mode,
             &SearchParams {
-                plaid: None,
                 muvera: Some(params),
+                ..SearchParams::default()
             },
         )?;
         let single = passes.run_with(|q| {
-            let cands = baseline.candidates(q.view(), &params);
-            let hits = tessera_index::maxsim::search_candidates(store, q.view(), k, &cands);
+            let q = q.vectors.view();
+            let cands = baseline.candidates(q, &params);
+            let hits = tessera_index::maxsim::search_candidates(store, q, k, &cands);
             Ok(hits
                 .into_iter()
                 .map(|h| crate::search::SearchHit {
@@ -475,15 +513,31 @@ pub fn run_eval(
     searcher.index().check_mode(&options.mode)?;
     let k = options.retrieval_depth();
     let n = dataset.queries.len() as u64;
+    let needs_exhaustive = options.compare_exhaustive || options.stage_recall;
     let bar = progress(
         options.progress,
-        n * if options.compare_exhaustive { 3 } else { 2 },
+        n * (2
+            + u64::from(needs_exhaustive)
+            + 2 * u64::from(options.stage_recall) * options.mode.stages.len() as u64),
     );
     let (passes, encode_ms) = Passes::encode(dataset, searcher, options.threads, &bar)?;
     let pass = passes.run(k, &options.mode, &options.params)?;
     let latency_ms = Latency::from_samples(&pass.latency_ms);
-    let vs_exhaustive = if options.compare_exhaustive {
-        let exh = passes.run(k, &Mode::default(), &SearchParams::default())?;
+    let exhaustive = if needs_exhaustive {
+        Some(passes.run(k, &Mode::default(), &SearchParams::default())?)
+    } else {
+        None
+    };
+    let stages = match (&exhaustive, options.stage_recall) {
+        (Some(exh), true) => Some(stage_recalls(&passes, &exh.run, k, options)?),
+        _ => None,
+    };
+    let sparse = if options.mode.stages.contains(&Stage::Splade) {
+        Some(passes.pool.install(|| sparse_report(&passes, k)))
+    } else {
+        None
+    };
+    let vs_exhaustive = if let (Some(exh), true) = (&exhaustive, options.compare_exhaustive) {
         let exh_latency = Latency::from_samples(&exh.latency_ms);
         Some(VsExhaustive {
             recall_at_k: recall_against(&pass.run, &exh.run, k),
@@ -522,9 +576,120 @@ pub fn run_eval(
         num_vectors: manifest.num_vectors,
         encode_docs_per_s: build_stat("encode_docs_per_s"),
         encode_tokens_per_s: build_stat("encode_tokens_per_s"),
+        component_bytes: component_bytes(manifest),
         vs_exhaustive,
+        stages,
+        sparse,
     };
     Ok((report, run))
+}
+
+/// Bytes on disk of each component's files.
+fn component_bytes(m: &tessera_index::Manifest) -> BTreeMap<String, u64> {
+    let c = &m.components;
+    let sum = |files: Vec<&tessera_index::segment::FileEntry>| files.iter().map(|f| f.bytes).sum();
+    let s = &c.store;
+    let mut out = BTreeMap::new();
+    out.insert(
+        "store".into(),
+        sum(vec![&s.vectors, &s.offsets, &s.doc_ids]),
+    );
+    if let Some(p) = &c.plaid {
+        out.insert(
+            "plaid".into(),
+            sum(vec![&p.centroids, &p.codes, &p.residuals, &p.ivf]),
+        );
+    }
+    if let Some(mv) = &c.muvera {
+        out.insert("muvera".into(), sum(vec![&mv.graph, &mv.data]));
+    }
+    if let Some(sp) = &c.splade {
+        out.insert("splade".into(), sp.postings.bytes);
+    }
+    if let Some(b) = &c.bm25 {
+        out.insert("bm25".into(), sum(b.files.iter().collect()));
+    }
+    out
+}
+
+/// Each stage of the mode, alone: its own top-k and its re-ranking candidates against
+/// the exhaustive top-k.
+fn stage_recalls(
+    passes: &Passes<'_>,
+    exhaustive: &Run,
+    k: usize,
+    options: &EvalOptions,
+) -> crate::Result<Vec<StageRecall>> {
+    let index = passes.searcher.index();
+    let store = index.store();
+    let mut out = Vec::new();
+    for &stage in &options.mode.stages {
+        let alone = Mode {
+            stages: vec![stage],
+            fusion: Fusion::MaxSimRescore,
+        };
+        let own = passes.run(k, &alone, &options.params)?;
+        let candidates = passes.run_with(|q| {
+            let docs = index.stage_candidates(stage, &q.as_query(), k, &options.params)?;
+            Ok(docs
+                .into_iter()
+                .map(|d| crate::search::SearchHit {
+                    id: store.doc_id(d as usize).to_string(),
+                    score: 0.0,
+                })
+                .collect())
+        })?;
+        let counts: Vec<f64> = candidates.run.values().map(|r| r.len() as f64).collect();
+        out.push(StageRecall {
+            stage: stage.name().to_string(),
+            top_k_recall: recall_against(&own.run, exhaustive, k),
+            candidates_recall: recall_against(&candidates.run, exhaustive, usize::MAX),
+            mean_candidates: counts.iter().sum::<f64>() / counts.len().max(1) as f64,
+            latency_ms: Latency::from_samples(&own.latency_ms),
+        });
+    }
+    Ok(out)
+}
+
+/// MaxScore and exhaustive sparse scoring on every query, one after the other.
+fn sparse_report(passes: &Passes<'_>, k: usize) -> SparseReport {
+    let splade = passes
+        .searcher
+        .index()
+        .splade()
+        .expect("the mode's splade stage was checked");
+    let (mut fast_ms, mut slow_ms) = (Vec::new(), Vec::new());
+    let (mut touched, mut postings, mut terms, mut identical) = (0usize, 0usize, 0usize, 0usize);
+    for q in &passes.encoded {
+        let Some(sq) = &q.sparse else { continue };
+        let t = Instant::now();
+        let (fast, stats) = splade.search(sq, k);
+        fast_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        let t = Instant::now();
+        let (slow, _) = splade.search_exhaustive(sq, k);
+        slow_ms.push(t.elapsed().as_secs_f64() * 1e3);
+        touched += stats.touched;
+        postings += stats.postings;
+        terms += sq.len();
+        identical += usize::from(fast == slow);
+    }
+    let (fast, slow) = (
+        Latency::from_samples(&fast_ms),
+        Latency::from_samples(&slow_ms),
+    );
+    let n = fast_ms.len().max(1) as f64;
+    SparseReport {
+        k,
+        speedup_p50: slow.p50 / fast.p50.max(1e-9),
+        speedup_p95: slow.p95 / fast.p95.max(1e-9),
+        maxscore_latency_ms: fast,
+        exhaustive_latency_ms: slow,
+        postings_touched_fraction: touched as f64 / postings.max(1) as f64,
+        mean_postings_per_query: postings as f64 / n,
+        mean_query_terms: terms as f64 / n,
+        identical_rankings: identical,
+        num_queries: fast_ms.len(),
+    }
 }
 
 impl EvalReport {
@@ -567,6 +732,34 @@ impl EvalReport {
         if let (Some(d), Some(t)) = (self.encode_docs_per_s, self.encode_tokens_per_s) {
             s.push_str(&format!(
                 "encoding       {d:.1} docs/s · {t:.0} tokens/s (at build)\n"
+            ));
+        }
+        let sizes: Vec<String> = self
+            .component_bytes
+            .iter()
+            .map(|(c, b)| format!("{c} {:.1} MB", *b as f64 / 1e6))
+            .collect();
+        s.push_str(&format!("components     {}\n", sizes.join(" · ")));
+        if let Some(v) = &self.vs_exhaustive {
+            s.push_str(&format!(
+                "vs exhaustive  recall@{} {:.4} · exhaustive p50 {:.2} ms · speedup p50 {:.1}x, p95 {:.1}x\n",
+                v.k, v.recall_at_k, v.exhaustive_latency_ms.p50, v.speedup_p50, v.speedup_p95
+            ));
+        }
+        for st in self.stages.iter().flatten() {
+            s.push_str(&format!(
+                "stage {:<8} top-k recall vs exhaustive {:.4} · {:.0} candidates recall {:.4} · p50 {:.2} ms\n",
+                st.stage, st.top_k_recall, st.mean_candidates, st.candidates_recall, st.latency_ms.p50
+            ));
+        }
+        if let Some(sp) = &self.sparse {
+            s.push_str(&format!(
+                "splade search  MaxScore p50 {:.3} ms, p95 {:.3} ms · exhaustive p50 {:.3} ms, p95 {:.3} ms · {:.1}x / {:.1}x · {:.1}% of postings touched · {}/{} rankings identical\n",
+                sp.maxscore_latency_ms.p50, sp.maxscore_latency_ms.p95,
+                sp.exhaustive_latency_ms.p50, sp.exhaustive_latency_ms.p95,
+                sp.speedup_p50, sp.speedup_p95,
+                100.0 * sp.postings_touched_fraction,
+                sp.identical_rankings, sp.num_queries
             ));
         }
         s

@@ -7,10 +7,10 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tessera_index::pooling::{pool_by_groups, pool_hierarchical};
-use tessera_index::{IndexConfig, IndexError, IndexWriter, Manifest, ModelInfo};
+use tessera_index::{DocExtras, IndexConfig, IndexError, IndexWriter, Manifest, ModelInfo};
 
 use crate::corpus::{self, CorpusError, CorpusFormat, JsonlReader, OnMalformed, Skipped};
-use crate::encoder::{ColbertEncoder, EncoderError, Role};
+use crate::encoder::{ColbertEncoder, EncoderError, Role, SpladeEncoder};
 
 /// Documents read, tokenised and encoded together (sorted by length inside the window).
 const WINDOW_DOCS: usize = 512;
@@ -70,16 +70,32 @@ pub struct BuildReport {
     pub encode_docs_per_s: f64,
     /// Tokens fed to the model per second (special tokens included, padding not).
     pub encode_tokens_per_s: f64,
+    /// SPLADE encoding, when the index has the splade component.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub splade: Option<SpladeReport>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub index_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_vector: Option<f64>,
 }
 
-/// Build an index of `job.corpus` in `job.out`. Skipped lines go to `on_skip` as they
-/// are found, so none is dropped silently.
+/// What SPLADE encoding did during a build.
+#[derive(Debug, Clone, Serialize)]
+pub struct SpladeReport {
+    pub encode_seconds: f64,
+    pub encode_docs_per_s: f64,
+    /// Mean non-zero terms per document (before quantisation).
+    pub mean_terms_per_doc: f64,
+    /// The ColBERT tokenisation was re-used (both models share one tokenizer).
+    pub shared_tokenization: bool,
+}
+
+/// Build an index of `job.corpus` in `job.out`; with `splade`, also encode every
+/// document's SPLADE vector (the index config must ask for the component). Skipped lines
+/// go to `on_skip` as they are found, so none is dropped silently.
 pub fn build_index(
     encoder: &ColbertEncoder,
+    splade: Option<&SpladeEncoder>,
     job: &IndexJob,
     mut on_skip: impl FnMut(&Path, &Skipped),
 ) -> Result<(Manifest, BuildReport), PipelineError> {
@@ -104,6 +120,10 @@ pub fn build_index(
     let mut tokens_encoded = 0usize;
     let mut vectors_before_pooling = 0usize;
     let mut skipped_lines = 0;
+    // Documents are tokenised once when both models split text the same way.
+    let shared_tokenization =
+        splade.is_some_and(|s| s.tokenizer_fingerprint() == encoder.tokenizer_fingerprint());
+    let (mut splade_seconds, mut splade_terms) = (0.0, 0usize);
     let limit = job.limit.unwrap_or(usize::MAX);
     let mut window = Vec::with_capacity(WINDOW_DOCS);
     loop {
@@ -127,14 +147,36 @@ pub fn build_index(
         let encoded = encoder.encode_tokenized(&tokenized)?;
         encode_seconds += t.elapsed().as_secs_f64();
         tokens_encoded += tokenized.iter().map(|t| t.ids.len()).sum::<usize>();
-        for ((doc, mv), tok) in window.iter().zip(&encoded.vectors).zip(&tokenized) {
+        let sparse = match splade {
+            Some(s) => {
+                let t = Instant::now();
+                let items = if shared_tokenization {
+                    tokenized
+                        .iter()
+                        .map(|tok| s.reframe(tok, Role::Document))
+                        .collect()
+                } else {
+                    s.tokenize(&texts, Role::Document)?
+                };
+                let v = s.encode_tokenized(&items, Role::Document)?;
+                splade_seconds += t.elapsed().as_secs_f64();
+                splade_terms += v.iter().map(|x| x.len()).sum::<usize>();
+                Some(v)
+            }
+            None => None,
+        };
+        for (i, ((doc, mv), tok)) in window
+            .iter()
+            .zip(&encoded.vectors)
+            .zip(&tokenized)
+            .enumerate()
+        {
             vectors_before_pooling += mv.len();
-            match job.pooling {
-                None => writer.add(&doc.id, mv.as_slice())?,
-                Some(Pooling::Hierarchical { factor }) => writer.add(
-                    &doc.id,
-                    &pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1),
-                )?,
+            let pooled = match job.pooling {
+                None => None,
+                Some(Pooling::Hierarchical { factor }) => {
+                    Some(pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1))
+                }
                 Some(Pooling::WholeWord) => {
                     let groups: Vec<Option<u32>> = tok
                         .word_ids
@@ -143,9 +185,15 @@ pub fn build_index(
                         .filter(|(_, k)| **k)
                         .map(|(w, _)| *w)
                         .collect();
-                    writer.add(&doc.id, &pool_by_groups(mv.as_slice(), mv.dim(), &groups))?
+                    Some(pool_by_groups(mv.as_slice(), mv.dim(), &groups))
                 }
-            }
+            };
+            let extras = DocExtras {
+                text: Some(&doc.text),
+                sparse: sparse.as_ref().map(|v| &v[i]),
+            };
+            let vectors = pooled.as_deref().unwrap_or(mv.as_slice());
+            writer.add_with(&doc.id, vectors, extras)?;
         }
         bar.inc(window.len() as u64);
     }
@@ -167,13 +215,24 @@ pub fn build_index(
         build_seconds: started.elapsed().as_secs_f64(),
         encode_docs_per_s: num_docs as f64 / encode_seconds.max(1e-9),
         encode_tokens_per_s: tokens_encoded as f64 / encode_seconds.max(1e-9),
+        splade: splade.map(|_| SpladeReport {
+            encode_seconds: splade_seconds,
+            encode_docs_per_s: num_docs as f64 / splade_seconds.max(1e-9),
+            mean_terms_per_doc: splade_terms as f64 / num_docs as f64,
+            shared_tokenization,
+        }),
         index_bytes: None,
         bytes_per_vector: None,
     };
     let manifest = writer.commit(serde_json::json!({
         "build": &report,
         "pooling": job.pooling,
-        "components": job.components.plaid.map(|p| serde_json::json!({"plaid": p})),
+        "components": {
+            "plaid": job.components.plaid,
+            "muvera": job.components.muvera,
+            "splade": job.components.splade.is_some(),
+            "bm25": job.components.bm25,
+        },
     }))?;
     report.components_seconds = encoded_at.elapsed().as_secs_f64();
     report.build_seconds = started.elapsed().as_secs_f64();
