@@ -31,6 +31,14 @@ pub enum Error {
     },
     #[error("{index}: {reason}")]
     IndexMetadata { index: PathBuf, reason: String },
+    #[error("{what}: {source}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Usage(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

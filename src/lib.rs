@@ -5,6 +5,7 @@
 //! - [`pipeline`]: documents -> batches -> encoder -> index writer, with progress;
 //! - [`search`]: an index plus its encoder, for text queries;
 //! - [`eval`]: BEIR loading, trec_eval-compatible metrics, run files, reports;
+//! - [`server`]: the HTTP search API (`tessera serve`);
 //! - [`cli`]: the `tessera` command line.
 //!
 //! The index itself (store, MaxSim) lives in the model-agnostic crate `tessera-index`.
@@ -16,5 +17,6 @@ pub mod error;
 pub mod eval;
 pub mod pipeline;
 pub mod search;
+pub mod server;
 
 pub use error::{Error, Result};

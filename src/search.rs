@@ -3,6 +3,7 @@
 //! documents were.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::Serialize;
 use tessera_index::store::MultiVector;
@@ -19,12 +20,17 @@ use crate::error::{Error, Result};
 pub struct SearchHit {
     pub id: String,
     pub score: f32,
+    /// Position in the index's store (for its stored text).
+    #[serde(skip)]
+    pub doc: u32,
 }
 
+/// An index with the encoders its queries need. Encoders are shared (`Arc`), so several
+/// indexes built with one model load it once.
 pub struct Searcher {
     index: Index,
-    encoder: ColbertEncoder,
-    splade: Option<SpladeEncoder>,
+    encoder: Arc<ColbertEncoder>,
+    splade: Option<Arc<SpladeEncoder>>,
 }
 
 /// A query encoded for every stage the index has: its text (BM25), token vectors
@@ -34,6 +40,8 @@ pub struct EncodedQuery {
     pub text: String,
     pub vectors: MultiVector,
     pub sparse: Option<SparseVector>,
+    /// The text had more tokens than a model's query length and was cut.
+    pub truncated: bool,
 }
 
 impl EncodedQuery {
@@ -51,8 +59,59 @@ impl Searcher {
     /// either way its weights must hash to what the manifest records).
     pub fn open(index_dir: &Path, model: Option<&Path>, device: DeviceSpec) -> Result<Self> {
         let index = Index::open(index_dir)?;
-        let encoder = load_query_encoder(&index, model, device)?;
-        let splade = load_splade_encoder(&index, device)?;
+        let encoder = Arc::new(load_query_encoder(&index, model, device)?);
+        let splade = load_splade_encoder(&index, device)?.map(Arc::new);
+        Ok(Searcher {
+            index,
+            encoder,
+            splade,
+        })
+    }
+
+    /// Open `index_dir`, taking its encoders from `cache` when an index opened before
+    /// used the same model (same directory and weights), loading them otherwise.
+    pub fn open_shared(
+        index_dir: &Path,
+        device: DeviceSpec,
+        cache: &mut EncoderCache,
+    ) -> Result<Self> {
+        let index = Index::open(index_dir)?;
+        let key = (
+            recorded_encoder(&index)?.0,
+            index.manifest().model.weights_sha256.clone(),
+        );
+        let encoder = match cache.colbert.iter().find(|(k, _)| *k == key) {
+            Some((_, e)) => e.clone(),
+            None => {
+                let e = Arc::new(load_query_encoder(&index, None, device)?);
+                cache.colbert.push((key, e.clone()));
+                e
+            }
+        };
+        let splade = match &index.manifest().components.splade {
+            None => None,
+            Some(files) => {
+                let field = |name: &str| {
+                    files
+                        .model
+                        .get(name)
+                        .and_then(|v| v.as_str())
+                        .unwrap_or_default()
+                        .to_string()
+                };
+                let key = (PathBuf::from(field("model_dir")), field("weights_sha256"));
+                match cache.splade.iter().find(|(k, _)| *k == key) {
+                    Some((_, e)) => Some(e.clone()),
+                    None => {
+                        let e = load_splade_encoder(&index, device)?.map(Arc::new);
+                        if let Some(e) = &e {
+                            cache.splade.push((key, e.clone()));
+                        }
+                        e
+                    }
+                }
+            }
+        };
         Ok(Searcher {
             index,
             encoder,
@@ -77,8 +136,8 @@ impl Searcher {
         };
         Ok(Searcher {
             index,
-            encoder,
-            splade,
+            encoder: Arc::new(encoder),
+            splade: splade.map(Arc::new),
         })
     }
 
@@ -91,7 +150,7 @@ impl Searcher {
     }
 
     pub fn splade(&self) -> Option<&SpladeEncoder> {
-        self.splade.as_ref()
+        self.splade.as_deref()
     }
 
     pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<MultiVector>> {
@@ -101,19 +160,33 @@ impl Searcher {
 
     /// Encode one query for every stage the index has.
     pub fn encode_query(&self, text: &str) -> Result<EncodedQuery> {
-        let vectors = self
-            .encode_queries(&[text])?
-            .pop()
-            .expect("one in, one out");
-        let sparse = match &self.splade {
-            Some(s) => s.encode(&[text], Role::Query)?.pop(),
-            None => None,
+        Ok(self.encode_batch(&[text])?.pop().expect("one in, one out"))
+    }
+
+    /// Encode queries for every stage the index has, batched; in input order.
+    pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<EncodedQuery>> {
+        let items = self.encoder.tokenize(texts, Role::Query)?;
+        let vectors = self.encoder.encode_tokenized(&items)?.vectors;
+        let (sparse, sparse_truncated) = match &self.splade {
+            Some(s) => {
+                let sitems = s.tokenize(texts, Role::Query)?;
+                let cut: Vec<bool> = sitems.iter().map(|t| t.truncated).collect();
+                (Some(s.encode_tokenized(&sitems, Role::Query)?), cut)
+            }
+            None => (None, vec![false; texts.len()]),
         };
-        Ok(EncodedQuery {
-            text: text.to_string(),
-            vectors,
-            sparse,
-        })
+        let mut sparse = sparse.map(|v| v.into_iter());
+        Ok(texts
+            .iter()
+            .zip(vectors)
+            .zip(items.iter().zip(sparse_truncated))
+            .map(|((text, vectors), (item, cut))| EncodedQuery {
+                text: text.to_string(),
+                vectors,
+                sparse: sparse.as_mut().and_then(|s| s.next()),
+                truncated: item.truncated || cut,
+            })
+            .collect())
     }
 
     /// Search with token vectors only (modes that need SPLADE weights or text fail).
@@ -153,6 +226,7 @@ impl Searcher {
             .map(|h| SearchHit {
                 id: store.doc_id(h.doc as usize).to_string(),
                 score: h.score,
+                doc: h.doc,
             })
             .collect())
     }
@@ -222,6 +296,20 @@ fn check_splade(index: &Index, encoder: &SpladeEncoder) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Encoders already loaded, keyed by model directory and weight hash.
+#[derive(Default)]
+pub struct EncoderCache {
+    colbert: Vec<((PathBuf, String), Arc<ColbertEncoder>)>,
+    splade: Vec<((PathBuf, String), Arc<SpladeEncoder>)>,
+}
+
+impl EncoderCache {
+    /// Distinct models loaded (ColBERT, SPLADE).
+    pub fn loaded(&self) -> (usize, usize) {
+        (self.colbert.len(), self.splade.len())
+    }
 }
 
 /// The settings and model directory recorded by the indexing pipeline.

@@ -192,6 +192,9 @@ pub struct IndexConfig {
     pub splade: Option<SparseConfig>,
     /// BM25 with tantivy: every document must come with its text.
     pub bm25: bool,
+    /// Keep every document's text beside its vectors (search results can show it);
+    /// every document must come with its text.
+    pub store_text: bool,
 }
 
 /// What a document brings besides its token vectors, for the components that need it.
@@ -213,6 +216,7 @@ pub struct IndexWriter {
     config: IndexConfig,
     splade: Option<SparseBuilder>,
     bm25: Option<Bm25Builder>,
+    texts: Option<store::TextsWriter>,
 }
 
 impl IndexWriter {
@@ -239,6 +243,11 @@ impl IndexWriter {
         } else {
             None
         };
+        let texts = if config.store_text {
+            Some(store::TextsWriter::create(dir, generation)?)
+        } else {
+            None
+        };
         Ok(IndexWriter {
             dir: dir.to_path_buf(),
             generation,
@@ -247,6 +256,7 @@ impl IndexWriter {
             config,
             splade,
             bm25,
+            texts,
         })
     }
 
@@ -300,9 +310,9 @@ impl IndexWriter {
                 "document {id:?}: the index builds splade but no sparse vector was given"
             )));
         }
-        if self.bm25.is_some() && extras.text.is_none() {
+        if (self.bm25.is_some() || self.texts.is_some()) && extras.text.is_none() {
             return Err(IndexError::InvalidArgument(format!(
-                "document {id:?}: the index builds bm25 but no text was given"
+                "document {id:?}: the index keeps texts or builds bm25 but no text was given"
             )));
         }
         if let (Some(b), Some(v)) = (&self.splade, extras.sparse) {
@@ -318,6 +328,9 @@ impl IndexWriter {
         if let (Some(b), Some(t)) = (&mut self.bm25, extras.text) {
             b.add(t)?;
         }
+        if let (Some(w), Some(t)) = (&mut self.texts, extras.text) {
+            w.add(t)?;
+        }
         Ok(())
     }
 
@@ -327,7 +340,11 @@ impl IndexWriter {
         let num_docs = self.store.num_docs();
         let num_vectors = self.store.num_vectors() as usize;
         let dim = self.store.dim();
-        let store = self.store.finish()?;
+        let mut store = self.store.finish()?;
+        store.texts = match self.texts {
+            Some(w) => Some(w.finish()?),
+            None => None,
+        };
         let needs_reader = self.config.plaid.is_some() || self.config.muvera.is_some();
         let reader = if needs_reader {
             Some(TokenStore::open(

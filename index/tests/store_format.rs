@@ -249,3 +249,38 @@ fn interrupted_rewrite_leaves_the_committed_index_readable() {
         "old generation files left: {leftovers:?}"
     );
 }
+
+#[test]
+fn stored_texts_round_trip_and_damage_is_detected() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = tessera_index::IndexConfig {
+        store_text: true,
+        ..Default::default()
+    };
+    let texts = ["first text", "", "ünïcödé — 東京", "last"];
+    let mut w = IndexWriter::create_with(dir.path(), model(), config).unwrap();
+    // A document without text is refused when texts are kept.
+    assert!(w.add("no-text", &doc(0, 1)).is_err());
+    for (i, t) in texts.iter().enumerate() {
+        let extras = tessera_index::DocExtras {
+            text: Some(t),
+            sparse: None,
+        };
+        w.add_with(&format!("d{i}"), &doc(i, 2), extras).unwrap();
+    }
+    w.commit(serde_json::json!({})).unwrap();
+    let index = Index::open(dir.path()).unwrap();
+    assert!(index.store().has_texts());
+    for (i, t) in texts.iter().enumerate() {
+        assert_eq!(index.store().text(i), Some(*t));
+    }
+    assert_eq!(index.store().text(texts.len()), None);
+    drop(index);
+    let path = dir.path().join("g1.texts");
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[3] ^= 0x20;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Index::open(dir.path()).err().expect("damage detected");
+    assert!(matches!(err, IndexError::ChecksumMismatch { .. }), "{err}");
+    assert!(err.to_string().contains("g1.texts"), "{err}");
+}

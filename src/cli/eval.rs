@@ -222,6 +222,7 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
             &args.plaid,
             &args.muvera,
             splade.as_ref(),
+            !args.corpus_args.no_store_text,
         )?,
         progress,
     );
@@ -284,8 +285,8 @@ fn cache_key(args: &EvalArgs, dataset: &BeirDataset, encoder: &ColbertEncoder) -
     let c = &args.corpus_args;
     h.update(
         format!(
-            "{}|{:?}|{}|{:?}",
-            c.id_field, c.text_fields, c.skip_malformed, c.limit
+            "{}|{:?}|{}|{:?}|{}",
+            c.id_field, c.text_fields, c.skip_malformed, c.limit, c.no_store_text
         )
         .as_bytes(),
     );

@@ -18,6 +18,7 @@ pub(super) fn index_config(
     plaid: &PlaidBuildArgs,
     muvera: &MuveraBuildArgs,
     splade: Option<&SpladeEncoder>,
+    store_text: bool,
 ) -> Result<IndexConfig> {
     for c in components {
         if !BUILDABLE.contains(&c.as_str()) {
@@ -44,6 +45,7 @@ pub(super) fn index_config(
             model: splade_record(s),
         }),
         bm25: components.iter().any(|c| c == "bm25"),
+        store_text,
     })
 }
 
@@ -81,6 +83,7 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         &args.plaid,
         &args.muvera,
         splade.as_ref(),
+        !args.corpus_args.no_store_text,
     )?;
     let encoder = ColbertEncoder::load(
         &args.model.model_dir(),

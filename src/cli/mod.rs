@@ -5,6 +5,7 @@ mod eval;
 mod index;
 mod rebuild;
 mod search;
+mod serve;
 
 use std::path::PathBuf;
 
@@ -52,6 +53,45 @@ pub enum Command {
     /// Write a new index from an existing index's stored vectors, without re-encoding:
     /// add or re-build PLAID (other --nbits, centroids), or pool the vectors further.
     Rebuild(RebuildArgs),
+    /// Serve indexes over HTTP (JSON search API; see GET /openapi.json).
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Args)]
+#[command(
+    after_help = "Endpoints: POST /indexes/{name}/search, POST /indexes/{name}/search/batch, \
+GET /indexes, GET /indexes/{name}, GET /indexes/{name}/documents/{id}, GET /healthz, GET /metrics, \
+GET /openapi.json. Example:\n  curl -s localhost:8080/indexes/scifact/search -H 'content-type: application/json' \
+-d '{\"query\": \"vitamin D and mortality\", \"k\": 5, \"mode\": \"plaid\"}'"
+)]
+pub struct ServeArgs {
+    /// Index directories, each served under its directory name, or NAME=DIR.
+    #[arg(required = true, value_name = "INDEX")]
+    pub indexes: Vec<String>,
+    /// Address to listen on (loopback by default; port 0 picks a free port).
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    pub addr: String,
+    /// Where query encoders run: cpu, cuda, cuda:N, or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Largest k a request may ask for.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_k: u32,
+    /// Most queries in one batch request.
+    #[arg(long, default_value_t = 256, value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub max_batch: u32,
+    /// Largest request body in bytes (a 32-token 128-d pre-encoded query is ~50 KB of JSON).
+    #[arg(long, default_value_t = 2 << 20)]
+    pub max_body_bytes: usize,
+    /// Longest query text in bytes.
+    #[arg(long, default_value_t = 4096)]
+    pub max_query_bytes: usize,
+    /// Most pre-encoded query vectors (rows) in one query.
+    #[arg(long, default_value_t = 512)]
+    pub max_query_vectors: usize,
+    /// Searches running at once; more wait their turn [default: the number of cores].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub concurrent_searches: Option<u32>,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +218,9 @@ pub struct CorpusArgs {
     /// Index only the first N documents.
     #[arg(long, value_name = "N")]
     pub limit: Option<usize>,
+    /// Do not keep documents' text in the index (results then carry ids only).
+    #[arg(long)]
+    pub no_store_text: bool,
 }
 
 /// Token pooling applied to document vectors before they are stored.
@@ -295,8 +338,10 @@ impl MuveraBuildArgs {
     }
 }
 
-/// First-stage search knobs (defaults depend on k, as in DESIGN.md).
-#[derive(Debug, Clone, Args)]
+/// First-stage search knobs (defaults depend on k, as in DESIGN.md). The same struct is
+/// the `params` object of the HTTP API (`tessera serve`): one definition, one meaning.
+#[derive(Debug, Clone, Default, Args, serde::Deserialize, utoipa::ToSchema)]
+#[serde(default, deny_unknown_fields)]
 pub struct SearchParamArgs {
     /// PLAID: centroids probed per query token [default: 1 for k<=10, 4 for k<=100, else 4].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -325,23 +370,68 @@ pub struct SearchParamArgs {
     /// splade: exhaustive (every posting into a dense accumulator, the faster on every
     /// collection measured) or maxscore (dynamic pruning: fewer postings touched). Both
     /// are exact and rank identically.
-    #[arg(long, value_enum, default_value = "exhaustive")]
-    pub sparse_scorer: SparseScorerArg,
+    /// [default: exhaustive]
+    #[arg(long, value_enum)]
+    pub sparse_scorer: Option<SparseScorerArg>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum SparseScorerArg {
     Exhaustive,
     Maxscore,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    ValueEnum,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
+#[serde(rename_all = "lowercase")]
 pub enum RescoreArg {
     Exact,
     Decompressed,
 }
 
 impl SearchParamArgs {
+    /// The range checks clap applies on the command line, for values that arrive as JSON.
+    pub fn validate(&self) -> Result<(), String> {
+        for (name, v) in [
+            ("ncells", self.ncells),
+            ("ndocs", self.ndocs),
+            ("candidates", self.candidates),
+            ("ef_search", self.ef_search),
+            ("sparse_candidates", self.sparse_candidates),
+        ] {
+            if v == Some(0) {
+                return Err(format!("params.{name} must be at least 1"));
+            }
+        }
+        if self
+            .centroid_score_threshold
+            .is_some_and(|t| !t.is_finite())
+        {
+            return Err("params.centroid_score_threshold must be a finite number".into());
+        }
+        Ok(())
+    }
+
     /// Overrides on top of the defaults for `k`; `None` fields keep the defaults.
     pub fn params(&self, k: usize) -> SearchParams {
         let muvera = (self.candidates.is_some() || self.ef_search.is_some()).then(|| {
@@ -361,8 +451,8 @@ impl SearchParamArgs {
             || self.rescore.is_some();
         let sparse_candidates = self.sparse_candidates.map(|c| c as usize);
         let sparse_scorer = match self.sparse_scorer {
-            SparseScorerArg::Exhaustive => SparseScorer::Exhaustive,
-            SparseScorerArg::Maxscore => SparseScorer::MaxScore,
+            None | Some(SparseScorerArg::Exhaustive) => SparseScorer::Exhaustive,
+            Some(SparseScorerArg::Maxscore) => SparseScorer::MaxScore,
         };
         if !any {
             return SearchParams {
@@ -530,5 +620,6 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Search(args) => search::run(args),
         Command::Eval(args) => eval::run(args, progress),
         Command::Rebuild(args) => rebuild::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }

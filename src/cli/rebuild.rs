@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use half::slice::HalfFloatSliceExt;
 use tessera_index::pooling::pool_hierarchical;
-use tessera_index::{Index, IndexWriter};
+use tessera_index::{DocExtras, Index, IndexWriter};
 
 use crate::cli::index::index_config;
 use crate::cli::RebuildArgs;
@@ -32,7 +32,15 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
             ),
         });
     }
-    let config = index_config(&args.components, &args.out, &args.plaid, &args.muvera, None)?;
+    // Texts the source keeps are copied.
+    let config = index_config(
+        &args.components,
+        &args.out,
+        &args.plaid,
+        &args.muvera,
+        None,
+        source.store().has_texts(),
+    )?;
     let started = Instant::now();
     let src = source.manifest();
     let mut writer = IndexWriter::create_with(&args.out, src.model.clone(), config.clone())?;
@@ -40,15 +48,20 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
     let mut buf = Vec::new();
     for d in 0..store.num_docs() {
         let doc = store.doc(d);
+        let extras = DocExtras {
+            text: store.text(d),
+            sparse: None,
+        };
         if args.pool_factor > 1 {
             buf.resize(doc.as_slice().len(), 0.0);
             doc.as_slice().convert_to_f32_slice(&mut buf);
-            writer.add(
+            writer.add_with(
                 store.doc_id(d),
                 &pool_hierarchical(&buf, doc.dim(), args.pool_factor as usize, 1),
+                extras,
             )?;
         } else {
-            writer.add_f16(store.doc_id(d), doc.as_slice())?;
+            writer.add_f16_with(store.doc_id(d), doc.as_slice(), extras)?;
         }
     }
     let mut cfg = src.config.clone();

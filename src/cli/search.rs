@@ -10,11 +10,17 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
     let params = args.params.params(args.k as usize);
     let hits = searcher.search(&args.query, args.k as usize, &args.mode, &params)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
+    let store = searcher.index().store();
     if args.json {
         let results: Vec<_> = hits
             .iter()
             .enumerate()
-            .map(|(i, h)| serde_json::json!({"rank": i + 1, "id": h.id, "score": h.score}))
+            .map(|(i, h)| match store.text(h.doc as usize) {
+                Some(text) => {
+                    serde_json::json!({"rank": i + 1, "id": h.id, "score": h.score, "text": text})
+                }
+                None => serde_json::json!({"rank": i + 1, "id": h.id, "score": h.score}),
+            })
             .collect();
         let out = serde_json::json!({
             "query": args.query,
@@ -30,7 +36,16 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
     } else {
         println!("{:>4}  {:>9}  id", "rank", "score");
         for (i, h) in hits.iter().enumerate() {
-            println!("{:>4}  {:>9.4}  {}", i + 1, h.score, h.id);
+            match store.text(h.doc as usize) {
+                Some(text) => println!(
+                    "{:>4}  {:>9.4}  {}  {}",
+                    i + 1,
+                    h.score,
+                    h.id,
+                    snippet(text, 80)
+                ),
+                None => println!("{:>4}  {:>9.4}  {}", i + 1, h.score, h.id),
+            }
         }
         eprintln!(
             "{} results in {ms:.1} ms (query encoding included)",
@@ -38,4 +53,13 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The first `max` characters of `text` on one line, with an ellipsis when cut.
+fn snippet(text: &str, max: usize) -> String {
+    let one_line: String = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    match one_line.char_indices().nth(max) {
+        Some((at, _)) => format!("{}…", &one_line[..at]),
+        None => one_line,
+    }
 }

@@ -423,6 +423,7 @@ pub fn run_muvera_curve(
                 .map(|h| crate::search::SearchHit {
                     id: store.doc_id(h.doc as usize).to_string(),
                     score: h.score,
+                    doc: h.doc,
                 })
                 .collect())
         })?;
@@ -576,40 +577,12 @@ pub fn run_eval(
         num_vectors: manifest.num_vectors,
         encode_docs_per_s: build_stat("encode_docs_per_s"),
         encode_tokens_per_s: build_stat("encode_tokens_per_s"),
-        component_bytes: component_bytes(manifest),
+        component_bytes: manifest.component_bytes(),
         vs_exhaustive,
         stages,
         sparse,
     };
     Ok((report, run))
-}
-
-/// Bytes on disk of each component's files.
-fn component_bytes(m: &tessera_index::Manifest) -> BTreeMap<String, u64> {
-    let c = &m.components;
-    let sum = |files: Vec<&tessera_index::segment::FileEntry>| files.iter().map(|f| f.bytes).sum();
-    let s = &c.store;
-    let mut out = BTreeMap::new();
-    out.insert(
-        "store".into(),
-        sum(vec![&s.vectors, &s.offsets, &s.doc_ids]),
-    );
-    if let Some(p) = &c.plaid {
-        out.insert(
-            "plaid".into(),
-            sum(vec![&p.centroids, &p.codes, &p.residuals, &p.ivf]),
-        );
-    }
-    if let Some(mv) = &c.muvera {
-        out.insert("muvera".into(), sum(vec![&mv.graph, &mv.data]));
-    }
-    if let Some(sp) = &c.splade {
-        out.insert("splade".into(), sp.postings.bytes);
-    }
-    if let Some(b) = &c.bm25 {
-        out.insert("bm25".into(), sum(b.files.iter().collect()));
-    }
-    out
 }
 
 /// Each stage of the mode, alone: its own top-k and its re-ranking candidates against
@@ -636,6 +609,7 @@ fn stage_recalls(
                 .map(|d| crate::search::SearchHit {
                     id: store.doc_id(d as usize).to_string(),
                     score: 0.0,
+                    doc: d,
                 })
                 .collect())
         })?;

@@ -32,6 +32,8 @@ pub enum ComponentKind {
     Ivf,
     /// SPLADE: term offsets, per-term maximum impacts, postings (doc ids, impacts).
     SparsePostings,
+    /// Documents' texts (UTF-8) and their byte offsets.
+    Texts,
 }
 
 impl ComponentKind {
@@ -45,6 +47,7 @@ impl ComponentKind {
             ComponentKind::Residuals => *b"residual",
             ComponentKind::Ivf => *b"ivf\0\0\0\0\0",
             ComponentKind::SparsePostings => *b"impacts\0",
+            ComponentKind::Texts => *b"texts\0\0\0",
         }
     }
 

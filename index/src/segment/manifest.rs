@@ -30,6 +30,9 @@ pub struct StoreFiles {
     pub vectors: FileEntry,
     pub offsets: FileEntry,
     pub doc_ids: FileEntry,
+    /// Documents' texts, when the index keeps them (`IndexConfig::store_text`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub texts: Option<FileEntry>,
 }
 
 /// Files and parameters of the PLAID component (see `plaid/README.md`).
@@ -126,6 +129,7 @@ impl Components {
     pub fn files(&self) -> Vec<&FileEntry> {
         let s = &self.store;
         let mut v = vec![&s.vectors, &s.offsets, &s.doc_ids];
+        v.extend(&s.texts);
         if let Some(p) = &self.plaid {
             v.extend([&p.centroids, &p.codes, &p.residuals, &p.ivf]);
         }
@@ -164,6 +168,33 @@ impl Manifest {
     /// Total bytes of all files the manifest lists.
     pub fn index_bytes(&self) -> u64 {
         self.components.files().iter().map(|f| f.bytes).sum()
+    }
+
+    /// Bytes of each component's files (the store's include the texts it keeps).
+    pub fn component_bytes(&self) -> std::collections::BTreeMap<String, u64> {
+        let c = &self.components;
+        let sum = |files: Vec<&FileEntry>| files.iter().map(|f| f.bytes).sum::<u64>();
+        let s = &c.store;
+        let mut store = vec![&s.vectors, &s.offsets, &s.doc_ids];
+        store.extend(&s.texts);
+        let mut out = std::collections::BTreeMap::new();
+        out.insert("store".to_string(), sum(store));
+        if let Some(p) = &c.plaid {
+            out.insert(
+                "plaid".into(),
+                sum(vec![&p.centroids, &p.codes, &p.residuals, &p.ivf]),
+            );
+        }
+        if let Some(m) = &c.muvera {
+            out.insert("muvera".into(), sum(vec![&m.graph, &m.data]));
+        }
+        if let Some(sp) = &c.splade {
+            out.insert("splade".into(), sp.postings.bytes);
+        }
+        if let Some(b) = &c.bm25 {
+            out.insert("bm25".into(), sum(b.files.iter().collect()));
+        }
+        out
     }
 
     /// Read and validate `dir/manifest.json`.

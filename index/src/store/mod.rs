@@ -3,9 +3,11 @@
 //! [`StoreWriter`], read through memory maps by [`TokenStore`]. Layout in `README.md`.
 
 mod reader;
+mod texts;
 mod writer;
 
 pub use reader::TokenStore;
+pub use texts::{DocTexts, TextsWriter};
 pub use writer::StoreWriter;
 
 /// A borrowed multi-vector: `len()` rows of `dim` values, row-major, no copy.

@@ -16,6 +16,7 @@ pub struct TokenStore {
     ids: MappedFile,
     /// Byte ranges of the ids inside the ids payload start at `ids_base`.
     ids_base: usize,
+    texts: Option<super::DocTexts>,
 }
 
 impl TokenStore {
@@ -81,6 +82,15 @@ impl TokenStore {
         }
 
         let ids_base = validate_ids(ids.path(), ids.payload(), num_docs)?;
+        let texts = match &files.texts {
+            Some(entry) => Some(super::DocTexts::open(
+                dir,
+                entry,
+                num_docs,
+                verify_checksums,
+            )?),
+            None => None,
+        };
         Ok(TokenStore {
             dim,
             num_docs,
@@ -88,7 +98,18 @@ impl TokenStore {
             offsets,
             ids,
             ids_base,
+            texts,
         })
+    }
+
+    /// Whether the index keeps documents' texts.
+    pub fn has_texts(&self) -> bool {
+        self.texts.is_some()
+    }
+
+    /// Document `d`'s text, if the index keeps texts.
+    pub fn text(&self, d: usize) -> Option<&str> {
+        self.texts.as_ref().and_then(|t| t.get(d))
     }
 
     pub fn dim(&self) -> usize {

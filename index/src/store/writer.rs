@@ -126,6 +126,7 @@ impl StoreWriter {
             vectors,
             offsets,
             doc_ids,
+            texts: None,
         })
     }
 }

@@ -1,0 +1,590 @@
+//! Request and response types (their JSON schema is generated from these definitions for
+//! `/openapi.json`) and the handlers.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::extract::{Path, State};
+use axum::http::header;
+use axum::response::IntoResponse;
+use axum::Json;
+use serde::{Deserialize, Serialize};
+use tessera_index::store::MultiVector;
+use tessera_index::{Mode, Query, SearchParams};
+use tokio::sync::Semaphore;
+use utoipa::{OpenApi, ToSchema};
+
+use super::error::{ApiError, ApiJson, ErrorBody, ErrorCode};
+use super::metrics;
+use crate::cli::SearchParamArgs;
+use crate::search::{EncodedQuery, Searcher};
+
+/// Limits on what one request may ask for.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_k: usize,
+    pub max_batch: usize,
+    pub max_body_bytes: usize,
+    pub max_query_bytes: usize,
+    pub max_query_vectors: usize,
+}
+
+/// One served index: the searcher and its external-id lookup.
+pub struct Served {
+    pub name: String,
+    pub searcher: Searcher,
+    ids: HashMap<String, u32>,
+}
+
+impl Served {
+    pub fn new(name: String, searcher: Searcher) -> Self {
+        let store = searcher.index().store();
+        let ids = (0..store.num_docs())
+            .map(|d| (store.doc_id(d).to_string(), d as u32))
+            .collect();
+        Served {
+            name,
+            searcher,
+            ids,
+        }
+    }
+}
+
+/// Shared by every handler.
+#[derive(Clone)]
+pub struct AppState(Arc<Inner>);
+
+pub struct Inner {
+    indexes: BTreeMap<String, Arc<Served>>,
+    limits: Limits,
+    /// Searches running at once (encoding and MaxSim are CPU-bound: more than the cores
+    /// only adds queueing inside the threads).
+    permits: Semaphore,
+}
+
+impl AppState {
+    pub fn new(indexes: Vec<Served>, limits: Limits, concurrent_searches: usize) -> Self {
+        AppState(Arc::new(Inner {
+            indexes: indexes
+                .into_iter()
+                .map(|s| (s.name.clone(), Arc::new(s)))
+                .collect(),
+            limits,
+            permits: Semaphore::new(concurrent_searches.max(1)),
+        }))
+    }
+
+    pub fn limits(&self) -> Limits {
+        self.0.limits
+    }
+
+    fn index(&self, name: &str) -> Result<Arc<Served>, ApiError> {
+        self.0.indexes.get(name).cloned().ok_or_else(|| {
+            ApiError::new(
+                ErrorCode::UnknownIndex,
+                format!(
+                    "no index named {name:?} (served: {})",
+                    self.0
+                        .indexes
+                        .keys()
+                        .cloned()
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                ),
+            )
+        })
+    }
+
+    /// Run CPU work off the async runtime, at most `permits` at once. A panic inside is
+    /// an `internal` error for this request only.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self
+            .0
+            .permits
+            .acquire()
+            .await
+            .map_err(|_| ApiError::new(ErrorCode::Internal, "server is shutting down"))?;
+        match tokio::task::spawn_blocking(work).await {
+            Ok(r) => r,
+            Err(e) => Err(ApiError::new(
+                ErrorCode::Internal,
+                format!("the search failed unexpectedly ({e}); the server keeps running"),
+            )),
+        }
+    }
+}
+
+/// `POST /indexes/{name}/search`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SearchRequest {
+    /// Query text. Needed by `bm25` and `splade`; encoded into token vectors unless
+    /// `vectors` is given.
+    pub query: Option<String>,
+    /// Pre-encoded query token vectors: rows of the index's dimension (L2-normalised, as
+    /// the encoder makes them).
+    pub vectors: Option<Vec<Vec<f32>>>,
+    /// Number of results, 1..=max_k [default: 10].
+    pub k: Option<u64>,
+    /// First stages, as `tessera search --mode` [default: exhaustive].
+    pub mode: Option<String>,
+    /// First-stage knobs, as the `tessera search` flags of the same names.
+    pub params: Option<SearchParamArgs>,
+    /// Include each result's stored text.
+    #[serde(default)]
+    pub include_text: bool,
+}
+
+/// `POST /indexes/{name}/search/batch`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    pub queries: Vec<SearchRequest>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResult {
+    pub rank: usize,
+    pub id: String,
+    pub score: f32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SearchResponse {
+    pub index: String,
+    pub mode: String,
+    pub k: usize,
+    /// The query text was longer than a model's query length and was cut to it.
+    pub query_truncated: bool,
+    /// Server time for this query: encoding and search.
+    pub took_ms: f64,
+    pub results: Vec<SearchResult>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct BatchResponse {
+    pub results: Vec<SearchResponse>,
+    pub took_ms: f64,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexSummary {
+    pub name: String,
+    pub num_docs: usize,
+    pub num_vectors: usize,
+    pub dim: usize,
+    pub components: Vec<String>,
+    pub model: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct IndexInfo {
+    #[serde(flatten)]
+    pub summary: IndexSummary,
+    pub dir: String,
+    pub generation: u64,
+    pub created_by: String,
+    pub model_weights_sha256: String,
+    pub stores_text: bool,
+    pub index_bytes: u64,
+    pub component_bytes: BTreeMap<String, u64>,
+    /// The build configuration recorded in the manifest.
+    #[schema(value_type = Object)]
+    pub config: serde_json::Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct DocumentResponse {
+    pub id: String,
+    /// Position in the index's store.
+    pub doc: u32,
+    pub num_vectors: usize,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub text: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    pub status: String,
+    pub indexes: usize,
+}
+
+/// A validated request, ready to run.
+struct Plan {
+    text: Option<String>,
+    vectors: Option<MultiVector>,
+    k: usize,
+    mode: Mode,
+    params: SearchParams,
+    include_text: bool,
+}
+
+impl Plan {
+    fn new(req: SearchRequest, served: &Served, limits: &Limits) -> Result<Plan, ApiError> {
+        let k = req.k.unwrap_or(10);
+        if k == 0 || k > limits.max_k as u64 {
+            return Err(ApiError::new(
+                ErrorCode::KOutOfRange,
+                format!("k must be in 1..={}, got {k}", limits.max_k),
+            ));
+        }
+        let k = k as usize;
+        let text = match req.query {
+            Some(t) if t.len() > limits.max_query_bytes => {
+                return Err(ApiError::new(
+                    ErrorCode::QueryTooLong,
+                    format!(
+                        "query is {} bytes; the limit is {} (--max-query-bytes)",
+                        t.len(),
+                        limits.max_query_bytes
+                    ),
+                ))
+            }
+            Some(t) if t.trim().is_empty() => {
+                return Err(ApiError::new(ErrorCode::EmptyQuery, "query text is blank"))
+            }
+            other => other,
+        };
+        let dim = served.searcher.index().manifest().dim;
+        let vectors = match req.vectors {
+            None => None,
+            Some(rows) => Some(query_vectors(rows, dim, limits.max_query_vectors)?),
+        };
+        if text.is_none() && vectors.is_none() {
+            return Err(ApiError::new(
+                ErrorCode::EmptyQuery,
+                "give `query` (text) or `vectors` (pre-encoded token vectors)",
+            ));
+        }
+        let mode: Mode = req
+            .mode
+            .as_deref()
+            .unwrap_or("exhaustive")
+            .parse()
+            .map_err(|e: String| ApiError::new(ErrorCode::InvalidMode, e))?;
+        served
+            .searcher
+            .index()
+            .check_mode(&mode)
+            .map_err(|e| ApiError::new(ErrorCode::UnsupportedMode, e.to_string()))?;
+        let args = req.params.unwrap_or_default();
+        args.validate()
+            .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
+        Ok(Plan {
+            text,
+            vectors,
+            k,
+            mode,
+            params: args.params(k),
+            include_text: req.include_text,
+        })
+    }
+}
+
+fn query_vectors(rows: Vec<Vec<f32>>, dim: usize, max: usize) -> Result<MultiVector, ApiError> {
+    if rows.is_empty() {
+        return Err(ApiError::new(
+            ErrorCode::EmptyQuery,
+            "`vectors` has no rows",
+        ));
+    }
+    if rows.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::InvalidVectors,
+            format!("{} query vectors; the limit is {max}", rows.len()),
+        ));
+    }
+    let mut data = Vec::with_capacity(rows.len() * dim);
+    for (i, row) in rows.iter().enumerate() {
+        if row.len() != dim {
+            return Err(ApiError::new(
+                ErrorCode::WrongDimension,
+                format!(
+                    "vectors[{i}] has {} values; the index's dimension is {dim}",
+                    row.len()
+                ),
+            ));
+        }
+        if row.iter().any(|v| !v.is_finite()) {
+            return Err(ApiError::new(
+                ErrorCode::InvalidVectors,
+                format!("vectors[{i}] holds a non-finite value"),
+            ));
+        }
+        data.extend_from_slice(row);
+    }
+    Ok(MultiVector::new(data, dim))
+}
+
+/// Encode what the plans need (texts batched together), search each, shape responses.
+fn execute(served: &Served, plans: Vec<Plan>) -> Result<Vec<SearchResponse>, ApiError> {
+    let searcher = &served.searcher;
+    let started = Instant::now();
+    // Texts of plans without vectors get every encoding; with vectors, only SPLADE's.
+    let to_encode: Vec<&str> = plans
+        .iter()
+        .filter(|p| p.vectors.is_none())
+        .filter_map(|p| p.text.as_deref())
+        .collect();
+    let mut encoded = searcher.encode_batch(&to_encode)?.into_iter();
+    let encode_ms = started.elapsed().as_secs_f64() * 1e3 / plans.len().max(1) as f64;
+    let mut out = Vec::with_capacity(plans.len());
+    for plan in plans {
+        let t = Instant::now();
+        let q = match plan.vectors {
+            None => encoded.next().expect("one encoding per text-only plan"),
+            Some(vectors) => {
+                let sparse = match (&plan.text, searcher.splade()) {
+                    (Some(text), Some(s)) => s
+                        .encode(&[text.as_str()], crate::encoder::Role::Query)
+                        .map_err(crate::Error::from)?
+                        .pop(),
+                    _ => None,
+                };
+                EncodedQuery {
+                    text: plan.text.clone().unwrap_or_default(),
+                    vectors,
+                    sparse,
+                    truncated: false,
+                }
+            }
+        };
+        let query = Query {
+            text: plan.text.as_deref(),
+            ..q.as_query()
+        };
+        let hits = searcher.search_query(&query, plan.k, &plan.mode, &plan.params)?;
+        let store = searcher.index().store();
+        out.push(SearchResponse {
+            index: served.name.clone(),
+            mode: plan.mode.to_string(),
+            k: plan.k,
+            query_truncated: q.truncated,
+            took_ms: encode_ms + t.elapsed().as_secs_f64() * 1e3,
+            results: hits
+                .into_iter()
+                .enumerate()
+                .map(|(i, h)| SearchResult {
+                    rank: i + 1,
+                    text: plan
+                        .include_text
+                        .then(|| store.text(h.doc as usize).map(str::to_string))
+                        .flatten(),
+                    id: h.id,
+                    score: h.score,
+                })
+                .collect(),
+        });
+    }
+    Ok(out)
+}
+
+/// Search one index.
+#[utoipa::path(
+    post,
+    path = "/indexes/{name}/search",
+    params(("name" = String, Path, description = "Index name")),
+    request_body = SearchRequest,
+    responses(
+        (status = 200, description = "Ranked results", body = SearchResponse),
+        (status = 400, description = "Invalid request", body = ErrorBody),
+        (status = 404, description = "Unknown index", body = ErrorBody),
+        (status = 413, description = "Body too large", body = ErrorBody),
+        (status = 415, description = "Not JSON", body = ErrorBody),
+    )
+)]
+pub async fn search(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<SearchRequest>,
+) -> Result<Json<SearchResponse>, ApiError> {
+    let served = state.index(&name)?;
+    let plan = Plan::new(req, &served, &state.limits())?;
+    let mut responses = state.blocking(move || execute(&served, vec![plan])).await?;
+    Ok(Json(responses.pop().expect("one plan, one response")))
+}
+
+/// Search one index with many queries (encoded together).
+#[utoipa::path(
+    post,
+    path = "/indexes/{name}/search/batch",
+    params(("name" = String, Path, description = "Index name")),
+    request_body = BatchRequest,
+    responses(
+        (status = 200, description = "One response per query, in order", body = BatchResponse),
+        (status = 400, description = "Invalid request (the message names the query)", body = ErrorBody),
+        (status = 404, description = "Unknown index", body = ErrorBody),
+    )
+)]
+pub async fn search_batch(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<BatchRequest>,
+) -> Result<Json<BatchResponse>, ApiError> {
+    let served = state.index(&name)?;
+    let limits = state.limits();
+    if req.queries.is_empty() || req.queries.len() > limits.max_batch {
+        return Err(ApiError::new(
+            ErrorCode::BadBatchSize,
+            format!(
+                "a batch holds 1..={} queries, got {}",
+                limits.max_batch,
+                req.queries.len()
+            ),
+        ));
+    }
+    let plans = req
+        .queries
+        .into_iter()
+        .enumerate()
+        .map(|(i, q)| Plan::new(q, &served, &limits).map_err(|e| e.in_query(i)))
+        .collect::<Result<Vec<_>, _>>()?;
+    let started = Instant::now();
+    let results = state.blocking(move || execute(&served, plans)).await?;
+    Ok(Json(BatchResponse {
+        results,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+    }))
+}
+
+fn summary(served: &Served) -> IndexSummary {
+    let m = served.searcher.index().manifest();
+    IndexSummary {
+        name: served.name.clone(),
+        num_docs: m.num_docs,
+        num_vectors: m.num_vectors,
+        dim: m.dim,
+        components: m.components.names().iter().map(|s| s.to_string()).collect(),
+        model: m.model.name.clone(),
+    }
+}
+
+/// The served indexes.
+#[utoipa::path(get, path = "/indexes", responses((status = 200, body = Vec<IndexSummary>)))]
+pub async fn list_indexes(State(state): State<AppState>) -> Json<Vec<IndexSummary>> {
+    Json(state.0.indexes.values().map(|s| summary(s)).collect())
+}
+
+/// One index: counts, model, configuration, sizes.
+#[utoipa::path(
+    get,
+    path = "/indexes/{name}",
+    params(("name" = String, Path, description = "Index name")),
+    responses((status = 200, body = IndexInfo), (status = 404, body = ErrorBody))
+)]
+pub async fn index_info(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+) -> Result<Json<IndexInfo>, ApiError> {
+    let served = state.index(&name)?;
+    let index = served.searcher.index();
+    let m = index.manifest();
+    Ok(Json(IndexInfo {
+        summary: summary(&served),
+        dir: index.dir().display().to_string(),
+        generation: m.generation,
+        created_by: m.created_by.clone(),
+        model_weights_sha256: m.model.weights_sha256.clone(),
+        stores_text: index.store().has_texts(),
+        index_bytes: m.index_bytes(),
+        component_bytes: m.component_bytes(),
+        config: m.config.clone(),
+    }))
+}
+
+/// One document by its external id.
+#[utoipa::path(
+    get,
+    path = "/indexes/{name}/documents/{id}",
+    params(
+        ("name" = String, Path, description = "Index name"),
+        ("id" = String, Path, description = "External document id"),
+    ),
+    responses((status = 200, body = DocumentResponse), (status = 404, body = ErrorBody))
+)]
+pub async fn document(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<DocumentResponse>, ApiError> {
+    let served = state.index(&name)?;
+    let doc = *served.ids.get(&id).ok_or_else(|| {
+        ApiError::new(
+            ErrorCode::UnknownDocument,
+            format!("index {name:?} has no document {id:?}"),
+        )
+    })?;
+    let store = served.searcher.index().store();
+    Ok(Json(DocumentResponse {
+        num_vectors: store.doc(doc as usize).len(),
+        text: store.text(doc as usize).map(str::to_string),
+        id,
+        doc,
+    }))
+}
+
+/// Liveness.
+#[utoipa::path(get, path = "/healthz", responses((status = 200, body = Health)))]
+pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
+    Json(Health {
+        status: "ok".into(),
+        indexes: state.0.indexes.len(),
+    })
+}
+
+/// Prometheus text exposition.
+#[utoipa::path(get, path = "/metrics", responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
+pub async fn metrics_text() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
+        metrics::render(),
+    )
+}
+
+/// This document.
+#[utoipa::path(get, path = "/openapi.json", responses((status = 200, description = "OpenAPI 3.1 description of this API")))]
+pub async fn openapi_json() -> impl IntoResponse {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        ApiDoc::openapi()
+            .to_pretty_json()
+            .expect("the OpenAPI document serialises"),
+    )
+}
+
+pub async fn not_found(uri: axum::http::Uri) -> ApiError {
+    ApiError::new(ErrorCode::NotFound, format!("no route for {}", uri.path()))
+}
+
+pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    ApiError::new(
+        ErrorCode::MethodNotAllowed,
+        format!("{method} is not allowed on {}", uri.path()),
+    )
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Tessera search API",
+        description = "Late-interaction (multi-vector) search over Tessera indexes. Errors are \
+                       `{\"error\": {\"code\", \"message\"}}` with a stable code."
+    ),
+    paths(
+        search,
+        search_batch,
+        list_indexes,
+        index_info,
+        document,
+        healthz,
+        metrics_text,
+        openapi_json
+    ),
+    components(schemas(ErrorCode))
+)]
+pub struct ApiDoc;

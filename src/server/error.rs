@@ -1,0 +1,192 @@
+//! The API's one error type. Every failure a client can cause, and every server fault, is
+//! an [`ErrorCode`]: a stable machine-readable code with its HTTP status, mapped in one
+//! place ([`ErrorCode::status`]). Bodies are `{"error": {"code": "...", "message": "..."}}`.
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use serde::Serialize;
+use utoipa::ToSchema;
+
+use super::metrics;
+
+/// Stable error codes (the `code` field of every error body).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The body is not JSON (syntax error, invalid UTF-8, nesting deeper than 128).
+    InvalidJson,
+    /// JSON of the wrong shape: unknown field, wrong type, number out of range.
+    InvalidRequest,
+    /// A body that is not `Content-Type: application/json`.
+    UnsupportedMediaType,
+    /// A body over the server's limit (`--max-body-bytes`).
+    BodyTooLarge,
+    UnknownIndex,
+    UnknownDocument,
+    /// No such route.
+    NotFound,
+    MethodNotAllowed,
+    /// `k` outside `1..=max_k`.
+    KOutOfRange,
+    /// Neither `query` text nor `vectors`, or blank text.
+    EmptyQuery,
+    /// Query text over `--max-query-bytes`.
+    QueryTooLong,
+    /// Query vectors whose length is not the index's dimension.
+    WrongDimension,
+    /// Query vectors with non-finite values, or more rows than allowed.
+    InvalidVectors,
+    /// More queries in one batch than `--max-batch`, or none.
+    BadBatchSize,
+    /// A `mode` that does not parse.
+    InvalidMode,
+    /// A `mode` whose stage the index was built without, or that needs a part of the
+    /// query the request lacks (text for bm25, vectors for MaxSim re-ranking).
+    UnsupportedMode,
+    /// A fault of the server (a bug); the message says what, the server keeps running.
+    Internal,
+}
+
+impl ErrorCode {
+    pub fn status(self) -> StatusCode {
+        use ErrorCode::*;
+        match self {
+            InvalidJson | InvalidRequest | KOutOfRange | EmptyQuery | QueryTooLong
+            | WrongDimension | InvalidVectors | BadBatchSize | InvalidMode | UnsupportedMode => {
+                StatusCode::BAD_REQUEST
+            }
+            UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            UnknownIndex | UnknownDocument | NotFound => StatusCode::NOT_FOUND,
+            MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        use ErrorCode::*;
+        match self {
+            InvalidJson => "invalid_json",
+            InvalidRequest => "invalid_request",
+            UnsupportedMediaType => "unsupported_media_type",
+            BodyTooLarge => "body_too_large",
+            UnknownIndex => "unknown_index",
+            UnknownDocument => "unknown_document",
+            NotFound => "not_found",
+            MethodNotAllowed => "method_not_allowed",
+            KOutOfRange => "k_out_of_range",
+            EmptyQuery => "empty_query",
+            QueryTooLong => "query_too_long",
+            WrongDimension => "wrong_dimension",
+            InvalidVectors => "invalid_vectors",
+            BadBatchSize => "bad_batch_size",
+            InvalidMode => "invalid_mode",
+            UnsupportedMode => "unsupported_mode",
+            Internal => "internal",
+        }
+    }
+}
+
+/// An error response.
+#[derive(Debug)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The same error about one query of a batch.
+    pub fn in_query(self, i: usize) -> Self {
+        ApiError {
+            message: format!("queries[{i}]: {}", self.message),
+            ..self
+        }
+    }
+}
+
+/// `{"error": {...}}`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        metrics::error(self.code.as_str());
+        if self.code == ErrorCode::Internal {
+            eprintln!("error: {}", self.message);
+        }
+        let body = ErrorBody {
+            error: ErrorDetail {
+                code: self.code,
+                message: self.message,
+            },
+        };
+        (self.code.status(), Json(body)).into_response()
+    }
+}
+
+impl From<crate::Error> for ApiError {
+    fn from(e: crate::Error) -> Self {
+        use tessera_index::IndexError;
+        let code = match &e {
+            crate::Error::Index(IndexError::MissingComponent { .. })
+            | crate::Error::Index(IndexError::QueryLacks { .. }) => ErrorCode::UnsupportedMode,
+            crate::Error::Index(IndexError::Dimension { .. }) => ErrorCode::WrongDimension,
+            crate::Error::Index(IndexError::InvalidArgument(_)) => ErrorCode::InvalidRequest,
+            _ => ErrorCode::Internal,
+        };
+        ApiError::new(code, e.to_string())
+    }
+}
+
+/// `axum::Json` whose rejections become [`ApiError`]s (so a bad body gets the same JSON
+/// error shape as everything else).
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(v)) => Ok(ApiJson(v)),
+            Err(rejection) => Err(match &rejection {
+                JsonRejection::JsonSyntaxError(_) => {
+                    ApiError::new(ErrorCode::InvalidJson, rejection.body_text())
+                }
+                JsonRejection::JsonDataError(_) => {
+                    ApiError::new(ErrorCode::InvalidRequest, rejection.body_text())
+                }
+                JsonRejection::MissingJsonContentType(_) => ApiError::new(
+                    ErrorCode::UnsupportedMediaType,
+                    "expected a body with Content-Type: application/json",
+                ),
+                _ if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => ApiError::new(
+                    ErrorCode::BodyTooLarge,
+                    "request body is larger than the server accepts (--max-body-bytes)",
+                ),
+                _ => ApiError::new(ErrorCode::InvalidRequest, rejection.body_text()),
+            }),
+        }
+    }
+}

@@ -1,0 +1,171 @@
+//! `tessera serve`: the HTTP search API (axum).
+//!
+//! Indexes are opened once and served by name; indexes built with the same model share
+//! one loaded encoder. Query encoding and search run on tokio's blocking pool, at most
+//! one per core at a time (a semaphore), so the async runtime never stalls and a burst
+//! of requests queues instead of thrashing; exhaustive MaxSim inside uses rayon. Errors
+//! are one type with stable codes (`error.rs`); a panic while answering a request is a
+//! 500 for that request only. SIGINT/SIGTERM stop accepting connections and let
+//! in-flight requests finish.
+
+mod api;
+mod error;
+mod metrics;
+
+use std::future::Future;
+use std::path::PathBuf;
+
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::Router;
+use tower_http::catch_panic::CatchPanicLayer;
+
+pub use api::{ApiDoc, AppState, Limits, Served};
+pub use error::{ApiError, ErrorCode};
+
+use crate::encoder::DeviceSpec;
+use crate::search::{EncoderCache, Searcher};
+
+/// The API's routes with their middleware.
+pub fn router(state: AppState) -> Router {
+    router_with(state, Router::new())
+}
+
+/// The API plus `extra` routes (a web page, an admin endpoint), under the same
+/// middleware: body limit, panic catching, metrics.
+pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
+    let limits = state.limits();
+    extra
+        .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics_text))
+        .route("/openapi.json", get(api::openapi_json))
+        .route("/indexes", get(api::list_indexes))
+        .route("/indexes/{name}", get(api::index_info))
+        .route("/indexes/{name}/search", post(api::search))
+        .route("/indexes/{name}/search/batch", post(api::search_batch))
+        .route("/indexes/{name}/documents/{id}", get(api::document))
+        .fallback(api::not_found)
+        .method_not_allowed_fallback(api::method_not_allowed)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        // A declared length over the limit is refused before any body is read.
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                let declared = req
+                    .headers()
+                    .get(axum::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<u64>().ok());
+                if declared.is_some_and(|n| n > limits.max_body_bytes as u64) {
+                    use axum::response::IntoResponse;
+                    return ApiError::new(
+                        ErrorCode::BodyTooLarge,
+                        "request body is larger than the server accepts (--max-body-bytes)",
+                    )
+                    .into_response();
+                }
+                next.run(req).await
+            },
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(axum::middleware::from_fn(metrics::track))
+        .with_state(state)
+}
+
+fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    ApiError::new(
+        ErrorCode::Internal,
+        "the request failed unexpectedly; the server keeps running",
+    )
+    .into_response()
+}
+
+/// Serve `router(state)` on `listener` until `shutdown` completes; in-flight requests
+/// finish first.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await
+}
+
+/// What `tessera serve` needs.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// `(name, directory)` of each index.
+    pub indexes: Vec<(String, PathBuf)>,
+    pub addr: String,
+    pub device: DeviceSpec,
+    pub limits: Limits,
+    pub concurrent_searches: usize,
+}
+
+/// Open the indexes (sharing encoders), bind, serve until SIGINT/SIGTERM.
+pub fn run(config: ServeConfig) -> crate::Result<()> {
+    let mut cache = EncoderCache::default();
+    let mut served = Vec::new();
+    for (name, dir) in &config.indexes {
+        let searcher = Searcher::open_shared(dir, config.device, &mut cache)?;
+        served.push(Served::new(name.clone(), searcher));
+    }
+    let (colbert, splade) = cache.loaded();
+    let state = AppState::new(served, config.limits, config.concurrent_searches);
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| crate::Error::Io {
+            what: "starting the async runtime".into(),
+            source: e,
+        })?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(&config.addr)
+            .await
+            .map_err(|e| crate::Error::Io {
+                what: format!("binding {}", config.addr),
+                source: e,
+            })?;
+        let addr = listener.local_addr().map_err(|e| crate::Error::Io {
+            what: "reading the bound address".into(),
+            source: e,
+        })?;
+        let names: Vec<&str> = config.indexes.iter().map(|(n, _)| n.as_str()).collect();
+        eprintln!(
+            "listening on http://{addr} · indexes: {} · {colbert} ColBERT and {splade} SPLADE model(s) loaded",
+            names.join(", ")
+        );
+        serve(listener, state, shutdown_signal())
+            .await
+            .map_err(|e| crate::Error::Io {
+                what: "serving".into(),
+                source: e,
+            })?;
+        eprintln!("stopped");
+        Ok(())
+    })
+}
+
+/// SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+    eprintln!("shutting down: no new connections, finishing in-flight requests");
+}

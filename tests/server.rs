@@ -1,0 +1,666 @@
+//! The HTTP API end to end: the real `tessera serve` binary on an ephemeral loopback
+//! port, a real HTTP client (reqwest), every endpoint and error case, results equal to
+//! `tessera search`, a corpus of malformed requests, graceful shutdown; and the router
+//! served in-process for what needs a custom route (a panicking handler, a slow one).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use reqwest::StatusCode;
+use serde_json::{json, Value};
+
+fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+fn fixture(p: &str) -> PathBuf {
+    repo().join("tests/fixtures").join(p)
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn tessera(args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args(args)
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "tessera {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// One index for every test: tiny-beir, tiny random ColBERT model, real SPLADE-tiny,
+/// PLAID and BM25, texts kept.
+fn index_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let root = tempfile::tempdir().unwrap().keep();
+        let dir = root.join("tiny");
+        tessera(&[
+            "index",
+            s(&fixture("tiny-beir")),
+            "--out",
+            s(&dir),
+            "--model",
+            s(&fixture("tiny-bert")),
+            "--components",
+            "plaid,splade,bm25",
+            "--splade-model",
+            s(&repo().join("models/splade-tiny")),
+            "--num-centroids",
+            "8",
+            "--quiet",
+        ]);
+        dir
+    })
+}
+
+/// A running `tessera serve`; killed on drop.
+struct Server {
+    child: Child,
+    base: String,
+}
+
+impl Server {
+    fn start(extra: &[&str]) -> Server {
+        let mut args = vec![
+            "serve".to_string(),
+            s(index_dir()).to_string(),
+            "--addr".into(),
+            "127.0.0.1:0".into(),
+        ];
+        args.extend(extra.iter().map(|a| a.to_string()));
+        let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+            .args(&args)
+            .current_dir(repo())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let line = lines.next().expect("serve prints its address").unwrap();
+        let addr = line
+            .strip_prefix("listening on http://")
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected first line: {line}"))
+            .to_string();
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        Server {
+            child,
+            base: format!("http://{addr}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn addr(&self) -> String {
+        self.base.trim_start_matches("http://").to_string()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn client() -> Client {
+    Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
+fn post(c: &Client, url: &str, body: &Value) -> (StatusCode, Value) {
+    let r = c.post(url).json(body).send().unwrap();
+    let status = r.status();
+    (status, r.json().unwrap())
+}
+
+fn error_code(v: &Value) -> &str {
+    v["error"]["code"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no error code in {v}"))
+}
+
+#[test]
+fn every_read_endpoint_answers() {
+    let srv = Server::start(&[]);
+    let c = client();
+    let health: Value = c.get(srv.url("/healthz")).send().unwrap().json().unwrap();
+    assert_eq!(health, json!({"status": "ok", "indexes": 1}));
+
+    let list: Value = c.get(srv.url("/indexes")).send().unwrap().json().unwrap();
+    assert_eq!(list[0]["name"], "tiny");
+    assert_eq!(list[0]["num_docs"], 16);
+    assert_eq!(
+        list[0]["components"],
+        json!(["store", "plaid", "splade", "bm25"])
+    );
+
+    let info: Value = c
+        .get(srv.url("/indexes/tiny"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(info["num_docs"], 16);
+    assert_eq!(info["stores_text"], true);
+    let parts: u64 = info["component_bytes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_u64().unwrap())
+        .sum();
+    assert_eq!(parts, info["index_bytes"].as_u64().unwrap());
+
+    let corpus = std::fs::read_to_string(fixture("tiny-beir/corpus.jsonl")).unwrap();
+    let first: Value = serde_json::from_str(corpus.lines().next().unwrap()).unwrap();
+    let id = first["_id"].as_str().unwrap();
+    let doc: Value = c
+        .get(srv.url(&format!("/indexes/tiny/documents/{id}")))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(doc["id"], id);
+    let want = format!(
+        "{} {}",
+        first["title"].as_str().unwrap(),
+        first["text"].as_str().unwrap()
+    );
+    assert_eq!(doc["text"], want.trim());
+    assert!(doc["num_vectors"].as_u64().unwrap() > 0);
+
+    let r = c
+        .get(srv.url("/indexes/tiny/documents/no-such-doc"))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(&r.json().unwrap()), "unknown_document");
+
+    // The OpenAPI document is generated from the handlers: every route is in it.
+    let api: Value = c
+        .get(srv.url("/openapi.json"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    for path in [
+        "/indexes/{name}/search",
+        "/indexes/{name}/search/batch",
+        "/indexes",
+        "/indexes/{name}",
+        "/indexes/{name}/documents/{id}",
+        "/healthz",
+        "/metrics",
+        "/openapi.json",
+    ] {
+        assert!(
+            api["paths"].get(path).is_some(),
+            "{path} missing from openapi.json"
+        );
+    }
+    assert!(api["components"]["schemas"].get("SearchRequest").is_some());
+
+    // Metrics count what happened, by route template and status.
+    let metrics = c.get(srv.url("/metrics")).send().unwrap().text().unwrap();
+    assert!(
+        metrics.contains(
+            "tessera_http_requests_total{method=\"GET\",route=\"/indexes/{name}/documents/{id}\",status=\"404\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(metrics.contains("tessera_http_errors_total{code=\"unknown_document\"} 1"));
+    assert!(metrics.contains("tessera_http_request_duration_seconds_bucket{route=\"/healthz\""));
+}
+
+#[test]
+fn search_results_equal_the_command_line() {
+    let srv = Server::start(&[]);
+    let c = client();
+    let queries = [
+        "vitamin d deficiency and mortality",
+        "antibiotic resistance",
+        "sleep",
+    ];
+    for mode in [
+        "exhaustive",
+        "plaid",
+        "bm25",
+        "splade",
+        "bm25+splade",
+        "rrf:bm25+splade",
+    ] {
+        for q in queries {
+            let cli: Value = serde_json::from_str(&tessera(&[
+                "search",
+                s(index_dir()),
+                q,
+                "--mode",
+                mode,
+                "-k",
+                "5",
+                "--json",
+            ]))
+            .unwrap();
+            let (status, api) = post(
+                &c,
+                &srv.url("/indexes/tiny/search"),
+                &json!({"query": q, "k": 5, "mode": mode}),
+            );
+            assert_eq!(status, 200, "{api}");
+            // Scores are f32 on both sides (JSON prints them with different digits).
+            let pairs = |v: &Value| -> Vec<(String, f32)> {
+                v["results"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|r| {
+                        let id = r["id"].as_str().unwrap().to_string();
+                        (id, r["score"].as_f64().unwrap() as f32)
+                    })
+                    .collect()
+            };
+            assert_eq!(pairs(&api), pairs(&cli), "{mode} {q:?}");
+            assert_eq!(api["mode"], mode);
+        }
+    }
+
+    // A batch answers like the single requests, in order, texts included on request.
+    let batch = json!({"queries": queries.iter().map(|q| json!({"query": q, "k": 3, "include_text": true})).collect::<Vec<_>>()});
+    let (status, b) = post(&c, &srv.url("/indexes/tiny/search/batch"), &batch);
+    assert_eq!(status, 200, "{b}");
+    for (i, q) in queries.iter().enumerate() {
+        let (_, one) = post(
+            &c,
+            &srv.url("/indexes/tiny/search"),
+            &json!({"query": q, "k": 3}),
+        );
+        let ids = |v: &Value| {
+            v["results"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r["id"].clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids(&b["results"][i]), ids(&one));
+        assert!(
+            b["results"][i]["results"][0]["text"]
+                .as_str()
+                .unwrap()
+                .len()
+                > 5
+        );
+    }
+}
+
+#[test]
+fn pre_encoded_vectors_search_like_the_text_they_encode() {
+    use tessera::encoder::{ColbertEncoder, DeviceSpec, Encoder, LoadOptions, Role};
+    let srv = Server::start(&[]);
+    let c = client();
+    let encoder = ColbertEncoder::load(
+        &fixture("tiny-bert"),
+        &LoadOptions::default(),
+        DeviceSpec::Cpu,
+    )
+    .unwrap();
+    let q = "coffee and heart disease";
+    let mv = encoder.encode(&[q], Role::Query).unwrap().remove(0);
+    let rows: Vec<Vec<f32>> = mv
+        .as_slice()
+        .chunks(mv.dim())
+        .map(<[f32]>::to_vec)
+        .collect();
+    let (s1, by_text) = post(
+        &c,
+        &srv.url("/indexes/tiny/search"),
+        &json!({"query": q, "k": 5}),
+    );
+    let (s2, by_vectors) = post(
+        &c,
+        &srv.url("/indexes/tiny/search"),
+        &json!({"vectors": rows, "k": 5}),
+    );
+    assert_eq!((s1, s2), (StatusCode::OK, StatusCode::OK), "{by_vectors}");
+    assert_eq!(by_text["results"], by_vectors["results"]);
+    // Vectors plus text: text-reading stages work too.
+    let (s3, both) = post(
+        &c,
+        &srv.url("/indexes/tiny/search"),
+        &json!({"vectors": rows, "query": q, "k": 5, "mode": "bm25+splade"}),
+    );
+    assert_eq!(s3, 200, "{both}");
+    // Vectors alone cannot run bm25.
+    let (s4, no_text) = post(
+        &c,
+        &srv.url("/indexes/tiny/search"),
+        &json!({"vectors": rows, "mode": "bm25"}),
+    );
+    assert_eq!(s4, 400);
+    assert_eq!(error_code(&no_text), "unsupported_mode");
+}
+
+#[test]
+fn each_error_case_has_its_status_and_code() {
+    let srv = Server::start(&[
+        "--max-query-bytes",
+        "64",
+        "--max-body-bytes",
+        "4096",
+        "--max-batch",
+        "4",
+    ]);
+    let c = client();
+    let search = srv.url("/indexes/tiny/search");
+    let cases: Vec<(Value, u16, &str)> = vec![
+        (json!({"query": "x", "k": 0}), 400, "k_out_of_range"),
+        (json!({"query": "x", "k": 1001}), 400, "k_out_of_range"),
+        (
+            json!({"query": "x", "k": 18446744073709551615u64}),
+            400,
+            "k_out_of_range",
+        ),
+        (json!({"query": "x", "k": -1}), 400, "invalid_request"),
+        (json!({"query": "x", "k": 1e300}), 400, "invalid_request"),
+        (json!({}), 400, "empty_query"),
+        (json!({"query": "   "}), 400, "empty_query"),
+        (json!({"vectors": []}), 400, "empty_query"),
+        (json!({"query": "x".repeat(65)}), 400, "query_too_long"),
+        (json!({"vectors": [[0.1, 0.2]]}), 400, "wrong_dimension"),
+        (
+            json!({"query": "x", "mode": "colbert"}),
+            400,
+            "invalid_mode",
+        ),
+        (
+            json!({"query": "x", "mode": "muvera"}),
+            400,
+            "unsupported_mode",
+        ),
+        (
+            json!({"query": "x", "params": {"ncells": 0}}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"query": "x", "params": {"rescore": "fuzzy"}}),
+            400,
+            "invalid_request",
+        ),
+        (
+            json!({"query": "x", "colour": "red"}),
+            400,
+            "invalid_request",
+        ),
+        (json!({"query": 7}), 400, "invalid_request"),
+    ];
+    for (body, status, code) in cases {
+        let (got, v) = post(&c, &search, &body);
+        assert_eq!(got.as_u16(), status, "{body} -> {v}");
+        assert_eq!(error_code(&v), code, "{body}");
+        assert!(v["error"]["message"].as_str().unwrap().len() > 5);
+    }
+    let (st, v) = post(&c, &srv.url("/indexes/nope/search"), &json!({"query": "x"}));
+    assert_eq!((st.as_u16(), error_code(&v)), (404, "unknown_index"));
+    let r = c
+        .post(&search)
+        .header("content-type", "application/json")
+        .body("{\"query\": ")
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(error_code(&r.json().unwrap()), "invalid_json");
+    let r = c.post(&search).body("{\"query\": \"x\"}").send().unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(error_code(&r.json().unwrap()), "unsupported_media_type");
+    let big = json!({"query": "x", "vectors": vec![vec![0.0f32; 8]; 200]});
+    let (st, v) = post(&c, &search, &big);
+    assert_eq!((st.as_u16(), error_code(&v)), (413, "body_too_large"));
+    let batch = |n: usize| json!({"queries": vec![json!({"query": "x"}); n]});
+    let (st, v) = post(&c, &srv.url("/indexes/tiny/search/batch"), &batch(5));
+    assert_eq!((st.as_u16(), error_code(&v)), (400, "bad_batch_size"));
+    let (st, v) = post(&c, &srv.url("/indexes/tiny/search/batch"), &batch(0));
+    assert_eq!((st.as_u16(), error_code(&v)), (400, "bad_batch_size"));
+    let (st, v) = post(
+        &c,
+        &srv.url("/indexes/tiny/search/batch"),
+        &json!({"queries": [{"query": "x"}, {"query": "y", "k": 0}]}),
+    );
+    assert_eq!((st.as_u16(), error_code(&v)), (400, "k_out_of_range"));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("queries[1]"),
+        "{v}"
+    );
+    let r = c.delete(srv.url("/indexes/tiny/search")).send().unwrap();
+    assert_eq!(r.status(), 405);
+    assert_eq!(error_code(&r.json().unwrap()), "method_not_allowed");
+    let r = c.get(srv.url("/no/such/route")).send().unwrap();
+    assert_eq!(r.status(), 404);
+    assert_eq!(error_code(&r.json().unwrap()), "not_found");
+}
+
+/// Send raw bytes as one HTTP/1.1 request; the status code of the answer (0 if the
+/// server closed the connection without one).
+fn raw_request(addr: &str, bytes: &[u8]) -> u16 {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let _ = stream.write_all(bytes);
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response);
+    let text = String::from_utf8_lossy(&response);
+    text.split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+fn http_post(path: &str, content_type: &str, body: &[u8]) -> Vec<u8> {
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    req.extend_from_slice(body);
+    req
+}
+
+#[test]
+fn malformed_requests_all_get_4xx_and_the_server_keeps_answering() {
+    let srv = Server::start(&["--max-body-bytes", "65536"]);
+    let path = "/indexes/tiny/search";
+    let json_bodies: Vec<Vec<u8>> = vec![
+        b"".to_vec(),
+        b"{".to_vec(),
+        b"}".to_vec(),
+        b"null".to_vec(),
+        b"[]".to_vec(),
+        b"\"query\"".to_vec(),
+        b"42".to_vec(),
+        b"{\"query\": \"x\",}".to_vec(),
+        b"{'query': 'x'}".to_vec(),
+        b"{\"query\": \"x\" \"k\": 3}".to_vec(),
+        b"{\"query\": \"\xff\xfe\"}".to_vec(),
+        b"\xef\xbb\xbf{\"query\": \"x\"}".to_vec(),
+        b"{\"query\": \"\\ud800\"}".to_vec(),
+        b"{\"query\": \"x\", \"k\": 1e999}".to_vec(),
+        b"{\"query\": \"x\", \"k\": 123456789012345678901234567890}".to_vec(),
+        b"{\"query\": \"x\", \"k\": 3.5}".to_vec(),
+        b"{\"query\": \"x\", \"k\": \"ten\"}".to_vec(),
+        b"{\"query\": \"x\", \"k\": null, \"mode\": 5}".to_vec(),
+        b"{\"query\": [\"x\"]}".to_vec(),
+        b"{\"query\": {\"text\": \"x\"}}".to_vec(),
+        b"{\"vectors\": \"x\"}".to_vec(),
+        b"{\"vectors\": [1, 2, 3]}".to_vec(),
+        b"{\"vectors\": [[\"a\"]]}".to_vec(),
+        b"{\"query\": \"x\", \"include_text\": \"yes\"}".to_vec(),
+        b"{\"query\": \"x\", \"params\": \"fast\"}".to_vec(),
+        b"{\"query\": \"x\", \"params\": {\"ndocs\": -5}}".to_vec(),
+        b"{\"query\": \"x\", \"params\": {\"centroid_score_threshold\": \"high\"}}".to_vec(),
+        b"{\"query\": \"x\", \"mode\": \"rrf:\"}".to_vec(),
+        b"{\"query\": \"x\", \"mode\": \"plaid+plaid\"}".to_vec(),
+        b"{\"query\": \"x\", \"mode\": \"\"}".to_vec(),
+        format!("{}{}", "[".repeat(5000), "]".repeat(5000)).into_bytes(),
+        format!("{{\"query\": {}\"x\"{}}}", "[".repeat(200), "]".repeat(200)).into_bytes(),
+        format!("{{\"query\": \"{}\"}}", "y".repeat(70_000)).into_bytes(),
+        format!("{{\"query\": \"{}\"}}", "z".repeat(10_000)).into_bytes(),
+    ];
+    let mut n = 0;
+    for body in &json_bodies {
+        let status = raw_request(&srv.addr(), &http_post(path, "application/json", body));
+        assert!(
+            (400..500).contains(&status),
+            "{:?} -> {status}",
+            String::from_utf8_lossy(&body[..body.len().min(60)])
+        );
+        n += 1;
+    }
+    // Malformed HTTP, wrong content types, a lying length.
+    let raw: Vec<Vec<u8>> = vec![
+        http_post(path, "text/plain", b"{\"query\": \"x\"}"),
+        http_post(path, "application/x-www-form-urlencoded", b"query=x"),
+        b"POST /indexes/tiny/search HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 99999999999\r\n\r\n{}".to_vec(),
+        b"GARBAGE\r\n\r\n".to_vec(),
+        b"GET /indexes/%ZZ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec(),
+        b"POST /indexes/tiny/search/batch HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}".to_vec(),
+    ];
+    for req in &raw {
+        let status = raw_request(&srv.addr(), req);
+        assert!(
+            (400..500).contains(&status),
+            "{:?} -> {status}",
+            String::from_utf8_lossy(&req[..req.len().min(80)])
+        );
+        n += 1;
+    }
+    assert!(n >= 30, "only {n} malformed requests");
+    let c = client();
+    let health = c.get(srv.url("/healthz")).send().unwrap();
+    assert_eq!(health.status(), 200);
+    let (st, _) = post(&c, &srv.url(path), &json!({"query": "vitamin d"}));
+    assert_eq!(st, 200);
+}
+
+#[test]
+fn sigterm_stops_the_server_cleanly() {
+    let mut srv = Server::start(&[]);
+    let c = client();
+    assert_eq!(c.get(srv.url("/healthz")).send().unwrap().status(), 200);
+    let pid = srv.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let status = srv.child.wait().unwrap();
+    assert!(status.success(), "exit status {status:?}");
+}
+
+/// The router served in-process, with test routes under the same middleware.
+fn in_process(
+    extra: axum::Router<tessera::server::AppState>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
+    use tessera::encoder::DeviceSpec;
+    use tessera::search::Searcher;
+    use tessera::server::{AppState, Limits, Served};
+    let searcher = Searcher::open(index_dir(), None, DeviceSpec::Cpu).unwrap();
+    let state = AppState::new(
+        vec![Served::new("tiny".into(), searcher)],
+        Limits {
+            max_k: 100,
+            max_batch: 8,
+            max_body_bytes: 1 << 20,
+            max_query_bytes: 1024,
+            max_query_vectors: 64,
+        },
+        2,
+    );
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let handle = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            let router = tessera::server::router_with(state, extra);
+            axum::serve(listener, router)
+                .with_graceful_shutdown(async {
+                    let _ = stopped.await;
+                })
+                .await
+                .unwrap();
+        });
+    });
+    let addr = addr_rx.recv().unwrap();
+    (format!("http://{addr}"), stop, handle)
+}
+
+#[test]
+fn a_panicking_request_is_a_500_and_the_server_lives_on() {
+    let extra = axum::Router::new().route(
+        "/boom",
+        axum::routing::get(|| async {
+            if std::hint::black_box(true) {
+                panic!("deliberate test panic");
+            }
+            "unreachable"
+        }),
+    );
+    let (base, stop, handle) = in_process(extra);
+    let c = client();
+    let r = c.get(format!("{base}/boom")).send().unwrap();
+    assert_eq!(r.status(), 500);
+    assert_eq!(error_code(&r.json().unwrap()), "internal");
+    let (st, v) = post(
+        &c,
+        &format!("{base}/indexes/tiny/search"),
+        &json!({"query": "coffee"}),
+    );
+    assert_eq!(st, 200, "{v}");
+    stop.send(()).unwrap();
+    handle.join().unwrap();
+}
+
+#[test]
+fn shutdown_lets_in_flight_requests_finish() {
+    let extra = axum::Router::new().route(
+        "/slow",
+        axum::routing::get(|| async {
+            tokio::time::sleep(Duration::from_millis(800)).await;
+            "done"
+        }),
+    );
+    let (base, stop, handle) = in_process(extra);
+    let slow = std::thread::spawn(move || client().get(format!("{base}/slow")).send().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    stop.send(()).unwrap(); // shutdown begins while /slow is in flight
+    let r = slow.join().unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.text().unwrap(), "done");
+    handle.join().unwrap(); // and the server then stops
+}
