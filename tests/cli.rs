@@ -414,12 +414,15 @@ fn damaged_index_or_wrong_model_is_a_clear_error() {
 #[test]
 fn help_explains_every_command() {
     let top = ok(&["--help"]);
-    for cmd in ["index", "search", "eval"] {
+    for cmd in ["index", "search", "eval", "rebuild", "serve"] {
         assert!(top.contains(cmd));
         let help = ok(&[cmd, "--help"]);
         assert!(help.len() > 300, "{cmd} --help is too thin");
     }
     assert!(ok(&["eval", "--help"]).contains("--run-file"));
+    assert!(ok(&["eval", "--help"]).contains("--stage-recall"));
+    assert!(ok(&["index", "--help"]).contains("--splade-model"));
+    assert!(ok(&["serve", "--help"]).contains("/openapi.json"));
 }
 
 #[test]
