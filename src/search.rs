@@ -345,6 +345,7 @@ fn load_query_encoder(
         skip_punctuation: Some(settings.skip_punctuation),
         query_augmentation: Some(settings.query_augmentation),
         batch_size: None,
+        dtype: Default::default(),
     };
     let encoder = ColbertEncoder::load(&dir, &options, device)?;
     check_weights(index, &encoder)?;

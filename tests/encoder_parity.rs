@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use tessera::encoder::{ColbertEncoder, DeviceSpec, Encoder, LoadOptions, Role};
+use tessera::encoder::{ColbertEncoder, DTypeSpec, DeviceSpec, Encoder, LoadOptions, Role};
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -111,6 +111,40 @@ fn minilm_token_vectors_match_numpy_reference() {
     }
     assert_eq!(offset * reference.dim, reference.vectors.len());
     eprintln!("worst per-token cosine against numpy: {worst:.7}");
+}
+
+/// The half-precision path (what `--dtype auto` picks on CUDA) keeps every token within
+/// cosine 0.999 of the numpy float64 reference. Run here on the CPU's f16/bf16 kernels;
+/// the GPU's own kernels are checked by scripts/gpu-check.sh on a GPU machine.
+#[test]
+fn half_precision_keeps_per_token_parity() {
+    let reference = load_reference(&repo().join("tests/fixtures"));
+    let texts: Vec<&str> = reference.texts.iter().map(String::as_str).collect();
+    for dtype in [DTypeSpec::F16, DTypeSpec::Bf16] {
+        let options = LoadOptions {
+            batch_size: Some(5),
+            doc_max_len: Some(512),
+            dtype,
+            ..Default::default()
+        };
+        let encoder = ColbertEncoder::load(&model_dir(), &options, DeviceSpec::Cpu).unwrap();
+        let encoded = encoder.encode(&texts, Role::Document).unwrap();
+        let mut offset = 0;
+        let mut worst = 1.0f32;
+        for mv in &encoded {
+            for row in mv.view().rows() {
+                let want = &reference.vectors[offset * reference.dim..(offset + 1) * reference.dim];
+                let c = cosine(row, want);
+                // A NaN (candle's own BertModel gives all-NaN vectors in f16) must fail.
+                assert!(c.is_finite(), "{dtype:?}: token {offset} is not finite");
+                worst = worst.min(c);
+                offset += 1;
+            }
+        }
+        assert_eq!(offset * reference.dim, reference.vectors.len());
+        eprintln!("{dtype:?}: worst per-token cosine against numpy: {worst:.6}");
+        assert!(worst >= 0.999, "{dtype:?}: worst per-token cosine {worst}");
+    }
 }
 
 /// The ColBERT/PyLate path on a tiny random checkpoint: markers from

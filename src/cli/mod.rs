@@ -15,7 +15,7 @@ use tessera_index::{
     Mode, MuveraConfig, MuveraParams, PlaidConfig, PlaidParams, Rescore, SearchParams, SparseScorer,
 };
 
-use crate::encoder::{DeviceSpec, LoadOptions, SpladeOptions};
+use crate::encoder::{DTypeSpec, DeviceSpec, LoadOptions, SpladeOptions};
 
 /// Default model directory, as `scripts/fetch-models.sh` lays it out.
 pub const DEFAULT_MODEL: &str = "models/all-MiniLM-L6-v2";
@@ -128,6 +128,9 @@ pub struct ModelArgs {
     /// Where the encoder runs: cpu, cuda, cuda:N, or auto (CUDA if built with it and present).
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Floating-point type of the model: auto (f32 on the CPU, f16 on CUDA), f32, f16, bf16.
+    #[arg(long, default_value = "auto")]
+    pub dtype: DTypeSpec,
     /// Documents per forward pass.
     #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_size: u32,
@@ -157,6 +160,7 @@ impl ModelArgs {
             skip_punctuation: self.skip_punctuation,
             query_augmentation: None,
             batch_size: Some(self.batch_size as usize),
+            dtype: self.dtype,
         }
     }
 }

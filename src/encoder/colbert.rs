@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::{Linear, VarBuilder};
-use candle_transformers::models::bert::{BertModel, Config as BertConfig};
+use candle_transformers::models::bert::Config as BertConfig;
 use sha2::{Digest, Sha256};
 use tessera_index::store::MultiVector;
 
+use super::bert::Bert;
 use super::config::{checkpoint_hints, DEFAULT_DOC_MAX_LEN, DEFAULT_QUERY_MAX_LEN};
 use super::tokenize::{TextTokenizer, TokenizedText};
 use super::{DeviceSpec, Encoder, EncoderError, EncoderSettings, LoadOptions, Result, Role};
@@ -22,7 +23,8 @@ pub struct ColbertEncoder {
     dir: PathBuf,
     weights_sha256: String,
     device: Device,
-    bert: BertModel,
+    dtype: DType,
+    bert: Bert,
     projection: Option<Linear>,
     tokenizer: TextTokenizer,
     settings: EncoderSettings,
@@ -54,6 +56,7 @@ impl ColbertEncoder {
             ));
         }
         let device = device.open()?;
+        let dtype = options.dtype.resolve(&device);
         let config_path = dir.join("config.json");
         let config_text = std::fs::read_to_string(&config_path).map_err(|e| EncoderError::Io {
             path: config_path.clone(),
@@ -75,13 +78,13 @@ impl ColbertEncoder {
         let weights_sha256 = sha256_files(&[weights.as_path(), dense.as_path()])?;
         // SAFETY (inside candle): the weight file is memory-mapped read-only and not
         // modified while the encoder lives.
-        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], DType::F32, &device) }
+        let vb = unsafe { VarBuilder::from_mmaped_safetensors(&[&weights], dtype, &device) }
             .map_err(|e| model_err(&weights, e.to_string()))?;
-        let bert = BertModel::load(vb.clone(), &bert_config)
+        let bert = Bert::load(vb.clone(), &bert_config)
             .map_err(|e| model_err(&weights, format!("cannot build BERT from weights: {e}")))?;
 
         let (projection, projection_source) =
-            load_projection(dir, &vb, bert_config.hidden_size, &device)?;
+            load_projection(dir, &vb, bert_config.hidden_size, &device, dtype)?;
         let dim = match &projection {
             Some(p) => p.weight().dim(0)?,
             None => bert_config.hidden_size,
@@ -151,6 +154,7 @@ impl ColbertEncoder {
             dir: dir.to_path_buf(),
             weights_sha256,
             device,
+            dtype,
             bert,
             projection,
             tokenizer,
@@ -177,6 +181,11 @@ impl ColbertEncoder {
 
     pub fn device(&self) -> &Device {
         &self.device
+    }
+
+    /// The floating-point type the model runs in.
+    pub fn dtype(&self) -> DType {
+        self.dtype
     }
 
     /// Tokenise without encoding (for counting tokens, or for a caller that batches).
@@ -225,8 +234,7 @@ impl ColbertEncoder {
         let shape = (batch.len(), max_len);
         let ids = Tensor::from_vec(ids, shape, &self.device)?;
         let mask = Tensor::from_vec(mask, shape, &self.device)?;
-        let types = ids.zeros_like()?;
-        let mut hidden = self.bert.forward(&ids, &types, Some(&mask))?;
+        let mut hidden = self.bert.forward(&ids, &mask)?;
         if let Some(p) = &self.projection {
             hidden = p.forward(&hidden)?;
         }
@@ -265,6 +273,7 @@ fn load_projection(
     vb: &VarBuilder,
     hidden: usize,
     device: &Device,
+    dtype: DType,
 ) -> Result<(Option<Linear>, Option<String>)> {
     if vb.contains_tensor("linear.weight") {
         let w = vb.get_unchecked("linear.weight")?;
@@ -274,7 +283,7 @@ fn load_projection(
     let dense = dir.join("1_Dense").join("model.safetensors");
     if dense.is_file() {
         // SAFETY (inside candle): read-only map of a file not modified while loaded.
-        let dvb = unsafe { VarBuilder::from_mmaped_safetensors(&[&dense], DType::F32, device) }
+        let dvb = unsafe { VarBuilder::from_mmaped_safetensors(&[&dense], dtype, device) }
             .map_err(|e| model_err(&dense, e.to_string()))?;
         let w = dvb
             .get_unchecked("linear.weight")

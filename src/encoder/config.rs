@@ -40,6 +40,8 @@ pub struct LoadOptions {
     pub query_augmentation: Option<bool>,
     /// Documents per forward pass.
     pub batch_size: Option<usize>,
+    /// Floating-point type of the forward pass.
+    pub dtype: super::device::DTypeSpec,
 }
 
 /// Defaults for plain sentence-transformers models (MiniLM): no markers, no augmentation.

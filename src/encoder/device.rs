@@ -69,3 +69,44 @@ fn open_cuda(n: usize) -> Result<Device> {
         "cuda:{n} requested, but this binary was built without the `cuda` feature"
     )))
 }
+
+/// Floating-point type the model runs in: `f32`, `f16`, `bf16`, or `auto` (f32 on the
+/// CPU, f16 on CUDA). Vectors always come out as f32 and are L2-normalised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum DTypeSpec {
+    #[default]
+    Auto,
+    F32,
+    F16,
+    Bf16,
+}
+
+impl FromStr for DTypeSpec {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DTypeSpec::Auto),
+            "f32" => Ok(DTypeSpec::F32),
+            "f16" => Ok(DTypeSpec::F16),
+            "bf16" => Ok(DTypeSpec::Bf16),
+            _ => Err(format!(
+                "unknown dtype {s:?}: expected auto, f32, f16 or bf16"
+            )),
+        }
+    }
+}
+
+impl DTypeSpec {
+    /// The dtype to run in on `device`. Half precision on the CPU is allowed (it is how
+    /// the parity test checks the half-precision path) but slower than f32 there.
+    pub fn resolve(self, device: &Device) -> candle_core::DType {
+        use candle_core::DType;
+        match self {
+            DTypeSpec::F32 => DType::F32,
+            DTypeSpec::F16 => DType::F16,
+            DTypeSpec::Bf16 => DType::BF16,
+            DTypeSpec::Auto if device.is_cuda() => DType::F16,
+            DTypeSpec::Auto => DType::F32,
+        }
+    }
+}

@@ -2,6 +2,7 @@
 //! checkpoint (plain sentence-transformers, ColBERT, PyLate) with candle;
 //! [`SpladeEncoder`] turns a BERT masked-language model into sparse term weights.
 
+mod bert;
 mod colbert;
 mod config;
 pub mod device;
@@ -10,7 +11,7 @@ mod tokenize;
 
 pub use colbert::{ColbertEncoder, EncodedBatch};
 pub use config::{EncoderSettings, LoadOptions};
-pub use device::DeviceSpec;
+pub use device::{DTypeSpec, DeviceSpec};
 pub use splade::{SpladeEncoder, SpladeOptions, SpladeSettings};
 pub use tokenize::TokenizedText;
 

@@ -6,7 +6,8 @@
 //! `cls.predictions.decoder.*` (SPLADE-tiny among them); older ones name LayerNorm
 //! parameters `gamma`/`beta`. A renamer maps what candle asks for onto what the file
 //! holds: the decoder weight to `bert.embeddings.word_embeddings.weight`, its bias to
-//! `cls.predictions.bias`.
+//! `cls.predictions.bias`. SPLADE runs in f32 only: candle's BERT turns half precision into
+//! NaN (see `bert.rs`), and the MLM head here is candle's.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};

@@ -115,7 +115,7 @@ pub fn build_index(
         }),
     };
     let mut writer = IndexWriter::create_with(&job.out, model, job.components.clone())?;
-    let mut reader = JsonlReader::open(&path, job.format.clone(), job.on_malformed)?;
+    let reader = JsonlReader::open(&path, job.format.clone(), job.on_malformed)?;
     let mut encode_seconds = 0.0;
     let mut tokens_encoded = 0usize;
     let mut vectors_before_pooling = 0usize;
@@ -125,78 +125,71 @@ pub fn build_index(
         splade.is_some_and(|s| s.tokenizer_fingerprint() == encoder.tokenizer_fingerprint());
     let (mut splade_seconds, mut splade_terms) = (0.0, 0usize);
     let limit = job.limit.unwrap_or(usize::MAX);
-    let mut window = Vec::with_capacity(WINDOW_DOCS);
-    loop {
-        window.clear();
-        while window.len() < WINDOW_DOCS && writer.num_docs() + window.len() < limit {
-            match reader.next() {
-                Some(doc) => window.push(doc?),
-                None => break,
+    // A producer thread reads and tokenises the next windows while this one encodes
+    // (on a GPU the model would otherwise wait for the tokenizer).
+    std::thread::scope(|scope| -> Result<(), PipelineError> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Window, PipelineError>>(2);
+        scope.spawn(move || {
+            produce_windows(reader, encoder, splade, shared_tokenization, limit, &tx);
+        });
+        for window in rx {
+            let window = window?;
+            for s in &window.skipped {
+                on_skip(&path, s);
+                skipped_lines += 1;
             }
-        }
-        for s in reader.drain_skipped() {
-            on_skip(&path, &s);
-            skipped_lines += 1;
-        }
-        if window.is_empty() {
-            break;
-        }
-        let t = Instant::now();
-        let texts: Vec<&str> = window.iter().map(|d| d.text.as_str()).collect();
-        let tokenized = encoder.tokenize(&texts, Role::Document)?;
-        let encoded = encoder.encode_tokenized(&tokenized)?;
-        encode_seconds += t.elapsed().as_secs_f64();
-        tokens_encoded += tokenized.iter().map(|t| t.ids.len()).sum::<usize>();
-        let sparse = match splade {
-            Some(s) => {
-                let t = Instant::now();
-                let items = if shared_tokenization {
-                    tokenized
-                        .iter()
-                        .map(|tok| s.reframe(tok, Role::Document))
-                        .collect()
-                } else {
-                    s.tokenize(&texts, Role::Document)?
+            if window.docs.is_empty() {
+                continue;
+            }
+            let t = Instant::now();
+            let encoded = encoder.encode_tokenized(&window.tokenized)?;
+            encode_seconds += t.elapsed().as_secs_f64();
+            tokens_encoded += window.tokenized.iter().map(|t| t.ids.len()).sum::<usize>();
+            let sparse = match (splade, &window.splade_items) {
+                (Some(s), Some(items)) => {
+                    let t = Instant::now();
+                    let v = s.encode_tokenized(items, Role::Document)?;
+                    splade_seconds += t.elapsed().as_secs_f64();
+                    splade_terms += v.iter().map(|x| x.len()).sum::<usize>();
+                    Some(v)
+                }
+                _ => None,
+            };
+            for (i, ((doc, mv), tok)) in window
+                .docs
+                .iter()
+                .zip(&encoded.vectors)
+                .zip(&window.tokenized)
+                .enumerate()
+            {
+                vectors_before_pooling += mv.len();
+                let pooled = match job.pooling {
+                    None => None,
+                    Some(Pooling::Hierarchical { factor }) => {
+                        Some(pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1))
+                    }
+                    Some(Pooling::WholeWord) => {
+                        let groups: Vec<Option<u32>> = tok
+                            .word_ids
+                            .iter()
+                            .zip(&tok.keep)
+                            .filter(|(_, k)| **k)
+                            .map(|(w, _)| *w)
+                            .collect();
+                        Some(pool_by_groups(mv.as_slice(), mv.dim(), &groups))
+                    }
                 };
-                let v = s.encode_tokenized(&items, Role::Document)?;
-                splade_seconds += t.elapsed().as_secs_f64();
-                splade_terms += v.iter().map(|x| x.len()).sum::<usize>();
-                Some(v)
+                let extras = DocExtras {
+                    text: Some(&doc.text),
+                    sparse: sparse.as_ref().map(|v| &v[i]),
+                };
+                let vectors = pooled.as_deref().unwrap_or(mv.as_slice());
+                writer.add_with(&doc.id, vectors, extras)?;
             }
-            None => None,
-        };
-        for (i, ((doc, mv), tok)) in window
-            .iter()
-            .zip(&encoded.vectors)
-            .zip(&tokenized)
-            .enumerate()
-        {
-            vectors_before_pooling += mv.len();
-            let pooled = match job.pooling {
-                None => None,
-                Some(Pooling::Hierarchical { factor }) => {
-                    Some(pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1))
-                }
-                Some(Pooling::WholeWord) => {
-                    let groups: Vec<Option<u32>> = tok
-                        .word_ids
-                        .iter()
-                        .zip(&tok.keep)
-                        .filter(|(_, k)| **k)
-                        .map(|(w, _)| *w)
-                        .collect();
-                    Some(pool_by_groups(mv.as_slice(), mv.dim(), &groups))
-                }
-            };
-            let extras = DocExtras {
-                text: Some(&doc.text),
-                sparse: sparse.as_ref().map(|v| &v[i]),
-            };
-            let vectors = pooled.as_deref().unwrap_or(mv.as_slice());
-            writer.add_with(&doc.id, vectors, extras)?;
+            bar.inc(window.docs.len() as u64);
         }
-        bar.inc(window.len() as u64);
-    }
+        Ok(())
+    })?;
     bar.finish_and_clear();
     let num_docs = writer.num_docs();
     if num_docs == 0 {
@@ -240,6 +233,78 @@ pub fn build_index(
     report.index_bytes = Some(manifest.index_bytes());
     report.bytes_per_vector = Some(manifest.index_bytes() as f64 / manifest.num_vectors as f64);
     Ok((manifest, report))
+}
+
+/// Documents read and tokenised, ready for the models.
+struct Window {
+    docs: Vec<crate::corpus::Document>,
+    tokenized: Vec<crate::encoder::TokenizedText>,
+    /// SPLADE's framing of the same documents, when the index has splade.
+    splade_items: Option<Vec<crate::encoder::TokenizedText>>,
+    /// Malformed lines met while reading this window.
+    skipped: Vec<Skipped>,
+}
+
+/// Read windows of documents (at most `limit` in all), tokenise them, send them on;
+/// stops at the end of the corpus, on the first error (sent on), or when the receiver
+/// is gone.
+fn produce_windows(
+    mut reader: JsonlReader,
+    encoder: &ColbertEncoder,
+    splade: Option<&SpladeEncoder>,
+    shared_tokenization: bool,
+    limit: usize,
+    tx: &std::sync::mpsc::SyncSender<Result<Window, PipelineError>>,
+) {
+    let mut sent = 0usize;
+    loop {
+        let mut docs = Vec::with_capacity(WINDOW_DOCS);
+        let mut failed = None;
+        while docs.len() < WINDOW_DOCS && sent + docs.len() < limit {
+            match reader.next() {
+                Some(Ok(doc)) => docs.push(doc),
+                Some(Err(e)) => {
+                    failed = Some(e);
+                    break;
+                }
+                None => break,
+            }
+        }
+        let skipped = reader.drain_skipped();
+        let done = docs.is_empty() || failed.is_some();
+        let window = (|| -> Result<Window, PipelineError> {
+            let texts: Vec<&str> = docs.iter().map(|d| d.text.as_str()).collect();
+            let tokenized = encoder.tokenize(&texts, Role::Document)?;
+            let splade_items = match splade {
+                Some(s) if shared_tokenization => Some(
+                    tokenized
+                        .iter()
+                        .map(|t| s.reframe(t, Role::Document))
+                        .collect(),
+                ),
+                Some(s) => Some(s.tokenize(&texts, Role::Document)?),
+                None => None,
+            };
+            Ok(Window {
+                tokenized,
+                splade_items,
+                skipped,
+                docs,
+            })
+        })();
+        sent += window.as_ref().map_or(0, |w| w.docs.len());
+        let window_failed = window.is_err();
+        if tx.send(window).is_err() || window_failed {
+            return;
+        }
+        if let Some(e) = failed {
+            let _ = tx.send(Err(e.into()));
+            return;
+        }
+        if done {
+            return;
+        }
+    }
 }
 
 fn progress_bar(enabled: bool, total: u64) -> ProgressBar {
