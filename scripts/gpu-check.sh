@@ -10,7 +10,8 @@
 # $OUT from the device tool, else /tmp/gpu-check).
 #
 # Prepare here (no GPU needed):  scripts/gpu-dist.sh
-# Rehearse here on the CPU:      DEVICE=cpu LIMIT=200 BIN=target/release/tessera-encode scripts/gpu-check.sh
+# Rehearse here on the CPU:      DEVICE=cpu LIMIT=200 BIN=target/release/tessera-encode SKIP_TORCH=1 scripts/gpu-check.sh
+#   (SKIP_TORCH: no CPU PyTorch is installable here; the GPU machine has it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${BIN:-dist/tessera-encode}
@@ -31,16 +32,20 @@ echo "== ours: $bin on $device"
 timeout 240 "$bin" run datasets/scifact --model "$model" --device "$device" --batch-size 64 "${limit_args[@]}" | tee "$out/ours.json"
 echo "== parity"
 timeout 60 "$bin" parity --model "$model" --device "$device" | tee "$out/parity.json"
-echo "== PyTorch + sentence-transformers on $device"
-timeout 240 python3 scripts/gpu_reference.py --model "$model" --corpus datasets/scifact/corpus.jsonl \
-  --device "$device" --batch-size 64 ${limit:+--limit "$limit"} | tee "$out/torch.json"
+if [ -z "${SKIP_TORCH:-}" ]; then
+  echo "== PyTorch + sentence-transformers on $device"
+  timeout 240 python3 scripts/gpu_reference.py --model "$model" --corpus datasets/scifact/corpus.jsonl \
+    --device "$device" --batch-size 64 ${limit:+--limit "$limit"} | tee "$out/torch.json"
+fi
 python3 - "$out" <<'PY'
-import json, sys
+import json, os, sys
 out = sys.argv[1]
-ours, torch, parity = (json.load(open(f"{out}/{n}.json")) for n in ("ours", "torch", "parity"))
+ours, parity = (json.load(open(f"{out}/{n}.json")) for n in ("ours", "parity"))
 print(f"ours:    {ours['documents_per_s']:.1f} docs/s, {ours['tokens_per_s']:.0f} tokens/s ({ours['dtype']}, {ours['documents']} docs)")
-print(f"PyTorch: {torch['documents_per_s']:.1f} docs/s, {torch['tokens_per_s']:.0f} tokens/s ({torch['dtype']}, torch {torch['torch']}, {torch['device']})")
-print(f"ratio ours/PyTorch: {ours['documents_per_s'] / torch['documents_per_s']:.2f} (documents/s)")
+if os.path.exists(f"{out}/torch.json"):
+    torch = json.load(open(f"{out}/torch.json"))
+    print(f"PyTorch: {torch['documents_per_s']:.1f} docs/s, {torch['tokens_per_s']:.0f} tokens/s ({torch['dtype']}, torch {torch['torch']}, {torch['device']})")
+    print(f"ratio ours/PyTorch: {ours['documents_per_s'] / torch['documents_per_s']:.2f} (documents/s)")
 print(f"parity: worst per-token cosine {parity['worst_cosine_vs_cpu_f32']:.6f} vs our CPU f32, "
       f"{parity['worst_cosine_vs_numpy_reference']} vs numpy (target >= 0.999)")
 PY
