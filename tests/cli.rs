@@ -760,12 +760,58 @@ fn sparse_and_lexical_stages_end_to_end() {
     assert!(ev["component_bytes"]["bm25"].as_u64().unwrap() > 0);
     assert!(ev["component_bytes"]["splade"].as_u64().unwrap() > 0);
 
-    // rebuild cannot make text components from vectors alone.
-    let err = fails(&[
+    // rebuild adds text components from the texts the index keeps: same rankings.
+    let rebuilt = dir.path().join("r");
+    ok(&[
         "rebuild",
         s(&idx),
         "--out",
-        s(&dir.path().join("r")),
+        s(&rebuilt),
+        "--components",
+        "splade,bm25",
+        "--splade-model",
+        s(&splade_model),
+        "--json",
+    ]);
+    let again_splade = results(&ok(&[
+        "search",
+        s(&rebuilt),
+        &query,
+        "--mode",
+        "splade",
+        "-k",
+        "50",
+        "--json",
+    ]));
+    assert_eq!(again_splade, splade);
+    let again = results(&ok(&[
+        "search",
+        s(&rebuilt),
+        &query,
+        "--mode",
+        "bm25",
+        "-k",
+        "50",
+        "--json",
+    ]));
+    assert_eq!(again, bm25);
+    // An index without texts cannot.
+    let bare = dir.path().join("bare");
+    ok(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&bare),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--no-store-text",
+        "--quiet",
+    ]);
+    let err = fails(&[
+        "rebuild",
+        s(&bare),
+        "--out",
+        s(&dir.path().join("r2")),
         "--components",
         "bm25",
     ]);

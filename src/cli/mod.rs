@@ -51,7 +51,8 @@ pub enum Command {
     /// Evaluate on a BEIR dataset (builds and caches an index unless --index is given).
     Eval(EvalArgs),
     /// Write a new index from an existing index's stored vectors, without re-encoding:
-    /// add or re-build PLAID (other --nbits, centroids), or pool the vectors further.
+    /// add or re-build PLAID (other --nbits, centroids) or MUVERA, pool the vectors
+    /// further, or add splade/bm25 from the texts the index keeps.
     Rebuild(RebuildArgs),
     /// Serve indexes over HTTP (JSON search API; see GET /openapi.json).
     Serve(ServeArgs),
@@ -112,6 +113,12 @@ pub struct RebuildArgs {
     pub plaid: PlaidBuildArgs,
     #[command(flatten)]
     pub muvera: MuveraBuildArgs,
+    /// splade and bm25 are built from the texts the source index keeps.
+    #[command(flatten)]
+    pub splade: SpladeArgs,
+    /// Where the SPLADE model runs.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
     /// Print the build report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -4,8 +4,9 @@ use half::slice::HalfFloatSliceExt;
 use tessera_index::pooling::pool_hierarchical;
 use tessera_index::{DocExtras, Index, IndexWriter};
 
-use crate::cli::index::index_config;
+use crate::cli::index::{index_config, splade_encoder};
 use crate::cli::RebuildArgs;
+use crate::encoder::Role;
 use crate::{Error, Result};
 
 pub(super) fn run(args: RebuildArgs) -> Result<()> {
@@ -20,37 +21,48 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
             reason: "--out must be another directory than the source index".into(),
         });
     }
+    let store = source.store();
     if let Some(c) = args
         .components
         .iter()
         .find(|c| *c == "splade" || *c == "bm25")
     {
-        return Err(Error::IndexMetadata {
-            index: args.out.clone(),
-            reason: format!(
-                "rebuild re-uses stored vectors only; {c} needs the documents' text: use `tessera index`"
-            ),
-        });
+        if !store.has_texts() {
+            return Err(Error::IndexMetadata {
+                index: args.source.clone(),
+                reason: format!(
+                    "{c} needs the documents' text, which this index does not keep \
+                     (built with --no-store-text, or before indexes kept texts): use `tessera index`"
+                ),
+            });
+        }
     }
+    let splade = splade_encoder(&args.components, &args.splade, args.device)?;
     // Texts the source keeps are copied.
     let config = index_config(
         &args.components,
         &args.out,
         &args.plaid,
         &args.muvera,
-        None,
-        source.store().has_texts(),
+        splade.as_ref(),
+        store.has_texts(),
     )?;
     let started = Instant::now();
     let src = source.manifest();
     let mut writer = IndexWriter::create_with(&args.out, src.model.clone(), config.clone())?;
-    let store = source.store();
     let mut buf = Vec::new();
+    let mut sparse = Vec::new();
     for d in 0..store.num_docs() {
+        // SPLADE vectors for the next window of stored texts.
+        if let (Some(s), 0) = (&splade, d % 512) {
+            let end = (d + 512).min(store.num_docs());
+            let texts: Vec<&str> = (d..end).map(|i| store.text(i).unwrap_or("")).collect();
+            sparse = s.encode(&texts, Role::Document)?;
+        }
         let doc = store.doc(d);
         let extras = DocExtras {
             text: store.text(d),
-            sparse: None,
+            sparse: splade.as_ref().map(|_| &sparse[d % 512]),
         };
         if args.pool_factor > 1 {
             buf.resize(doc.as_slice().len(), 0.0);
@@ -74,6 +86,8 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
                 "pool_factor": args.pool_factor,
                 "plaid": config.plaid,
                 "muvera": config.muvera,
+                "splade": config.splade.is_some(),
+                "bm25": config.bm25,
             }),
         );
     }
