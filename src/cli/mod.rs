@@ -375,7 +375,7 @@ pub struct SearchParamArgs {
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub ef_search: Option<u32>,
     /// splade and bm25: documents each hands to exact MaxSim re-ranking in a `+` mode
-    /// [default: max(4k, 400)].
+    /// [default: max(k, 100)].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub sparse_candidates: Option<u32>,
     /// splade: exhaustive (every posting into a dense accumulator, the faster on every

@@ -149,10 +149,13 @@ pub enum SparseScorer {
     MaxScore,
 }
 
-/// Default candidates per lexical/sparse first stage for a final top-`k`: `max(4k, 400)`.
-/// A `+` mode re-ranks the union exactly, so depth buys recall at the cost of MaxSim work.
+/// Default candidates per lexical/sparse first stage for a final top-`k`: `max(k, 100)`.
+/// Chosen on SciFact's *train* split (809 queries, `bm25+splade`, k = 100): 100
+/// candidates each gave nDCG@10 0.7123 and Recall@100 0.9417 against exhaustive MaxSim's
+/// 0.7104 and 0.9320; 400 gave 0.7104 / 0.9351 (the union's top 10 becomes MaxSim's own);
+/// fewer than k cannot fill the ranking.
 pub fn sparse_candidates_for_k(k: usize) -> usize {
-    (4 * k).max(400)
+    k.max(100)
 }
 
 /// A query as the stages read it: token vectors for MaxSim (`exhaustive`, `plaid`,
