@@ -48,8 +48,12 @@ fn build(dir: &std::path::Path, docs: &[&str]) -> Index {
 /// tf part (k1 + 1) tf / (tf + k1 (1 - b + b |d| / avgdl)), summed over query terms
 /// (a repeated query term counts again). Lengths here are short enough that tantivy's
 /// one-byte length encoding is exact.
-fn reference_bm25(analyzed: &[Vec<String>], query: &[String]) -> Vec<(usize, f32)> {
-    let (k1, b) = (1.2f64, 0.75f64);
+fn reference_bm25(
+    analyzed: &[Vec<String>],
+    query: &[String],
+    k1: f64,
+    b: f64,
+) -> Vec<(usize, f32)> {
     let n = analyzed.len() as f64;
     let avgdl = analyzed.iter().map(Vec::len).sum::<usize>() as f64 / n;
     let mut df: HashMap<&str, f64> = HashMap::new();
@@ -97,7 +101,7 @@ fn bm25_scores_match_the_formula() {
         "cholesterol statin",
     ] {
         let hits = bm25.search(query, 10).unwrap();
-        let want = reference_bm25(&analyzed, &bm25.analyze(query));
+        let want = reference_bm25(&analyzed, &bm25.analyze(query), 1.2, 0.75);
         assert_eq!(hits.len(), want.len(), "{query}");
         for (h, (doc, score)) in hits.iter().zip(&want) {
             assert_eq!(h.doc as usize, *doc, "{query}");
@@ -197,4 +201,39 @@ fn damaged_tantivy_file_is_a_typed_error() {
         .err()
         .expect("missing file detected");
     assert!(err.to_string().contains(".idx"), "{err}");
+}
+
+#[test]
+fn bm25_with_chosen_parameters_matches_the_formula_and_tantivy() {
+    use tessera_index::lexical::Bm25Params;
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), DOCS);
+    let bm25 = index.bm25().unwrap();
+    let analyzed: Vec<Vec<String>> = DOCS.iter().map(|d| bm25.analyze(d)).collect();
+    for query in [
+        "vitamin deficiency mortality",
+        "iron deficiency",
+        "run",
+        "the common cold of vitamin",
+    ] {
+        // At tantivy's own parameters, our scorer reproduces tantivy's.
+        let ours = bm25.search_with(query, 10, Bm25Params::TANTIVY).unwrap();
+        let tantivy = bm25.search(query, 10).unwrap();
+        assert_eq!(ours.len(), tantivy.len(), "{query}");
+        for (a, b) in ours.iter().zip(&tantivy) {
+            assert_eq!(a.doc, b.doc, "{query}");
+            assert!(
+                (a.score - b.score).abs() < 1e-4 * b.score.max(1.0),
+                "{query}"
+            );
+        }
+        // At Anserini's, it follows the formula.
+        let hits = bm25.search_with(query, 10, Bm25Params::ANSERINI).unwrap();
+        let want = reference_bm25(&analyzed, &bm25.analyze(query), 0.9, 0.4);
+        assert_eq!(hits.len(), want.len(), "{query}");
+        for (h, (doc, score)) in hits.iter().zip(&want) {
+            assert_eq!(h.doc as usize, *doc, "{query}");
+            assert!((h.score - score).abs() < 1e-4 * score.max(1.0), "{query}");
+        }
+    }
 }

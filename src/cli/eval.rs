@@ -20,6 +20,7 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         }
         None => cached_index(&args, &dataset, progress)?,
     };
+    args.params.validate().map_err(crate::Error::Usage)?;
     let k = args.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
     let options = EvalOptions {
         mode: args.mode.clone(),

@@ -10,6 +10,7 @@ mod serve;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use tessera_index::lexical::Bm25Params;
 use tessera_index::muvera::{FdeConfig, GraphConfig};
 use tessera_index::{
     Mode, MuveraConfig, MuveraParams, PlaidConfig, PlaidParams, Rescore, SearchParams, SparseScorer,
@@ -42,6 +43,8 @@ pub struct Cli {
     pub quiet: bool,
 }
 
+// Parsed once per process: the size of the largest variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Encode a corpus and write an index directory.
@@ -384,6 +387,13 @@ pub struct SearchParamArgs {
     /// [default: exhaustive]
     #[arg(long, value_enum)]
     pub sparse_scorer: Option<SparseScorerArg>,
+    /// bm25: score with this k1 (Anserini's BEIR baselines use 0.9) instead of tantivy's
+    /// fixed scorer (k1 1.2, b 0.75); the other parameter keeps tantivy's value unless given.
+    #[arg(long)]
+    pub bm25_k1: Option<f32>,
+    /// bm25: score with this b (Anserini: 0.4); see --bm25-k1.
+    #[arg(long)]
+    pub bm25_b: Option<f32>,
 }
 
 #[derive(
@@ -440,6 +450,12 @@ impl SearchParamArgs {
         {
             return Err("params.centroid_score_threshold must be a finite number".into());
         }
+        if self.bm25_k1.is_some_and(|k| !(k.is_finite() && k >= 0.0)) {
+            return Err("bm25_k1 must be a finite number >= 0".into());
+        }
+        if self.bm25_b.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
+            return Err("bm25_b must be in 0..=1".into());
+        }
         Ok(())
     }
 
@@ -461,6 +477,10 @@ impl SearchParamArgs {
             || self.ndocs.is_some()
             || self.rescore.is_some();
         let sparse_candidates = self.sparse_candidates.map(|c| c as usize);
+        let bm25 = (self.bm25_k1.is_some() || self.bm25_b.is_some()).then(|| Bm25Params {
+            k1: self.bm25_k1.unwrap_or(Bm25Params::TANTIVY.k1),
+            b: self.bm25_b.unwrap_or(Bm25Params::TANTIVY.b),
+        });
         let sparse_scorer = match self.sparse_scorer {
             None | Some(SparseScorerArg::Exhaustive) => SparseScorer::Exhaustive,
             Some(SparseScorerArg::Maxscore) => SparseScorer::MaxScore,
@@ -471,6 +491,7 @@ impl SearchParamArgs {
                 muvera,
                 sparse_candidates,
                 sparse_scorer,
+                bm25,
             };
         }
         let mut p = PlaidParams::for_k(k);
@@ -494,6 +515,7 @@ impl SearchParamArgs {
             muvera,
             sparse_candidates,
             sparse_scorer,
+            bm25,
         }
     }
 }

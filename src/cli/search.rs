@@ -7,6 +7,7 @@ use crate::Result;
 pub(super) fn run(args: SearchArgs) -> Result<()> {
     let searcher = Searcher::open(&args.index, args.model.as_deref(), args.device)?;
     let t = Instant::now();
+    args.params.validate().map_err(crate::Error::Usage)?;
     let params = args.params.params(args.k as usize);
     let hits = searcher.search(&args.query, args.k as usize, &args.mode, &params)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;

@@ -135,6 +135,9 @@ pub struct SearchParams {
     /// How the splade stage scores (both exact, identical rankings).
     #[serde(default)]
     pub sparse_scorer: SparseScorer,
+    /// BM25 parameters; `None` = tantivy's own scorer (k1 1.2, b 0.75).
+    #[serde(default)]
+    pub bm25: Option<crate::lexical::Bm25Params>,
 }
 
 /// The two exact SPLADE scorers. `Exhaustive` walks every posting into a dense
@@ -307,9 +310,11 @@ impl Index {
             }
             Stage::Bm25 => {
                 let text = query.text.expect("checked by check_query");
-                self.bm25()
-                    .expect("checked by check_mode")
-                    .search(text, k)?
+                let bm25 = self.bm25().expect("checked by check_mode");
+                match params.bm25 {
+                    None => bm25.search(text, k)?,
+                    Some(p) => bm25.search_with(text, k, p)?,
+                }
             }
         })
     }
