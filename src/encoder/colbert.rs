@@ -10,6 +10,7 @@ use candle_transformers::models::bert::Config as BertConfig;
 use sha2::{Digest, Sha256};
 use tessera_index::store::MultiVector;
 
+use super::batch::{in_length_batches, padded};
 use super::bert::Bert;
 use super::config::{checkpoint_hints, DEFAULT_DOC_MAX_LEN, DEFAULT_QUERY_MAX_LEN};
 use super::tokenize::{TextTokenizer, TokenizedText};
@@ -201,39 +202,14 @@ impl ColbertEncoder {
     /// Encode pre-tokenised texts: sorted by length into batches so padding stays small,
     /// results returned in input order. Also returns the number of vectors produced.
     pub fn encode_tokenized(&self, items: &[TokenizedText]) -> Result<EncodedBatch> {
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(items[i].ids.len()));
-        let mut out: Vec<Option<MultiVector>> = vec![None; items.len()];
-        let mut tokens = 0;
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&TokenizedText> = chunk.iter().map(|&i| &items[i]).collect();
-            for (&i, mv) in chunk.iter().zip(self.forward(&batch)?) {
-                tokens += mv.len();
-                out[i] = Some(mv);
-            }
-        }
-        Ok(EncodedBatch {
-            vectors: out
-                .into_iter()
-                .map(|v| v.expect("every item encoded"))
-                .collect(),
-            tokens,
-        })
+        let vectors = in_length_batches(items, self.batch_size, |batch| self.forward(batch))?;
+        let tokens = vectors.iter().map(MultiVector::len).sum();
+        Ok(EncodedBatch { vectors, tokens })
     }
 
     /// One padded forward pass; kept positions only, L2-normalised.
     fn forward(&self, batch: &[&TokenizedText]) -> Result<Vec<MultiVector>> {
-        let max_len = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
-        let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        for t in batch {
-            ids.extend_from_slice(&t.ids);
-            ids.extend(std::iter::repeat_n(0u32, max_len - t.ids.len()));
-            mask.extend_from_slice(&t.attention);
-            mask.extend(std::iter::repeat_n(0u32, max_len - t.ids.len()));
-        }
-        let shape = (batch.len(), max_len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let (ids, mask) = padded(batch, &self.device)?;
         let mut hidden = self.bert.forward(&ids, &mask)?;
         if let Some(p) = &self.projection {
             hidden = p.forward(&hidden)?;

@@ -2,6 +2,7 @@
 //! checkpoint (plain sentence-transformers, ColBERT, PyLate) with candle;
 //! [`SpladeEncoder`] turns a BERT masked-language model into sparse term weights.
 
+mod batch;
 mod bert;
 mod colbert;
 mod config;

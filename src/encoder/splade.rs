@@ -12,12 +12,13 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use candle_core::{DType, Device, Tensor, D};
+use candle_core::{DType, Device, D};
 use candle_nn::VarBuilder;
 use candle_transformers::models::bert::{BertForMaskedLM, Config as BertConfig};
 use serde::{Deserialize, Serialize};
 use tessera_index::SparseVector;
 
+use super::batch::{in_length_batches, padded};
 use super::colbert::sha256_files;
 use super::tokenize::{TextTokenizer, TokenizedText};
 use super::{DeviceSpec, EncoderError, EncoderSettings, Result, Role};
@@ -250,31 +251,12 @@ impl SpladeEncoder {
         items: &[TokenizedText],
         role: Role,
     ) -> Result<Vec<SparseVector>> {
-        let mut order: Vec<usize> = (0..items.len()).collect();
-        order.sort_by_key(|&i| std::cmp::Reverse(items[i].ids.len()));
-        let mut out: Vec<SparseVector> = vec![SparseVector::default(); items.len()];
-        for chunk in order.chunks(self.batch_size) {
-            let batch: Vec<&TokenizedText> = chunk.iter().map(|&i| &items[i]).collect();
-            for (&i, v) in chunk.iter().zip(self.forward(&batch, role)?) {
-                out[i] = v;
-            }
-        }
-        Ok(out)
+        in_length_batches(items, self.batch_size, |batch| self.forward(batch, role))
     }
 
     /// Raw term weights `max_i log(1 + relu(logit))` for one padded batch (`batch x vocab`).
     pub fn term_weights(&self, batch: &[&TokenizedText]) -> Result<Vec<Vec<f32>>> {
-        let max_len = batch.iter().map(|t| t.ids.len()).max().unwrap_or(0);
-        let (mut ids, mut mask) = (Vec::new(), Vec::new());
-        for t in batch {
-            ids.extend_from_slice(&t.ids);
-            ids.extend(std::iter::repeat_n(0u32, max_len - t.ids.len()));
-            mask.extend_from_slice(&t.attention);
-            mask.extend(std::iter::repeat_n(0u32, max_len - t.ids.len()));
-        }
-        let shape = (batch.len(), max_len);
-        let ids = Tensor::from_vec(ids, shape, &self.device)?;
-        let mask = Tensor::from_vec(mask, shape, &self.device)?;
+        let (ids, mask) = padded(batch, &self.device)?;
         let types = ids.zeros_like()?;
         let logits = self.model.forward(&ids, &types, Some(&mask))?;
         // log1p(relu(x)) is ≥ 0, so zeroing padded positions cannot raise the max.
