@@ -95,45 +95,27 @@ impl Index {
             manifest.num_vectors,
             options.verify_checksums,
         )?;
-        let plaid = match &manifest.components.plaid {
-            Some(files) => Some(PlaidIndex::open(
-                dir,
-                files,
-                manifest.dim,
-                manifest.num_docs,
-                manifest.num_vectors,
-                options.verify_checksums,
-            )?),
-            None => None,
-        };
-        let muvera = match &manifest.components.muvera {
-            Some(files) => Some(muvera::MuveraIndex::open(
-                dir,
-                files,
-                manifest.dim,
-                manifest.num_docs,
-                options.verify_checksums,
-            )?),
-            None => None,
-        };
-        let splade = match &manifest.components.splade {
-            Some(files) => Some(SparseIndex::open(
-                dir,
-                files,
-                manifest.num_docs,
-                options.verify_checksums,
-            )?),
-            None => None,
-        };
-        let bm25 = match &manifest.components.bm25 {
-            Some(files) => Some(Bm25Index::open(
-                dir,
-                files,
-                manifest.num_docs,
-                options.verify_checksums,
-            )?),
-            None => None,
-        };
+        let (c, m, verify) = (&manifest.components, &manifest, options.verify_checksums);
+        let plaid = c
+            .plaid
+            .as_ref()
+            .map(|f| PlaidIndex::open(dir, f, m.dim, m.num_docs, m.num_vectors, verify))
+            .transpose()?;
+        let muvera = c
+            .muvera
+            .as_ref()
+            .map(|f| muvera::MuveraIndex::open(dir, f, m.dim, m.num_docs, verify))
+            .transpose()?;
+        let splade = c
+            .splade
+            .as_ref()
+            .map(|f| SparseIndex::open(dir, f, m.num_docs, verify))
+            .transpose()?;
+        let bm25 = c
+            .bm25
+            .as_ref()
+            .map(|f| Bm25Index::open(dir, f, m.num_docs, verify))
+            .transpose()?;
         Ok(Index {
             dir: dir.to_path_buf(),
             manifest,
