@@ -122,10 +122,6 @@ impl Bm25Builder {
         Ok(())
     }
 
-    pub fn num_docs(&self) -> usize {
-        self.next as usize
-    }
-
     /// Commit tantivy's index, wait for merges, and record every file it holds.
     pub fn finish(mut self, index_dir: &Path) -> Result<Bm25Files> {
         let started = std::time::Instant::now();
@@ -164,7 +160,6 @@ impl Bm25Builder {
 /// The BM25 component, opened.
 pub struct Bm25Index {
     dir: std::path::PathBuf,
-    index: tantivy::Index,
     reader: IndexReader,
     text: Field,
 }
@@ -199,12 +194,7 @@ impl Bm25Index {
                 format!("BM25 index holds {found} documents, the store {num_docs}"),
             ));
         }
-        Ok(Bm25Index {
-            dir,
-            index,
-            reader,
-            text,
-        })
+        Ok(Bm25Index { dir, reader, text })
     }
 
     /// The analyzed terms of `text` (what the index matches on).
@@ -321,10 +311,5 @@ impl Bm25Index {
             });
         }
         Ok(top.into_sorted())
-    }
-
-    /// Tantivy's index (for statistics and tests).
-    pub fn tantivy(&self) -> &tantivy::Index {
-        &self.index
     }
 }
