@@ -1,0 +1,97 @@
+//! Indexes written by earlier format versions still open and answer as they did.
+//!
+//! `fixtures/format1/` was written by `tessera index` at format version 1 (before the
+//! live index: one generation, no manifest checksum) from `tests/fixtures/tiny-beir` with
+//! the tiny random model and every component; `fixtures/format1-expected.json` holds what
+//! that version answered, per mode, for queries made of stored document vectors (so no
+//! model is needed here). Never regenerate these files: they are the old version's words.
+
+use std::path::{Path, PathBuf};
+
+use tessera_index::store::MultiVectorRef;
+use tessera_index::{Index, Mode, Query, SearchParams, SparseVector};
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures")
+}
+
+/// A copy, so nothing a reader might write touches the committed fixture.
+fn copy_of(name: &str) -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    copy_dir(&fixtures().join(name), tmp.path());
+    tmp
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), &target).unwrap();
+        }
+    }
+}
+
+#[test]
+fn a_format_1_index_opens_and_answers_as_format_1_did() {
+    let dir = copy_of("format1");
+    let index = Index::open(dir.path()).unwrap();
+    let expected: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fixtures().join("format1-expected.json")).unwrap(),
+    )
+    .unwrap();
+    let dim = index.manifest().dim;
+    let mut checked = 0;
+    for case in expected["cases"].as_array().unwrap() {
+        let doc = case["doc"].as_u64().unwrap() as usize;
+        let ntok = case["query_tokens"].as_u64().unwrap() as usize;
+        let k = case["k"].as_u64().unwrap() as usize;
+        let q: Vec<f32> = index.store().doc(doc).as_slice()[..ntok * dim]
+            .iter()
+            .map(|x| x.to_f32())
+            .collect();
+        let q = q.as_slice();
+        let pairs: Vec<(u32, f32)> = serde_json::from_value(case["sparse"].clone()).unwrap();
+        let sparse = SparseVector::from_pairs(pairs);
+        let text = case["text"].as_str().unwrap();
+        let query = Query {
+            vectors: Some(MultiVectorRef::new(q, dim)),
+            sparse: Some(&sparse),
+            text: Some(text),
+        };
+        for (mode, want) in case["results"].as_object().unwrap() {
+            let m: Mode = mode.parse().unwrap();
+            let got: Vec<(String, f32)> = index
+                .search(&query, k, &m, &SearchParams::default())
+                .unwrap()
+                .into_iter()
+                .map(|h| (index.store().doc_id(h.doc as usize).to_string(), h.score))
+                .collect();
+            let want: Vec<(String, f32)> = want
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|h| {
+                    (
+                        h["id"].as_str().unwrap().to_string(),
+                        h["score"].as_f64().unwrap() as f32,
+                    )
+                })
+                .collect();
+            let got_ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
+            let want_ids: Vec<&str> = want.iter().map(|(id, _)| id.as_str()).collect();
+            assert_eq!(got_ids, want_ids, "doc {doc}, mode {mode}");
+            for ((_, g), (_, w)) in got.iter().zip(&want) {
+                assert!(
+                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
+                    "doc {doc}, mode {mode}: score {g} vs {w}"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 21, "3 queries x 7 modes");
+}
