@@ -817,3 +817,215 @@ fn sparse_and_lexical_stages_end_to_end() {
     ]);
     assert!(err.contains("needs the documents' text"), "{err}");
 }
+
+/// Every file under `dir` with its bytes (the lock file left out), to compare states.
+fn dir_state(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let e = e.unwrap();
+            if e.file_type().unwrap().is_dir() {
+                stack.push(e.path());
+            } else if e.file_name() != "writer.lock" {
+                let name = e.path().strip_prefix(dir).unwrap().display().to_string();
+                out.push((name, std::fs::read(e.path()).unwrap()));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_second_writer_is_refused_and_the_index_survives() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    let other = dir.path().join("other");
+    build_tiny_index(&other);
+    // Another process holds the writer lock (util-linux flock(1) takes the same flock(2)
+    // lock `tessera` does), as a concurrent `tessera index` would.
+    let lock = idx.join("writer.lock");
+    let mut holder = Command::new("flock")
+        .arg("-o")
+        .arg(&lock)
+        .args(["sleep", "30"])
+        .spawn()
+        .unwrap();
+    let held = || {
+        !Command::new("flock")
+            .args(["-n", "-o"])
+            .arg(&lock)
+            .arg("true")
+            .status()
+            .unwrap()
+            .success()
+    };
+    for _ in 0..500 {
+        if held() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    assert!(held(), "the holder never took the lock");
+    let before = dir_state(&idx);
+    let err = fails(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--quiet",
+    ]);
+    assert!(
+        err.contains("another writer is working on this index"),
+        "{err}"
+    );
+    let err = fails(&["rebuild", s(&other), "--out", s(&idx), "--quiet"]);
+    assert!(
+        err.contains("another writer is working on this index"),
+        "{err}"
+    );
+    assert_eq!(
+        dir_state(&idx),
+        before,
+        "a refused writer changed the index"
+    );
+    holder.kill().unwrap();
+    holder.wait().unwrap();
+    // The lock went with its holder: writing works again, and the index answers.
+    build_tiny_index(&idx);
+    ok(&["search", s(&idx), "malaria", "--json"]);
+}
+
+#[test]
+fn a_damaged_index_is_replaced_only_with_force() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    std::fs::write(idx.join("manifest.json"), b"{\"format_version\": 2, \"gen").unwrap();
+    let before = dir_state(&idx);
+    let (corpus, model) = (fixture("tiny-beir"), fixture("tiny-bert"));
+    let args = [
+        "index",
+        s(&corpus),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&model),
+        "--quiet",
+    ];
+    let err = fails(&args);
+    assert!(
+        err.contains("--force") && err.contains("manifest.json"),
+        "{err}"
+    );
+    assert_eq!(
+        dir_state(&idx),
+        before,
+        "the refused build changed the directory"
+    );
+    let mut forced = args.to_vec();
+    forced.push("--force");
+    ok(&forced);
+    ok(&["search", s(&idx), "malaria", "--json"]);
+    assert!(!dir_state(&idx).iter().any(|(n, _)| n.starts_with("g1.")));
+}
+
+#[test]
+fn a_failed_index_run_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("bad.jsonl");
+    std::fs::write(
+        &corpus,
+        "{\"_id\": \"a\", \"text\": \"fine\"}\n{\"_id\": \"b\", \"text\": 5}\n",
+    )
+    .unwrap();
+    let model = fixture("tiny-bert");
+    let fresh = dir.path().join("fresh");
+    let err = fails(&[
+        "index",
+        s(&corpus),
+        "--out",
+        s(&fresh),
+        "--model",
+        s(&model),
+        "--quiet",
+    ]);
+    assert!(err.contains("bad.jsonl:2:"), "{err}");
+    assert!(!fresh.exists(), "the failed run left {fresh:?} behind");
+    // Into an existing index: exactly its committed files remain.
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    let before = dir_state(&idx);
+    fails(&[
+        "index",
+        s(&corpus),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&model),
+        "--quiet",
+    ]);
+    assert_eq!(dir_state(&idx), before);
+}
+
+#[test]
+fn a_corpus_starting_with_a_byte_order_mark_is_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("bom.jsonl");
+    let mut bytes = b"\xEF\xBB\xBF".to_vec();
+    bytes.extend_from_slice(
+        std::fs::read(fixture("tiny-beir/corpus.jsonl"))
+            .unwrap()
+            .as_slice(),
+    );
+    std::fs::write(&corpus, bytes).unwrap();
+    let idx = dir.path().join("idx");
+    let out = ok(&[
+        "index",
+        s(&corpus),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--quiet",
+        "--json",
+    ]);
+    let report: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(report["num_docs"], 16);
+    // The first document keeps its own id.
+    let (id, text) = &corpus_texts()[0];
+    let out = ok(&["search", s(&idx), text, "-k", "1", "--json"]);
+    assert_eq!(result_ids(&out), std::slice::from_ref(id));
+}
+
+#[test]
+fn a_blank_query_is_refused_as_over_http() {
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    build_tiny_index(&idx);
+    for q in ["", "   ", "\t\n"] {
+        let err = fails(&["search", s(&idx), q]);
+        assert!(err.contains("query text is blank"), "{q:?}: {err}");
+    }
+}
+
+#[test]
+fn an_io_error_is_said_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    std::fs::write(&file, b"x").unwrap();
+    let err = fails(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&file.join("idx")),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--quiet",
+    ]);
+    assert_eq!(err.matches("(os error").count(), 1, "{err}");
+}

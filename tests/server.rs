@@ -597,6 +597,7 @@ fn in_process(
             max_body_bytes: 1 << 20,
             max_query_bytes: 1024,
             max_query_vectors: 64,
+            ..Limits::default()
         },
         2,
     );
@@ -608,12 +609,12 @@ fn in_process(
             let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             addr_tx.send(listener.local_addr().unwrap()).unwrap();
             let router = tessera::server::router_with(state, extra);
-            axum::serve(listener, router)
-                .with_graceful_shutdown(async {
-                    let _ = stopped.await;
-                })
-                .await
-                .unwrap();
+            let limits = tessera::server::ConnectionLimits::default();
+            tessera::server::serve_router(listener, router, limits, async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
         });
     });
     let addr = addr_rx.recv().unwrap();
@@ -663,4 +664,254 @@ fn shutdown_lets_in_flight_requests_finish() {
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().unwrap(), "done");
     handle.join().unwrap(); // and the server then stops
+}
+
+/// Read from `stream` until the server closes it; true if it did before `limit`.
+fn closed_by_server_within(stream: &mut TcpStream, limit: Duration) -> bool {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let start = std::time::Instant::now();
+    let mut buf = [0u8; 4096];
+    while start.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) => {}
+            Err(_) => return true, // reset by the server
+        }
+    }
+    false
+}
+
+#[test]
+fn a_client_sending_its_headers_too_slowly_is_cut() {
+    let srv = Server::start(&["--header-timeout", "1", "--idle-timeout", "30"]);
+    let mut slow = TcpStream::connect(srv.addr()).unwrap();
+    let head =
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Padding: aaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n\r\n";
+    // One byte every 100 ms: the head would take 7 s; the server must close before.
+    let mut cut = false;
+    for b in head.iter() {
+        if slow.write_all(&[*b]).is_err() {
+            cut = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        if closed_by_server_within(&mut slow, Duration::from_millis(1)) {
+            cut = true;
+            break;
+        }
+    }
+    assert!(
+        cut,
+        "a 7 s request head was let through a 1 s header timeout"
+    );
+    // A silent connection is cut too: it owes its first head within the timeout.
+    let mut silent = TcpStream::connect(srv.addr()).unwrap();
+    assert!(closed_by_server_within(
+        &mut silent,
+        Duration::from_secs(10)
+    ));
+    // And the server still answers.
+    assert_eq!(
+        client().get(srv.url("/healthz")).send().unwrap().status(),
+        200
+    );
+}
+
+#[test]
+fn an_idle_kept_alive_connection_is_closed() {
+    let srv = Server::start(&["--header-timeout", "10", "--idle-timeout", "1"]);
+    let mut conn = TcpStream::connect(srv.addr()).unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut buf = [0u8; 1024];
+    let n = conn.read(&mut buf).unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Kept alive (no Connection: close), then idle: closed after about a second, long
+    // before the 10 s header timeout.
+    let t = std::time::Instant::now();
+    assert!(closed_by_server_within(&mut conn, Duration::from_secs(8)));
+    assert!(
+        t.elapsed() >= Duration::from_millis(500),
+        "closed before it was idle"
+    );
+}
+
+#[test]
+fn slow_connections_beyond_the_cap_wait_and_valid_requests_are_served() {
+    let srv = Server::start(&["--max-connections", "4", "--header-timeout", "1"]);
+    // Take every slot with connections that never send a request.
+    let mut hogs: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(srv.addr()).unwrap())
+        .collect();
+    // A valid request waits for a slot (it is not refused) and is served once the
+    // header timeout frees one.
+    let r = client().get(srv.url("/healthz")).send().unwrap();
+    assert_eq!(r.status(), 200);
+    for h in &mut hogs {
+        assert!(closed_by_server_within(h, Duration::from_secs(10)));
+    }
+}
+
+#[test]
+fn a_request_past_its_deadline_is_a_503_and_its_search_stops() {
+    // A deadline that has passed before the search starts: the search refuses to run
+    // (it checks the deadline between and inside its stages) and the client gets 503.
+    let srv = Server::start(&["--request-timeout", "0.000001"]);
+    let c = client();
+    for mode in ["exhaustive", "plaid", "bm25+splade", "rrf:plaid+bm25"] {
+        let (st, v) = post(
+            &c,
+            &srv.url("/indexes/tiny/search"),
+            &json!({"query": "vitamin", "mode": mode}),
+        );
+        assert_eq!(
+            (st.as_u16(), error_code(&v)),
+            (503, "deadline_exceeded"),
+            "{mode}: {v}"
+        );
+    }
+}
+
+#[test]
+fn search_depths_are_capped_with_an_error_naming_the_parameter() {
+    let srv = Server::start(&["--max-candidates", "5000", "--max-ncells", "64"]);
+    let c = client();
+    let url = srv.url("/indexes/tiny/search");
+    for (param, value, cap) in [
+        ("ndocs", 4_000_000_000u64, 5000),
+        ("candidates", 5001, 5000),
+        ("ef_search", 1_000_000, 5000),
+        ("sparse_candidates", 4_294_967_295, 5000),
+        ("ncells", 65, 64),
+    ] {
+        let body = json!({"query": "x", "mode": "plaid", "params": {param: value}});
+        let (st, v) = post(&c, &url, &body);
+        assert_eq!(
+            (st.as_u16(), error_code(&v)),
+            (400, "param_out_of_range"),
+            "{param}"
+        );
+        let msg = v["error"]["message"].as_str().unwrap();
+        assert!(
+            msg.contains(param) && msg.contains(&cap.to_string()),
+            "{msg}"
+        );
+    }
+    // At the cap, fine.
+    let body = json!({"query": "x", "mode": "bm25+splade", "params": {"sparse_candidates": 5000}});
+    assert_eq!(post(&c, &url, &body).0, 200);
+}
+
+#[test]
+fn an_oversized_response_is_refused() {
+    let srv = Server::start(&["--max-response-bytes", "2000"]);
+    let c = client();
+    let url = srv.url("/indexes/tiny/search");
+    let (st, _) = post(&c, &url, &json!({"query": "x", "k": 3}));
+    assert_eq!(st, 200);
+    let (st, v) = post(
+        &c,
+        &url,
+        &json!({"query": "x", "k": 16, "include_text": true}),
+    );
+    assert_eq!((st.as_u16(), error_code(&v)), (400, "response_too_large"));
+    let batch = json!({"queries": vec![json!({"query": "x", "k": 16}); 8]});
+    let (st, v) = post(&c, &srv.url("/indexes/tiny/search/batch"), &batch);
+    assert_eq!((st.as_u16(), error_code(&v)), (400, "response_too_large"));
+}
+
+#[test]
+fn made_up_methods_do_not_grow_the_metrics() {
+    let srv = Server::start(&[]);
+    for i in 0..60 {
+        let req = format!("FOO{i} /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+        let status = raw_request(&srv.addr(), req.as_bytes());
+        assert_eq!(status, 405, "FOO{i}");
+    }
+    let metrics = client()
+        .get(srv.url("/metrics"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!metrics.contains("FOO"), "invented methods became labels");
+    assert!(
+        metrics.contains("method=\"other\",route=\"/healthz\",status=\"405\"} 60"),
+        "{metrics}"
+    );
+}
+
+#[test]
+fn huge_query_vectors_are_refused_and_scores_are_numbers() {
+    let srv = Server::start(&[]);
+    let c = client();
+    let url = srv.url("/indexes/tiny/search");
+    let mut row = vec![0.0f32; 32];
+    row[0] = 3e38;
+    let (st, v) = post(&c, &url, &json!({"vectors": [row.clone()], "k": 5}));
+    assert_eq!(
+        (st.as_u16(), error_code(&v)),
+        (400, "invalid_vectors"),
+        "{v}"
+    );
+    row[0] = 1.0;
+    let (st, v) = post(&c, &url, &json!({"vectors": [row], "k": 5}));
+    assert_eq!(st, 200, "{v}");
+    for r in v["results"].as_array().unwrap() {
+        assert!(r["score"].as_f64().unwrap().is_finite(), "{r}");
+    }
+}
+
+#[test]
+fn structs_sent_as_arrays_are_refused() {
+    let srv = Server::start(&[]);
+    let path = "/indexes/tiny/search";
+    for body in [
+        &b"[\"vitamin\", null, 5]"[..],
+        b"{\"query\": \"x\", \"params\": [4, 0.5, 100]}",
+        b"{\"query\": \"x\", \"params\": []}",
+    ] {
+        let status = raw_request(&srv.addr(), &http_post(path, "application/json", body));
+        assert_eq!(status, 400, "{}", String::from_utf8_lossy(body));
+    }
+    let batch = b"{\"queries\": [[\"vitamin\"]]}";
+    let status = raw_request(
+        &srv.addr(),
+        &http_post("/indexes/tiny/search/batch", "application/json", batch),
+    );
+    assert_eq!(status, 400);
+}
+
+#[test]
+fn index_info_hides_server_paths_unless_asked() {
+    let root = index_dir().parent().unwrap().display().to_string();
+    let repo_path = repo().display().to_string();
+    let srv = Server::start(&[]);
+    let info = client()
+        .get(srv.url("/indexes/tiny"))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert!(!info.contains(&root), "index path shown: {info}");
+    assert!(!info.contains(&repo_path), "repository path shown: {info}");
+    assert!(info.contains("\"num_docs\":16"), "{info}");
+    drop(srv);
+    let srv = Server::start(&["--expose-paths"]);
+    let info: Value = client()
+        .get(srv.url("/indexes/tiny"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(info["dir"].as_str().unwrap().contains(&root), "{info}");
 }

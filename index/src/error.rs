@@ -57,6 +57,19 @@ pub enum IndexError {
         stage: String,
         needs: &'static str,
     },
+    /// Another writer holds the index directory's lock.
+    #[error(
+        "{dir}: another writer is working on this index ({}); one writer at a time, try again when it has finished",
+        match holder { Some(pid) => format!("process {pid}"), None => "process unknown".to_string() }
+    )]
+    Locked { dir: PathBuf, holder: Option<u32> },
+    /// A writer found an index it cannot read where it was asked to write, and refused
+    /// to replace it (the caller may ask for that explicitly).
+    #[error("{dir}: holds an index this build cannot read, left untouched ({reason}); to replace it on purpose, write with --force")]
+    ExistingIndexUnreadable { dir: PathBuf, reason: String },
+    /// The search ran past its [`crate::Deadline`] and stopped.
+    #[error("the search ran past its deadline and was stopped")]
+    DeadlineExceeded,
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

@@ -27,6 +27,7 @@
 //! ```
 
 pub mod codec;
+pub mod deadline;
 pub mod error;
 pub mod lexical;
 pub mod maxsim;
@@ -40,6 +41,7 @@ pub mod store;
 
 use std::path::{Path, PathBuf};
 
+pub use deadline::Deadline;
 pub use error::{IndexError, Result};
 pub use maxsim::Hit;
 pub use muvera::{MuveraConfig, MuveraParams};
@@ -188,8 +190,22 @@ pub struct DocExtras<'a> {
     pub sparse: Option<&'a SparseVector>,
 }
 
+/// How [`IndexWriter`] treats what is already in its directory.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct WriteOptions {
+    /// Replace an index whose manifest cannot be read (damaged, or written by a newer
+    /// Tessera). Without it such a directory is refused and left as it is.
+    pub force: bool,
+}
+
 /// Builds a new generation of an index in `dir`. Nothing becomes visible to readers until
 /// [`IndexWriter::commit`]; an interrupted write leaves the previous commit readable.
+///
+/// One writer per directory: the writer holds `writer.lock` (an OS lock, released
+/// however the process ends) from creation to commit or drop. It removes only files it
+/// wrote itself (when dropped without committing), files the previous manifest listed and
+/// the new one does not (after committing), and, under the lock, files of the directory's
+/// naming scheme that no committed manifest lists (left by a killed writer).
 pub struct IndexWriter {
     dir: PathBuf,
     generation: u64,
@@ -199,6 +215,37 @@ pub struct IndexWriter {
     splade: Option<SparseBuilder>,
     bm25: Option<Bm25Builder>,
     texts: Option<store::TextsWriter>,
+    /// The manifest this commit replaces (its unlisted files are removed after commit).
+    previous: Option<Manifest>,
+    /// Replacing an unreadable index: after commit, every generation file but ours goes.
+    forced: bool,
+    /// The lock, and the clean-up of this generation's files if no commit happens.
+    guard: WriteGuard,
+}
+
+/// Holds the directory lock; dropped before a commit, it removes the files of the
+/// generation being written (and the directory, if the writer created it), so a failed
+/// run leaves the directory as it found it.
+struct WriteGuard {
+    dir: PathBuf,
+    generation: u64,
+    created_dir: bool,
+    committed: bool,
+    lock: Option<segment::DirLock>,
+}
+
+impl Drop for WriteGuard {
+    fn drop(&mut self) {
+        if self.committed {
+            return;
+        }
+        remove_generation_files(&self.dir, |g| g == self.generation);
+        if self.created_dir {
+            drop(self.lock.take());
+            let _ = std::fs::remove_file(self.dir.join(segment::LOCK_NAME));
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
 }
 
 impl IndexWriter {
@@ -210,35 +257,78 @@ impl IndexWriter {
 
     /// Like [`IndexWriter::create`], also building the components `config` asks for.
     pub fn create_with(dir: &Path, model: ModelInfo, config: IndexConfig) -> Result<Self> {
+        Self::create_with_options(dir, model, config, WriteOptions::default())
+    }
+
+    /// Like [`IndexWriter::create_with`]; `options.force` replaces an unreadable index.
+    pub fn create_with_options(
+        dir: &Path,
+        model: ModelInfo,
+        config: IndexConfig,
+        options: WriteOptions,
+    ) -> Result<Self> {
+        let created_dir = !dir.exists();
         std::fs::create_dir_all(dir).map_err(|e| IndexError::io(dir, e))?;
+        let lock = match segment::DirLock::acquire(dir) {
+            Ok(l) => l,
+            Err(e) => {
+                if created_dir {
+                    let _ = std::fs::remove_dir(dir);
+                }
+                return Err(e);
+            }
+        };
         let previous = match Manifest::read(dir) {
             Ok(m) => Some(m),
             Err(IndexError::NotAnIndex { .. }) => None,
-            // A damaged previous manifest must not block a rebuild; it is replaced.
-            Err(_) => None,
+            Err(e) if options.force => {
+                let _ = e;
+                None
+            }
+            Err(e) => {
+                return Err(IndexError::ExistingIndexUnreadable {
+                    dir: dir.to_path_buf(),
+                    reason: e.to_string(),
+                })
+            }
         };
-        let generation = previous.as_ref().map_or(1, |m| m.generation + 1);
+        let forced = previous.is_none() && options.force;
+        let generation = match &previous {
+            Some(m) => m.generation + 1,
+            // After a manifest that could not be read, stay clear of its file names.
+            None => highest_generation_file(dir).map_or(1, |g| g + 1),
+        };
+        if let Some(m) = &previous {
+            remove_orphans(dir, m);
+        }
+        let guard = WriteGuard {
+            dir: dir.to_path_buf(),
+            generation,
+            created_dir,
+            committed: false,
+            lock: Some(lock),
+        };
         let store = StoreWriter::create(dir, generation, model.dim)?;
-        let splade = config.splade.clone().map(SparseBuilder::new);
-        let bm25 = if config.bm25 {
-            Some(Bm25Builder::create(dir, generation)?)
-        } else {
-            None
+        let bm25 = match config.bm25 {
+            true => Some(Bm25Builder::create(dir, generation)?),
+            false => None,
         };
-        let texts = if config.store_text {
-            Some(store::TextsWriter::create(dir, generation)?)
-        } else {
-            None
+        let texts = match config.store_text {
+            true => Some(store::TextsWriter::create(dir, generation)?),
+            false => None,
         };
         Ok(IndexWriter {
             dir: dir.to_path_buf(),
             generation,
             model,
             store,
+            splade: config.splade.clone().map(SparseBuilder::new),
             config,
-            splade,
             bm25,
             texts,
+            previous,
+            forced,
+            guard,
         })
     }
 
@@ -318,7 +408,7 @@ impl IndexWriter {
 
     /// Finish every file, then publish them with an atomic manifest rename; finally
     /// delete files of older generations (best effort: leftovers are harmless).
-    pub fn commit(self, config: serde_json::Value) -> Result<Manifest> {
+    pub fn commit(mut self, config: serde_json::Value) -> Result<Manifest> {
         let num_docs = self.store.num_docs();
         let num_vectors = self.store.num_vectors() as usize;
         let dim = self.store.dim();
@@ -372,38 +462,95 @@ impl IndexWriter {
                 splade,
                 bm25,
             },
+            manifest_crc32c: None,
         };
         manifest.commit(&self.dir)?;
-        remove_stale_files(&self.dir, &manifest);
+        self.guard.committed = true;
+        remove_replaced_files(&self.dir, self.previous.as_ref(), &manifest, self.forced);
         Ok(manifest)
     }
 }
 
-/// Remove generation files and directories (`g<N>.*`) the new manifest does not list.
-fn remove_stale_files(dir: &Path, current: &Manifest) {
-    // A listed `g3.bm25/meta.json` keeps the directory `g3.bm25`.
-    let keep: std::collections::HashSet<&str> = current
+/// The generation number of a file or directory named `g<N>.<rest>`.
+fn generation_of(name: &str) -> Option<u64> {
+    let (g, _) = name.strip_prefix('g')?.split_once('.')?;
+    g.parse().ok()
+}
+
+/// Top-level entries (a listed `g3.bm25/meta.json` keeps the directory `g3.bm25`).
+fn listed_entries(m: &Manifest) -> std::collections::HashSet<String> {
+    let mut keep: std::collections::HashSet<String> = m
         .file_names()
         .into_iter()
         .filter_map(|n| n.split('/').next())
+        .map(str::to_string)
         .collect();
+    if let Some(b) = &m.components.bm25 {
+        keep.insert(b.dir.clone());
+    }
+    keep
+}
+
+fn remove_entry(path: &Path) {
+    let _ = if path.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    };
+}
+
+/// Remove every `g<N>.*` entry of `dir` whose generation satisfies `pick`.
+fn remove_generation_files(dir: &Path, pick: impl Fn(u64) -> bool) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        if name.to_str().and_then(generation_of).is_some_and(&pick) {
+            remove_entry(&entry.path());
+        }
+    }
+}
+
+/// The highest generation any `g<N>.*` entry of `dir` carries.
+fn highest_generation_file(dir: &Path) -> Option<u64> {
+    std::fs::read_dir(dir)
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(generation_of))
+        .max()
+}
+
+/// Under the lock, before writing: `g<N>.*` entries the committed manifest does not list
+/// were left by a writer that died (killed before its commit, or after it but before its
+/// clean-up): no live writer can own them.
+fn remove_orphans(dir: &Path, committed: &Manifest) {
+    let keep = listed_entries(committed);
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };
     for entry in entries.flatten() {
         let name = entry.file_name();
         let Some(name) = name.to_str() else { continue };
-        let is_generation_file = name.starts_with('g')
-            && name[1..]
-                .split('.')
-                .next()
-                .is_some_and(|n| n.parse::<u64>().is_ok());
-        if is_generation_file && !keep.contains(name) {
-            let _ = if entry.file_type().is_ok_and(|t| t.is_dir()) {
-                std::fs::remove_dir_all(entry.path())
-            } else {
-                std::fs::remove_file(entry.path())
-            };
+        if generation_of(name).is_some() && !keep.contains(name) {
+            remove_entry(&entry.path());
+        }
+    }
+}
+
+/// After a commit: the files the replaced manifest listed and the new one does not; when
+/// an unreadable index was replaced on purpose, every other generation's files.
+fn remove_replaced_files(dir: &Path, previous: Option<&Manifest>, new: &Manifest, forced: bool) {
+    let keep = listed_entries(new);
+    if forced {
+        remove_generation_files(dir, |g| g != new.generation);
+        return;
+    }
+    if let Some(prev) = previous {
+        for name in listed_entries(prev) {
+            if !keep.contains(&name) {
+                remove_entry(&dir.join(name));
+            }
         }
     }
 }

@@ -67,6 +67,22 @@ fn writer_rejects_bad_documents() {
 }
 
 #[test]
+fn vectors_that_f16_cannot_hold_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut w = IndexWriter::create(dir.path(), model()).unwrap();
+    for bad in [f32::NAN, f32::INFINITY, 3e38, -70_000.0] {
+        let mut v = doc(0, 1);
+        v[3] = bad;
+        assert!(
+            matches!(w.add("x", &v), Err(IndexError::InvalidArgument(_))),
+            "{bad} accepted"
+        );
+    }
+    w.add("fine", &doc(0, 1)).unwrap();
+    assert_eq!(w.num_docs(), 1);
+}
+
+#[test]
 fn missing_manifest_is_not_an_index() {
     let dir = tempfile::tempdir().unwrap();
     assert!(matches!(

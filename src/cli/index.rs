@@ -98,6 +98,10 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         config,
         progress,
     );
+    let job = IndexJob {
+        force: args.force,
+        ..job
+    };
     let (_, report) = pipeline::build_index(&encoder, splade.as_ref(), &job, report_skip)?;
     if args.json {
         println!(
@@ -134,6 +138,7 @@ pub(super) fn index_job(
         progress,
         pooling: pooling.pooling(),
         components,
+        force: false,
     }
 }
 

@@ -96,6 +96,43 @@ pub struct ServeArgs {
     /// Searches running at once; more wait their turn [default: the number of cores].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub concurrent_searches: Option<u32>,
+    /// Largest ndocs, candidates, ef_search and sparse_candidates a request may ask for.
+    #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_candidates: u32,
+    /// Largest PLAID ncells a request may ask for.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_ncells: u32,
+    /// Largest response body in bytes; a larger one is refused (response_too_large).
+    #[arg(long, default_value_t = 16 << 20)]
+    pub max_response_bytes: usize,
+    /// Seconds a request may take; past it the client gets 503 deadline_exceeded and the
+    /// search stops. Fractions allowed.
+    #[arg(long, default_value_t = 30.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub request_timeout: f64,
+    /// Seconds a client has to send a request's line and headers (counted from its first
+    /// byte, or from connecting); a slower connection is closed.
+    #[arg(long, default_value_t = 10.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub header_timeout: f64,
+    /// Seconds a kept-alive connection may wait idle for its next request.
+    #[arg(long, default_value_t = 60.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub idle_timeout: f64,
+    /// Connections served at once; more wait to be accepted until one closes.
+    #[arg(long, default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_connections: u32,
+    /// Show the server's file-system paths (index directory, model and corpus paths) in
+    /// GET /indexes/{name}; hidden by default.
+    #[arg(long)]
+    pub expose_paths: bool,
+}
+
+/// A positive number of seconds, fractions allowed (at most a day).
+fn parse_seconds(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v > 0.0 && v <= 86_400.0 => Ok(v),
+        _ => Err(format!(
+            "{s:?}: expected seconds, a number above 0 and at most 86400"
+        )),
+    }
 }
 
 #[derive(Debug, Args)]
@@ -125,6 +162,10 @@ pub struct RebuildArgs {
     /// Print the build report as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Replace an index in --out that cannot be read (damaged, or written by a newer
+    /// Tessera); without it such a directory is refused and left untouched.
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Model and encoding flags shared by the commands that encode documents.
@@ -492,6 +533,7 @@ impl SearchParamArgs {
                 sparse_candidates,
                 sparse_scorer,
                 bm25,
+                deadline: Default::default(),
             };
         }
         let mut p = PlaidParams::for_k(k);
@@ -516,6 +558,7 @@ impl SearchParamArgs {
             sparse_candidates,
             sparse_scorer,
             bm25,
+            deadline: Default::default(),
         }
     }
 }
@@ -548,6 +591,10 @@ pub struct IndexArgs {
     /// Print the build report as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Replace an index in --out that cannot be read (damaged, or written by a newer
+    /// Tessera); without it such a directory is refused and left untouched.
+    #[arg(long)]
+    pub force: bool,
 }
 
 #[derive(Debug, Args)]

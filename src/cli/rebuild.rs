@@ -2,7 +2,7 @@ use std::time::Instant;
 
 use half::slice::HalfFloatSliceExt;
 use tessera_index::pooling::pool_hierarchical;
-use tessera_index::{DocExtras, Index, IndexWriter};
+use tessera_index::{DocExtras, Index, IndexWriter, WriteOptions};
 
 use crate::cli::index::{index_config, splade_encoder};
 use crate::cli::RebuildArgs;
@@ -49,7 +49,9 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
     )?;
     let started = Instant::now();
     let src = source.manifest();
-    let mut writer = IndexWriter::create_with(&args.out, src.model.clone(), config.clone())?;
+    let options = WriteOptions { force: args.force };
+    let mut writer =
+        IndexWriter::create_with_options(&args.out, src.model.clone(), config.clone(), options)?;
     let mut buf = Vec::new();
     let mut sparse = Vec::new();
     for d in 0..store.num_docs() {

@@ -5,6 +5,10 @@ use crate::search::Searcher;
 use crate::Result;
 
 pub(super) fn run(args: SearchArgs) -> Result<()> {
+    // The HTTP API refuses a blank query too (`empty_query`); both say the same.
+    if args.query.trim().is_empty() {
+        return Err(crate::Error::Usage("query text is blank".into()));
+    }
     let searcher = Searcher::open(&args.index, args.model.as_deref(), args.device)?;
     let t = Instant::now();
     args.params.validate().map_err(crate::Error::Usage)?;

@@ -1,7 +1,9 @@
 use std::path::PathBuf;
 
 use crate::cli::ServeArgs;
-use crate::server::{self, Limits, ServeConfig};
+use std::time::Duration;
+
+use crate::server::{self, ConnectionLimits, Limits, ServeConfig};
 use crate::{Error, Result};
 
 pub(super) fn run(args: ServeArgs) -> Result<()> {
@@ -44,7 +46,17 @@ pub(super) fn run(args: ServeArgs) -> Result<()> {
             max_body_bytes: args.max_body_bytes,
             max_query_bytes: args.max_query_bytes,
             max_query_vectors: args.max_query_vectors,
+            max_candidates: args.max_candidates as usize,
+            max_ncells: args.max_ncells as usize,
+            max_response_bytes: args.max_response_bytes,
+            request_timeout: Duration::from_secs_f64(args.request_timeout),
+        },
+        connections: ConnectionLimits {
+            header_timeout: Duration::from_secs_f64(args.header_timeout),
+            idle_timeout: Duration::from_secs_f64(args.idle_timeout),
+            max_connections: args.max_connections as usize,
         },
         concurrent_searches: args.concurrent_searches.map_or(cores, |c| c as usize),
+        expose_paths: args.expose_paths,
     })
 }

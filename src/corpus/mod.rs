@@ -13,6 +13,9 @@ use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
+/// The UTF-8 byte-order mark, accepted (and dropped) at the start of a corpus.
+const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
+
 /// One document: external id and the text to encode (text fields joined by a space).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Document {
@@ -231,6 +234,10 @@ impl Iterator for JsonlReader {
             self.line += 1;
             while matches!(self.buf.last(), Some(b'\n' | b'\r')) {
                 self.buf.pop();
+            }
+            // Editors (Notepad, Excel's "UTF-8" export) start files with a byte-order mark.
+            if self.line == 1 && self.buf.starts_with(UTF8_BOM) {
+                self.buf.drain(..UTF8_BOM.len());
             }
             if self.buf.iter().all(u8::is_ascii_whitespace) {
                 continue; // blank lines separate nothing in JSONL; not an error

@@ -7,7 +7,9 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tessera_index::pooling::{pool_by_groups, pool_hierarchical};
-use tessera_index::{DocExtras, IndexConfig, IndexError, IndexWriter, Manifest, ModelInfo};
+use tessera_index::{
+    DocExtras, IndexConfig, IndexError, IndexWriter, Manifest, ModelInfo, WriteOptions,
+};
 
 use crate::corpus::{self, CorpusError, CorpusFormat, JsonlReader, OnMalformed, Skipped};
 use crate::encoder::{ColbertEncoder, EncoderError, Role, SpladeEncoder};
@@ -41,6 +43,8 @@ pub struct IndexJob {
     pub pooling: Option<Pooling>,
     /// Optional components (PLAID) built at commit.
     pub components: IndexConfig,
+    /// Replace an unreadable index in `out` instead of refusing.
+    pub force: bool,
 }
 
 /// Token pooling (see `tessera_index::pooling`).
@@ -114,7 +118,9 @@ pub fn build_index(
             "settings": encoder.settings(),
         }),
     };
-    let mut writer = IndexWriter::create_with(&job.out, model, job.components.clone())?;
+    let options = WriteOptions { force: job.force };
+    let mut writer =
+        IndexWriter::create_with_options(&job.out, model, job.components.clone(), options)?;
     let reader = JsonlReader::open(&path, job.format.clone(), job.on_malformed)?;
     let mut encode_seconds = 0.0;
     let mut tokens_encoded = 0usize;

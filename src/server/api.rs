@@ -11,7 +11,7 @@ use axum::response::IntoResponse;
 use axum::Json;
 use serde::{Deserialize, Serialize};
 use tessera_index::store::MultiVector;
-use tessera_index::{Mode, Query, SearchParams};
+use tessera_index::{Deadline, Mode, Query, SearchParams};
 use tokio::sync::Semaphore;
 use utoipa::{OpenApi, ToSchema};
 
@@ -28,6 +28,33 @@ pub struct Limits {
     pub max_body_bytes: usize,
     pub max_query_bytes: usize,
     pub max_query_vectors: usize,
+    /// Largest `ndocs`, `candidates`, `ef_search` and `sparse_candidates` (each sets how
+    /// much a first stage scores, and so memory and time).
+    pub max_candidates: usize,
+    /// Largest PLAID `ncells`.
+    pub max_ncells: usize,
+    /// Largest response body; a bigger one is refused (`response_too_large`).
+    pub max_response_bytes: usize,
+    /// A request still running after this is answered 503 `deadline_exceeded`, and its
+    /// search stops.
+    pub request_timeout: std::time::Duration,
+}
+
+impl Default for Limits {
+    /// The defaults of `tessera serve`.
+    fn default() -> Self {
+        Limits {
+            max_k: 1000,
+            max_batch: 256,
+            max_body_bytes: 2 << 20,
+            max_query_bytes: 4096,
+            max_query_vectors: 512,
+            max_candidates: 100_000,
+            max_ncells: 1024,
+            max_response_bytes: 16 << 20,
+            request_timeout: std::time::Duration::from_secs(30),
+        }
+    }
 }
 
 /// One served index: the searcher and its external-id lookup.
@@ -58,9 +85,11 @@ pub struct AppState(Arc<Inner>);
 pub struct Inner {
     indexes: BTreeMap<String, Arc<Served>>,
     limits: Limits,
+    /// Show file-system paths in `GET /indexes/{name}` (`--expose-paths`).
+    expose_paths: bool,
     /// Searches running at once (encoding and MaxSim are CPU-bound: more than the cores
     /// only adds queueing inside the threads).
-    permits: Semaphore,
+    permits: Arc<Semaphore>,
 }
 
 impl AppState {
@@ -71,7 +100,18 @@ impl AppState {
                 .map(|s| (s.name.clone(), Arc::new(s)))
                 .collect(),
             limits,
-            permits: Semaphore::new(concurrent_searches.max(1)),
+            expose_paths: false,
+            permits: Arc::new(Semaphore::new(concurrent_searches.max(1))),
+        }))
+    }
+
+    /// Show (or hide, the default) the server's paths in `GET /indexes/{name}`.
+    pub fn with_expose_paths(self, expose: bool) -> Self {
+        let inner = Arc::try_unwrap(self.0)
+            .unwrap_or_else(|_| panic!("with_expose_paths is called before the state is shared"));
+        AppState(Arc::new(Inner {
+            expose_paths: expose,
+            ..inner
         }))
     }
 
@@ -102,12 +142,19 @@ impl AppState {
         &self,
         work: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
     ) -> Result<T, ApiError> {
-        let _permit = self
+        let permit = self
             .0
             .permits
-            .acquire()
+            .clone()
+            .acquire_owned()
             .await
             .map_err(|_| ApiError::new(ErrorCode::Internal, "server is shutting down"))?;
+        // The permit goes with the work: a request given up at its deadline keeps its slot
+        // until the search has actually stopped.
+        let work = move || {
+            let _permit = permit;
+            work()
+        };
         match tokio::task::spawn_blocking(work).await {
             Ok(r) => r,
             Err(e) => Err(ApiError::new(
@@ -133,6 +180,7 @@ pub struct SearchRequest {
     /// First stages, as `tessera search --mode` [default: exhaustive].
     pub mode: Option<String>,
     /// First-stage knobs, as the `tessera search` flags of the same names.
+    #[serde(default, deserialize_with = "super::error::object_or_null")]
     pub params: Option<SearchParamArgs>,
     /// Include each result's stored text.
     #[serde(default)]
@@ -143,6 +191,7 @@ pub struct SearchRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    #[serde(deserialize_with = "super::error::objects")]
     pub queries: Vec<SearchRequest>,
 }
 
@@ -187,14 +236,17 @@ pub struct IndexSummary {
 pub struct IndexInfo {
     #[serde(flatten)]
     pub summary: IndexSummary,
-    pub dir: String,
+    /// The index directory on the server (only with `tessera serve --expose-paths`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
     pub generation: u64,
     pub created_by: String,
     pub model_weights_sha256: String,
     pub stores_text: bool,
     pub index_bytes: u64,
     pub component_bytes: BTreeMap<String, u64>,
-    /// The build configuration recorded in the manifest.
+    /// The build configuration recorded in the manifest (absolute paths in it reduced to
+    /// their last component unless the server runs with `--expose-paths`).
     #[schema(value_type = Object)]
     pub config: serde_json::Value,
 }
@@ -217,6 +269,7 @@ pub struct Health {
 
 /// A validated request, ready to run.
 struct Plan {
+    /// Where the request came in; its deadline counts from here.
     text: Option<String>,
     vectors: Option<MultiVector>,
     k: usize,
@@ -226,7 +279,12 @@ struct Plan {
 }
 
 impl Plan {
-    fn new(req: SearchRequest, served: &Served, limits: &Limits) -> Result<Plan, ApiError> {
+    fn new(
+        req: SearchRequest,
+        served: &Served,
+        limits: &Limits,
+        deadline: Deadline,
+    ) -> Result<Plan, ApiError> {
         let k = req.k.unwrap_or(10);
         if k == 0 || k > limits.max_k as u64 {
             return Err(ApiError::new(
@@ -276,15 +334,58 @@ impl Plan {
         let args = req.params.unwrap_or_default();
         args.validate()
             .map_err(|e| ApiError::new(ErrorCode::InvalidRequest, e))?;
+        check_depths(&args, limits)?;
+        let mut params = args.params(k);
+        params.deadline = deadline;
         Ok(Plan {
             text,
             vectors,
             k,
             mode,
-            params: args.params(k),
+            params,
             include_text: req.include_text,
         })
     }
+}
+
+/// Each first-stage depth within the server's caps, or `param_out_of_range` naming it.
+fn check_depths(args: &SearchParamArgs, limits: &Limits) -> Result<(), ApiError> {
+    let caps = [
+        ("ncells", args.ncells, limits.max_ncells, "--max-ncells"),
+        (
+            "ndocs",
+            args.ndocs,
+            limits.max_candidates,
+            "--max-candidates",
+        ),
+        (
+            "candidates",
+            args.candidates,
+            limits.max_candidates,
+            "--max-candidates",
+        ),
+        (
+            "ef_search",
+            args.ef_search,
+            limits.max_candidates,
+            "--max-candidates",
+        ),
+        (
+            "sparse_candidates",
+            args.sparse_candidates,
+            limits.max_candidates,
+            "--max-candidates",
+        ),
+    ];
+    for (name, value, cap, flag) in caps {
+        if let Some(v) = value.filter(|&v| v as usize > cap) {
+            return Err(ApiError::new(
+                ErrorCode::ParamOutOfRange,
+                format!("params.{name} is {v}; this server allows at most {cap} ({flag})"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 fn query_vectors(rows: Vec<Vec<f32>>, dim: usize, max: usize) -> Result<MultiVector, ApiError> {
@@ -319,7 +420,10 @@ fn query_vectors(rows: Vec<Vec<f32>>, dim: usize, max: usize) -> Result<MultiVec
         }
         data.extend_from_slice(row);
     }
-    Ok(MultiVector::new(data, dim))
+    let vectors = MultiVector::new(data, dim);
+    tessera_index::search::check_query_vectors(vectors.view())
+        .map_err(|e| ApiError::new(ErrorCode::InvalidVectors, e.to_string()))?;
+    Ok(vectors)
 }
 
 /// Encode what the plans need (texts batched together), search each, shape responses.
@@ -403,11 +507,33 @@ pub async fn search(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<SearchRequest>,
-) -> Result<Json<SearchResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
+    let limits = state.limits();
+    let deadline = Deadline::after(limits.request_timeout);
     let served = state.index(&name)?;
-    let plan = Plan::new(req, &served, &state.limits())?;
+    let plan = Plan::new(req, &served, &limits, deadline)?;
     let mut responses = state.blocking(move || execute(&served, vec![plan])).await?;
-    Ok(Json(responses.pop().expect("one plan, one response")))
+    json_within(
+        &responses.pop().expect("one plan, one response"),
+        limits.max_response_bytes,
+    )
+}
+
+/// The JSON response, or `response_too_large` if it would exceed `max` bytes.
+fn json_within<T: Serialize>(body: &T, max: usize) -> Result<axum::response::Response, ApiError> {
+    let bytes = serde_json::to_vec(body)
+        .map_err(|e| ApiError::new(ErrorCode::Internal, format!("response: {e}")))?;
+    if bytes.len() > max {
+        return Err(ApiError::new(
+            ErrorCode::ResponseTooLarge,
+            format!(
+                "the response would be {} bytes; this server sends at most {max} \
+                 (--max-response-bytes): ask for fewer results or leave out include_text",
+                bytes.len()
+            ),
+        ));
+    }
+    Ok(([(header::CONTENT_TYPE, "application/json")], bytes).into_response())
 }
 
 /// Search one index with many queries (encoded together).
@@ -426,9 +552,10 @@ pub async fn search_batch(
     State(state): State<AppState>,
     Path(name): Path<String>,
     ApiJson(req): ApiJson<BatchRequest>,
-) -> Result<Json<BatchResponse>, ApiError> {
+) -> Result<axum::response::Response, ApiError> {
     let served = state.index(&name)?;
     let limits = state.limits();
+    let deadline = Deadline::after(limits.request_timeout);
     if req.queries.is_empty() || req.queries.len() > limits.max_batch {
         return Err(ApiError::new(
             ErrorCode::BadBatchSize,
@@ -443,14 +570,15 @@ pub async fn search_batch(
         .queries
         .into_iter()
         .enumerate()
-        .map(|(i, q)| Plan::new(q, &served, &limits).map_err(|e| e.in_query(i)))
+        .map(|(i, q)| Plan::new(q, &served, &limits, deadline).map_err(|e| e.in_query(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
     let results = state.blocking(move || execute(&served, plans)).await?;
-    Ok(Json(BatchResponse {
+    let response = BatchResponse {
         results,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
-    }))
+    };
+    json_within(&response, limits.max_response_bytes)
 }
 
 fn summary(served: &Served) -> IndexSummary {
@@ -485,17 +613,44 @@ pub async fn index_info(
     let served = state.index(&name)?;
     let index = served.searcher.index();
     let m = index.manifest();
+    let expose = state.0.expose_paths;
     Ok(Json(IndexInfo {
         summary: summary(&served),
-        dir: index.dir().display().to_string(),
+        dir: expose.then(|| index.dir().display().to_string()),
         generation: m.generation,
         created_by: m.created_by.clone(),
         model_weights_sha256: m.model.weights_sha256.clone(),
         stores_text: index.store().has_texts(),
         index_bytes: m.index_bytes(),
         component_bytes: m.component_bytes(),
-        config: m.config.clone(),
+        config: if expose {
+            m.config.clone()
+        } else {
+            without_paths(m.config.clone())
+        },
     }))
+}
+
+fn is_absolute_path(s: &str) -> bool {
+    let b = s.as_bytes();
+    s.starts_with('/') || (b.len() > 2 && b[1] == b':' && matches!(b[2], b'/' | b'\\'))
+}
+
+/// `value` with every string that is an absolute path cut to its last component: the
+/// server's disk layout is not the client's business.
+fn without_paths(value: serde_json::Value) -> serde_json::Value {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if is_absolute_path(&s) => {
+            let last = s.rsplit(['/', '\\']).find(|p| !p.is_empty()).unwrap_or("");
+            Value::String(last.to_string())
+        }
+        Value::Array(a) => Value::Array(a.into_iter().map(without_paths).collect()),
+        Value::Object(o) => {
+            Value::Object(o.into_iter().map(|(k, v)| (k, without_paths(v))).collect())
+        }
+        other => other,
+    }
 }
 
 /// One document by its external id.

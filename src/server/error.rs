@@ -7,7 +7,7 @@ use axum::extract::{FromRequest, Request};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::metrics;
@@ -46,6 +46,13 @@ pub enum ErrorCode {
     /// A `mode` whose stage the index was built without, or that needs a part of the
     /// query the request lacks (text for bm25, vectors for MaxSim re-ranking).
     UnsupportedMode,
+    /// A search parameter (`ncells`, `ndocs`, `candidates`, `ef_search`,
+    /// `sparse_candidates`) above the server's cap (`--max-candidates`, `--max-ncells`).
+    ParamOutOfRange,
+    /// The response would exceed `--max-response-bytes`.
+    ResponseTooLarge,
+    /// The request ran past `--request-timeout`; its search was stopped.
+    DeadlineExceeded,
     /// A fault of the server (a bug); the message says what, the server keeps running.
     Internal,
 }
@@ -55,9 +62,9 @@ impl ErrorCode {
         use ErrorCode::*;
         match self {
             InvalidJson | InvalidRequest | KOutOfRange | EmptyQuery | QueryTooLong
-            | WrongDimension | InvalidVectors | BadBatchSize | InvalidMode | UnsupportedMode => {
-                StatusCode::BAD_REQUEST
-            }
+            | WrongDimension | InvalidVectors | BadBatchSize | InvalidMode | UnsupportedMode
+            | ParamOutOfRange | ResponseTooLarge => StatusCode::BAD_REQUEST,
+            DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnknownIndex | UnknownDocument | NotFound => StatusCode::NOT_FOUND,
@@ -85,6 +92,9 @@ impl ErrorCode {
             BadBatchSize => "bad_batch_size",
             InvalidMode => "invalid_mode",
             UnsupportedMode => "unsupported_mode",
+            ParamOutOfRange => "param_out_of_range",
+            ResponseTooLarge => "response_too_large",
+            DeadlineExceeded => "deadline_exceeded",
             Internal => "internal",
         }
     }
@@ -150,6 +160,7 @@ impl From<crate::Error> for ApiError {
             | crate::Error::Index(IndexError::QueryLacks { .. }) => ErrorCode::UnsupportedMode,
             crate::Error::Index(IndexError::Dimension { .. }) => ErrorCode::WrongDimension,
             crate::Error::Index(IndexError::InvalidArgument(_)) => ErrorCode::InvalidRequest,
+            crate::Error::Index(IndexError::DeadlineExceeded) => ErrorCode::DeadlineExceeded,
             _ => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())
@@ -162,14 +173,14 @@ pub struct ApiJson<T>(pub T);
 
 impl<S, T> FromRequest<S> for ApiJson<T>
 where
-    Json<T>: FromRequest<S, Rejection = JsonRejection>,
+    Json<Object<T>>: FromRequest<S, Rejection = JsonRejection>,
     S: Send + Sync,
 {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(v)) => Ok(ApiJson(v)),
+        match Json::<Object<T>>::from_request(req, state).await {
+            Ok(Json(Object(v))) => Ok(ApiJson(v)),
             Err(rejection) => Err(match &rejection {
                 JsonRejection::JsonSyntaxError(_) => {
                     ApiError::new(ErrorCode::InvalidJson, rejection.body_text())
@@ -189,4 +200,47 @@ where
             }),
         }
     }
+}
+
+/// A `T` read only from a JSON object. serde's derived structs also accept a JSON array
+/// and read it positionally (`[null, 5]` as `{"query": null, "k": 5}`), which is never
+/// what a client meant; every request struct is read through this instead.
+pub struct Object<T>(pub T);
+
+impl<'de, T: serde::Deserialize<'de>> serde::Deserialize<'de> for Object<T> {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit<T>(std::marker::PhantomData<T>);
+        impl<'de, T: serde::Deserialize<'de>> serde::de::Visitor<'de> for Visit<T> {
+            type Value = T;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+                T::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+            }
+        }
+        d.deserialize_map(Visit(std::marker::PhantomData))
+            .map(Object)
+    }
+}
+
+/// `deserialize_with` for an optional object field (`null` or absent is `None`).
+pub fn object_or_null<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(Option::<Object<T>>::deserialize(d)?.map(|o| o.0))
+}
+
+/// `deserialize_with` for a list of objects.
+pub fn objects<'de, D, T>(d: D) -> Result<Vec<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    Ok(Vec::<Object<T>>::deserialize(d)?
+        .into_iter()
+        .map(|o| o.0)
+        .collect())
 }

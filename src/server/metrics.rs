@@ -71,6 +71,24 @@ pub fn render() -> String {
     String::from_utf8(out).expect("Prometheus text is UTF-8")
 }
 
+/// The method as a label: the standard ones by name, anything else `other` (a client
+/// inventing methods must not grow the label set, and with it `/metrics`, without bound).
+fn method_label(m: &axum::http::Method) -> &'static str {
+    use axum::http::Method;
+    match *m {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        Method::CONNECT => "CONNECT",
+        Method::TRACE => "TRACE",
+        _ => "other",
+    }
+}
+
 /// Middleware: time every request, label it with its route template (not the raw path,
 /// so index names and ids do not explode the label set).
 pub async fn track(req: Request, next: Next) -> Response {
@@ -79,12 +97,12 @@ pub async fn track(req: Request, next: Next) -> Response {
         .get::<MatchedPath>()
         .map_or("unmatched", |p| p.as_str())
         .to_string();
-    let method = req.method().to_string();
+    let method = method_label(req.method());
     let started = Instant::now();
     let response = next.run(req).await;
     let m = &*METRICS;
     m.requests
-        .with_label_values(&[&route, &method, response.status().as_str()])
+        .with_label_values(&[&route, method, response.status().as_str()])
         .inc();
     m.latency
         .with_label_values(&[&route])

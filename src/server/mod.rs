@@ -9,6 +9,7 @@
 //! in-flight requests finish.
 
 mod api;
+mod conn;
 mod error;
 mod metrics;
 
@@ -21,6 +22,7 @@ use axum::Router;
 use tower_http::catch_panic::CatchPanicLayer;
 
 pub use api::{ApiDoc, AppState, Limits, Served};
+pub use conn::ConnectionLimits;
 pub use error::{ApiError, ErrorCode};
 
 use crate::encoder::DeviceSpec;
@@ -67,6 +69,24 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
             },
         ))
         .layer(CatchPanicLayer::custom(panic_response))
+        // The per-request deadline: past it the client gets 503 `deadline_exceeded` (the
+        // search itself stops at the same deadline, see `api::Plan`).
+        .layer(axum::middleware::from_fn(
+            move |req: axum::extract::Request, next: axum::middleware::Next| async move {
+                use axum::response::IntoResponse;
+                match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
+                    Ok(response) => response,
+                    Err(_) => ApiError::new(
+                        ErrorCode::DeadlineExceeded,
+                        format!(
+                            "the request took longer than this server's limit of {:.3} s (--request-timeout) and was stopped",
+                            limits.request_timeout.as_secs_f64()
+                        ),
+                    )
+                    .into_response(),
+                }
+            },
+        ))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
 }
@@ -81,15 +101,24 @@ fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response:
 }
 
 /// Serve `router(state)` on `listener` until `shutdown` completes; in-flight requests
-/// finish first.
+/// finish first. Connections are capped and stalled ones closed (see [`conn`]).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
+    limits: ConnectionLimits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_router(listener, router(state), limits, shutdown).await
+}
+
+/// [`serve`] for any router (the API with extra routes, see [`router_with`]).
+pub async fn serve_router(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    limits: ConnectionLimits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    conn::serve(listener, router, limits, shutdown).await
 }
 
 /// What `tessera serve` needs.
@@ -100,7 +129,10 @@ pub struct ServeConfig {
     pub addr: String,
     pub device: DeviceSpec,
     pub limits: Limits,
+    pub connections: ConnectionLimits,
     pub concurrent_searches: usize,
+    /// Show the server's file-system paths in `GET /indexes/{name}`.
+    pub expose_paths: bool,
 }
 
 /// Open the indexes (sharing encoders), bind, serve until SIGINT/SIGTERM.
@@ -112,7 +144,8 @@ pub fn run(config: ServeConfig) -> crate::Result<()> {
         served.push(Served::new(name.clone(), searcher));
     }
     let (colbert, splade) = cache.loaded();
-    let state = AppState::new(served, config.limits, config.concurrent_searches);
+    let state = AppState::new(served, config.limits, config.concurrent_searches)
+        .with_expose_paths(config.expose_paths);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -136,7 +169,8 @@ pub fn run(config: ServeConfig) -> crate::Result<()> {
             "listening on http://{addr} · indexes: {} · {colbert} ColBERT and {splade} SPLADE model(s) loaded",
             names.join(", ")
         );
-        serve(listener, state, shutdown_signal())
+        raise_fd_limit(config.connections.max_connections);
+        serve(listener, state, config.connections, shutdown_signal())
             .await
             .map_err(|e| crate::Error::Io {
                 what: "serving".into(),
@@ -145,6 +179,20 @@ pub fn run(config: ServeConfig) -> crate::Result<()> {
         eprintln!("stopped");
         Ok(())
     })
+}
+
+/// Every connection holds a file descriptor: ask the kernel for enough of them (the soft
+/// limit is often 1,024) for `--max-connections` plus the index files and some slack.
+fn raise_fd_limit(max_connections: usize) {
+    let want = max_connections as u64 + 256;
+    match rlimit::increase_nofile_limit(want) {
+        Ok(got) if got < want => eprintln!(
+            "warning: the open-file limit is {got}; with --max-connections {max_connections} \
+             the server may run out of file descriptors (raise `ulimit -n`)"
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot read the open-file limit: {e}"),
+    }
 }
 
 /// SIGINT or SIGTERM.

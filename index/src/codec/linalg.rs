@@ -4,7 +4,7 @@
 /// `out[i * nb + j] = ⟨a_i, b_j⟩` for row-major `a` (`na x dim`) and `b` (`nb x dim`).
 /// Single-threaded: callers parallelise over blocks of `a`.
 pub fn dot_matrix(a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
-    assert!(dim > 0 && a.len() % dim == 0 && b.len() % dim == 0);
+    assert!(dim > 0 && a.len().is_multiple_of(dim) && b.len().is_multiple_of(dim));
     let (na, nb) = (a.len() / dim, b.len() / dim);
     assert_eq!(out.len(), na * nb, "output is na x nb");
     if na == 0 || nb == 0 {

@@ -226,6 +226,8 @@ impl Bm25Index {
             .collect();
         let query = BooleanQuery::new(clauses);
         let searcher = self.reader.searcher();
+        // Tantivy reserves room for k hits: never more than there are documents.
+        let k = k.min(searcher.num_docs().max(1) as usize);
         let top: Vec<(f32, DocAddress)> = searcher
             .search(&query, &TopDocs::with_limit(k).order_by_score())
             .map_err(|e| tantivy_err(&self.dir, e))?;

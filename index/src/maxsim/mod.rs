@@ -16,7 +16,10 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 
 pub use scalar::maxsim_scalar;
-pub use search::{search_candidates, search_exhaustive};
+pub use search::{
+    search_candidates, search_candidates_until, search_exhaustive, search_exhaustive_until,
+};
+pub(crate) use topk::PREALLOCATE;
 pub use topk::{Hit, TopK};
 
 use crate::store::MultiVectorRef;

@@ -34,6 +34,9 @@ impl Ord for Worst {
     }
 }
 
+/// Most entries a top-k heap reserves before it has seen any hit.
+pub(crate) const PREALLOCATE: usize = 1024;
+
 /// Keeps the best `k` hits seen.
 #[derive(Debug, Clone)]
 pub struct TopK {
@@ -45,7 +48,8 @@ impl TopK {
     pub fn new(k: usize) -> Self {
         TopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            // A huge k (a caller's typo, a hostile request) must not allocate up front.
+            heap: BinaryHeap::with_capacity(k.min(PREALLOCATE) + 1),
         }
     }
 

@@ -11,7 +11,7 @@ use std::arch::x86_64::*;
 /// The CPU must support AVX2 and FMA.
 #[target_feature(enable = "avx2,fma")]
 pub(super) unsafe fn maxsim_avx2(q: &[f32], d: &[f32], dim: usize) -> f32 {
-    assert!(dim > 0 && q.len() % dim == 0 && d.len() % dim == 0);
+    assert!(dim > 0 && q.len().is_multiple_of(dim) && d.len().is_multiple_of(dim));
     let (nq, nd) = (q.len() / dim, d.len() / dim);
     let mut total = 0.0f32;
     let mut i = 0;

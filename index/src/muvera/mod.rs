@@ -158,7 +158,11 @@ impl MuveraIndex {
     /// Candidate documents for `query` from the graph.
     pub fn candidates(&self, query: MultiVectorRef<'_, f32>, params: &MuveraParams) -> Vec<u32> {
         let fde = self.encoder.encode_query(query.as_slice());
-        self.graph.search(&fde, params.candidates, params.ef_search)
+        // Never ask the graph for more than it holds (hnsw_rs reserves `ef` up front).
+        let n = self.graph.len().max(1);
+        let candidates = params.candidates.min(n);
+        self.graph
+            .search(&fde, candidates, params.ef_search.min(n).max(candidates))
     }
 
     /// Candidates re-ranked by exact MaxSim; best `k`.

@@ -96,6 +96,9 @@ pub fn build_plaid(
         },
     );
     normalize_rows(&mut centroids, dim);
+    // k-means returns at most one centroid per training point: with very few vectors
+    // (the held-out share taken) that can be fewer than asked for.
+    let k = centroids.len() / dim;
     let kmeans_seconds = started.elapsed().as_secs_f64();
 
     let heldout = rows_f32(&mut heldout_idx.iter().copied());

@@ -77,7 +77,7 @@ impl PlaidIndex {
             ));
         }
         let off_bytes = (k + 1) * 8;
-        if ivf.payload().len() < off_bytes || (ivf.payload().len() - off_bytes) % 4 != 0 {
+        if ivf.payload().len() < off_bytes || !(ivf.payload().len() - off_bytes).is_multiple_of(4) {
             return Err(IndexError::corrupt(
                 ivf.path(),
                 "size does not fit k + 1 offsets and u32 ids",

@@ -20,7 +20,7 @@ pub fn pool_hierarchical(
     pool_factor: usize,
     protected: usize,
 ) -> Vec<f32> {
-    assert!(dim > 0 && vectors.len() % dim == 0);
+    assert!(dim > 0 && vectors.len().is_multiple_of(dim));
     let n = vectors.len() / dim;
     let protected = protected.min(n);
     let rest = &vectors[protected * dim..];

@@ -11,6 +11,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+use crate::deadline::Deadline;
 use crate::error::{IndexError, Result};
 use crate::maxsim::{self, Hit};
 use crate::muvera::MuveraParams;
@@ -138,7 +139,14 @@ pub struct SearchParams {
     /// BM25 parameters; `None` = tantivy's own scorer (k1 1.2, b 0.75).
     #[serde(default)]
     pub bm25: Option<crate::lexical::Bm25Params>,
+    /// Give up (with [`IndexError::DeadlineExceeded`]) once this passes.
+    #[serde(skip)]
+    pub deadline: Deadline,
 }
+
+/// Largest L2 norm a query vector may have. Encoders emit unit vectors; a norm far above
+/// 1 is a client's mistake, and past ~1e19 scores overflow to infinity.
+pub const MAX_QUERY_VECTOR_NORM: f32 = 1000.0;
 
 /// The two exact SPLADE scorers. `Exhaustive` walks every posting into a dense
 /// accumulator; `MaxScore` prunes (touches fewer postings) but costs more per posting. On
@@ -238,6 +246,7 @@ impl Index {
                     found: v.dim(),
                 });
             }
+            check_query_vectors(v)?;
         }
         Ok(query.vectors)
     }
@@ -252,29 +261,37 @@ impl Index {
     ) -> Result<Vec<Hit>> {
         self.check_mode(mode)?;
         let vectors = self.check_query(mode, query)?;
-        match (mode.fusion, mode.stages.as_slice()) {
-            (_, [stage]) => self.run_stage(*stage, query, k, params),
+        let deadline = params.deadline;
+        deadline.check()?;
+        let hits = match (mode.fusion, mode.stages.as_slice()) {
+            (_, [stage]) => self.run_stage(*stage, query, k, params)?,
             (Fusion::MaxSimRescore, stages) => {
                 let vectors = vectors.expect("checked by check_query");
                 if stages.contains(&Stage::Exhaustive) {
-                    return Ok(maxsim::search_exhaustive(self.store(), vectors, k));
+                    return maxsim::search_exhaustive_until(self.store(), vectors, k, deadline);
                 }
                 let mut union = Vec::new();
                 for s in stages {
                     union.extend(self.stage_candidates(*s, query, k, params)?);
+                    deadline.check()?;
                 }
                 union.sort_unstable();
                 union.dedup();
-                Ok(maxsim::search_candidates(self.store(), vectors, k, &union))
+                maxsim::search_candidates_until(self.store(), vectors, k, &union, deadline)?
             }
             (Fusion::Rrf, stages) => {
                 let rankings = stages
                     .iter()
-                    .map(|s| self.run_stage(*s, query, k, params))
+                    .map(|s| {
+                        deadline.check()?;
+                        self.run_stage(*s, query, k, params)
+                    })
                     .collect::<Result<Vec<_>>>()?;
-                Ok(reciprocal_rank_fusion(&rankings, k))
+                reciprocal_rank_fusion(&rankings, k)
             }
-        }
+        };
+        deadline.check()?;
+        Ok(hits)
     }
 
     /// One stage's own final ranking (the caller has checked mode and query).
@@ -289,17 +306,36 @@ impl Index {
         Ok(match stage {
             Stage::Plaid => {
                 let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                self.plaid()
-                    .expect("checked by check_mode")
-                    .search(self.store(), vectors(), k, &p)
+                let plaid = self.plaid().expect("checked by check_mode");
+                match p.rescore {
+                    crate::Rescore::Exact => {
+                        let survivors = plaid.candidates(self.store(), vectors(), k, &p);
+                        maxsim::search_candidates_until(
+                            self.store(),
+                            vectors(),
+                            k,
+                            &survivors,
+                            params.deadline,
+                        )?
+                    }
+                    crate::Rescore::Decompressed => plaid.search(self.store(), vectors(), k, &p),
+                }
             }
             Stage::Muvera => {
                 let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
-                self.muvera()
-                    .expect("checked by check_mode")
-                    .search(self.store(), vectors(), k, &p)
+                let muvera = self.muvera().expect("checked by check_mode");
+                let candidates = muvera.candidates(vectors(), &p);
+                maxsim::search_candidates_until(
+                    self.store(),
+                    vectors(),
+                    k,
+                    &candidates,
+                    params.deadline,
+                )?
             }
-            Stage::Exhaustive => maxsim::search_exhaustive(self.store(), vectors(), k),
+            Stage::Exhaustive => {
+                maxsim::search_exhaustive_until(self.store(), vectors(), k, params.deadline)?
+            }
             Stage::Splade => {
                 let q = query.sparse.expect("checked by check_query");
                 let splade = self.splade().expect("checked by check_mode");
@@ -359,6 +395,30 @@ impl Index {
             Stage::Splade | Stage::Bm25 => docs(self.run_stage(stage, query, depth, params)?),
         })
     }
+}
+
+/// Refuse query vectors that are not finite or whose norm is far from an encoder's 1:
+/// they would give infinite or meaningless scores.
+pub fn check_query_vectors(v: MultiVectorRef<'_, f32>) -> Result<()> {
+    for (i, row) in v.rows().enumerate() {
+        if row.iter().any(|x| !x.is_finite()) {
+            return Err(IndexError::InvalidArgument(format!(
+                "query vector {i} holds a non-finite value"
+            )));
+        }
+        // In f64: a row of 3e38s has a finite norm that f32 squares would overflow.
+        let norm = row
+            .iter()
+            .map(|&x| f64::from(x).powi(2))
+            .sum::<f64>()
+            .sqrt();
+        if norm > f64::from(MAX_QUERY_VECTOR_NORM) {
+            return Err(IndexError::InvalidArgument(format!(
+                "query vector {i} has norm {norm:.3e}; query vectors must be L2-normalised (at most {MAX_QUERY_VECTOR_NORM})"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// RRF: `score(d) = Σ_rankings 1 / (RRF_K + rank(d))`, ranks from 1; best `k`.

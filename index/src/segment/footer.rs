@@ -6,8 +6,9 @@ use crate::error::{IndexError, Result};
 
 /// `b"TSRA"`: marks a Tessera index file.
 pub const MAGIC: [u8; 4] = *b"TSRA";
-/// Format version written by this build.
-pub const FORMAT_VERSION: u32 = 1;
+/// Format version written by this build (2: the manifest carries its own checksum and
+/// may name only files inside the index directory).
+pub const FORMAT_VERSION: u32 = 2;
 /// Oldest format version this build still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the footer in bytes.

@@ -162,6 +162,13 @@ pub struct Manifest {
     #[serde(default)]
     pub config: serde_json::Value,
     pub components: Components,
+    /// CRC-32C of the manifest file itself, as `0x` and 8 hex digits: computed over the
+    /// file's bytes with these 8 digits written as zeros (see [`Manifest::to_sealed_bytes`]).
+    /// Written by every commit since format 2 and checked at open, so any edit (one digit
+    /// of a quantiser weight, a seed) is an error naming the file, never silently
+    /// different results. Format-1 manifests have none. Always the last field.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub manifest_crc32c: Option<String>,
 }
 
 impl Manifest {
@@ -197,6 +204,85 @@ impl Manifest {
         out
     }
 
+    /// The manifest file's bytes: pretty JSON whose last field, `manifest_crc32c`, holds
+    /// the CRC-32C of these same bytes with that field's 8 hex digits as zeros.
+    pub fn to_sealed_bytes(&self) -> Vec<u8> {
+        let mut sealed = self.clone();
+        sealed.manifest_crc32c = Some(format!("0x{:08x}", 0));
+        let mut bytes = serde_json::to_vec_pretty(&sealed).expect("manifest serialises");
+        let at = checksum_digits(&bytes).expect("the field just written is there");
+        let crc = crc32c::crc32c(&bytes);
+        bytes[at..at + 8].copy_from_slice(format!("{crc:08x}").as_bytes());
+        bytes
+    }
+
+    /// Refuse a manifest file whose checksum is missing (format >= 2) or wrong.
+    fn verify_checksum(path: &Path, bytes: &[u8], format_version: u32) -> Result<()> {
+        let Some(at) = checksum_digits(bytes) else {
+            if format_version >= 2 {
+                return Err(IndexError::Manifest {
+                    path: path.to_path_buf(),
+                    reason:
+                        "manifest_crc32c is missing (every manifest since format 2 ends with one)"
+                            .into(),
+                });
+            }
+            return Ok(());
+        };
+        let expected = std::str::from_utf8(&bytes[at..at + 8])
+            .ok()
+            .and_then(|h| u32::from_str_radix(h, 16).ok())
+            .ok_or_else(|| IndexError::Manifest {
+                path: path.to_path_buf(),
+                reason: "manifest_crc32c is not 0x and 8 hex digits".into(),
+            })?;
+        let mut zeroed = bytes.to_vec();
+        zeroed[at..at + 8].copy_from_slice(b"00000000");
+        let found = crc32c::crc32c(&zeroed);
+        if found != expected {
+            return Err(IndexError::ChecksumMismatch {
+                path: path.to_path_buf(),
+                expected,
+                found,
+            });
+        }
+        Ok(())
+    }
+
+    /// Refuse a manifest that names a file outside the index directory.
+    fn validate_names(&self, path: &Path) -> Result<()> {
+        let c = &self.components;
+        let mut names: Vec<&str> = self.file_names();
+        if let Some(m) = &c.muvera {
+            names.push(&m.basename);
+        }
+        if let Some(b) = &c.bm25 {
+            names.push(&b.dir);
+        }
+        for name in names {
+            check_file_name(name).map_err(|reason| IndexError::Manifest {
+                path: path.to_path_buf(),
+                reason,
+            })?;
+        }
+        if let Some(b) = &c.bm25 {
+            if let Some(f) = b
+                .files
+                .iter()
+                .find(|f| !f.name.starts_with(&format!("{}/", b.dir)))
+            {
+                return Err(IndexError::Manifest {
+                    path: path.to_path_buf(),
+                    reason: format!(
+                        "bm25 file {:?} is not inside its directory {:?}",
+                        f.name, b.dir
+                    ),
+                });
+            }
+        }
+        Ok(())
+    }
+
     /// Read and validate `dir/manifest.json`.
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_NAME);
@@ -209,7 +295,8 @@ impl Manifest {
             }
             Err(e) => return Err(IndexError::io(&path, e)),
         };
-        // Check the version before the schema, so a future format gets the right error.
+        // Check the version before the checksum and the schema, so a future format gets
+        // the right error.
         let raw: serde_json::Value =
             serde_json::from_str(&text).map_err(|e| IndexError::Manifest {
                 path: path.clone(),
@@ -225,11 +312,14 @@ impl Manifest {
                     current: FORMAT_VERSION,
                 });
             }
+            Self::verify_checksum(&path, text.as_bytes(), v)?;
         }
-        serde_json::from_value(raw).map_err(|e| IndexError::Manifest {
-            path,
+        let manifest: Manifest = serde_json::from_value(raw).map_err(|e| IndexError::Manifest {
+            path: path.clone(),
             reason: e.to_string(),
-        })
+        })?;
+        manifest.validate_names(&path)?;
+        Ok(manifest)
     }
 
     /// Write `dir/manifest.json` atomically: temp file, fsync, rename, fsync directory.
@@ -237,7 +327,7 @@ impl Manifest {
     pub fn commit(&self, dir: &Path) -> Result<()> {
         let tmp = dir.join(format!("{MANIFEST_NAME}.tmp"));
         let path = dir.join(MANIFEST_NAME);
-        let json = serde_json::to_vec_pretty(self).expect("manifest serialises");
+        let json = self.to_sealed_bytes();
         {
             let mut f = File::create(&tmp).map_err(|e| IndexError::io(&tmp, e))?;
             f.write_all(&json).map_err(|e| IndexError::io(&tmp, e))?;
@@ -255,6 +345,27 @@ impl Manifest {
             .map(|f| f.name.as_str())
             .collect()
     }
+}
+
+/// Where the 8 hex digits of the (last) `"manifest_crc32c": "0x…"` field start.
+fn checksum_digits(bytes: &[u8]) -> Option<usize> {
+    const KEY: &[u8] = b"\"manifest_crc32c\": \"0x";
+    let at = bytes.windows(KEY.len()).rposition(|w| w == KEY)? + KEY.len();
+    (bytes.len() >= at + 8).then_some(at)
+}
+
+/// A name the manifest may list: a plain file name inside the index directory, or
+/// `dir/file` for the files of a component kept in its own directory (BM25's tantivy
+/// index). Never absolute, never `..`, never empty parts or backslashes.
+pub fn check_file_name(name: &str) -> std::result::Result<(), String> {
+    let parts: Vec<&str> = name.split('/').collect();
+    let plain = |p: &str| !p.is_empty() && p != "." && p != ".." && !p.contains(['\\', '\0', ':']);
+    if parts.len() > 2 || !parts.iter().all(|p| plain(p)) {
+        return Err(format!(
+            "file name {name:?} is not a plain name inside the index directory"
+        ));
+    }
+    Ok(())
 }
 
 pub(crate) fn sync_dir(dir: &Path) -> Result<()> {

@@ -3,10 +3,12 @@
 
 pub mod file;
 pub mod footer;
+pub mod lock;
 pub mod manifest;
 
 pub use file::{check_foreign, foreign_entry, FileEntry, FileWriter, MappedFile};
 pub use footer::{ComponentKind, Footer, FORMAT_VERSION, OLDEST_READABLE_VERSION};
+pub use lock::{DirLock, LOCK_NAME};
 pub use manifest::{
     Bm25Files, Components, Manifest, ModelInfo, MuveraFiles, PlaidFiles, SparseFiles, StoreFiles,
     MANIFEST_NAME,

@@ -383,7 +383,7 @@ impl IntTopK {
     fn new(k: usize) -> Self {
         IntTopK {
             k,
-            heap: BinaryHeap::with_capacity(k + 1),
+            heap: BinaryHeap::with_capacity(k.min(crate::maxsim::PREALLOCATE) + 1),
         }
     }
 

@@ -59,6 +59,13 @@ impl StoreWriter {
     /// Append one document: `vectors` holds its token vectors row-major (`n * dim` values, n ≥ 1).
     pub fn add(&mut self, id: &str, vectors: &[f32]) -> Result<()> {
         self.check_doc(id, vectors.len())?;
+        // f16 holds at most 65504: anything larger (or NaN) would be stored as inf/NaN
+        // and make every score of this document meaningless.
+        if let Some(v) = vectors.iter().find(|v| !v.is_finite() || v.abs() > 65504.0) {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: vector value {v} is not a finite f16"
+            )));
+        }
         self.scratch.clear();
         self.scratch
             .extend(vectors.iter().map(|&v| f16::from_f32(v)));
@@ -71,13 +78,18 @@ impl StoreWriter {
     /// Append one document whose vectors are already f16.
     pub fn add_f16(&mut self, id: &str, vectors: &[f16]) -> Result<()> {
         self.check_doc(id, vectors.len())?;
+        if vectors.iter().any(|v| !v.is_finite()) {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: a vector value is not finite"
+            )));
+        }
         self.vectors.write(bytemuck::cast_slice(vectors))?;
         self.push_doc(id, vectors.len());
         Ok(())
     }
 
     fn check_doc(&self, id: &str, values: usize) -> Result<()> {
-        if values == 0 || values % self.dim != 0 {
+        if values == 0 || !values.is_multiple_of(self.dim) {
             return Err(IndexError::InvalidArgument(format!(
                 "document {id:?}: {values} values is not a positive whole number of {}-d vectors",
                 self.dim
