@@ -1,8 +1,9 @@
 //! Indexes written by earlier format versions still open and answer as they did.
 //!
 //! `fixtures/format1/` was written by `tessera index` at format version 1 (before the
-//! live index: one generation, no manifest checksum) from `tests/fixtures/tiny-beir` with
-//! the tiny random model and every component; `fixtures/format1-expected.json` holds what
+//! live index: one generation, no manifest checksum), `fixtures/format2/` at format 2
+//! (the same with a checksummed manifest), both from `tests/fixtures/tiny-beir` with the
+//! tiny random model and every component; `fixtures/format<N>-expected.json` holds what
 //! that version answered, per mode, for queries made of stored document vectors (so no
 //! model is needed here). Never regenerate these files: they are the old version's words.
 
@@ -37,10 +38,19 @@ fn copy_dir(from: &Path, to: &Path) {
 
 #[test]
 fn a_format_1_index_opens_and_answers_as_format_1_did() {
-    let dir = copy_of("format1");
+    answers_as_recorded("format1");
+}
+
+#[test]
+fn a_format_2_index_opens_and_answers_as_format_2_did() {
+    answers_as_recorded("format2");
+}
+
+fn answers_as_recorded(name: &str) {
+    let dir = copy_of(name);
     let index = Index::open(dir.path()).unwrap();
     let expected: serde_json::Value = serde_json::from_str(
-        &std::fs::read_to_string(fixtures().join("format1-expected.json")).unwrap(),
+        &std::fs::read_to_string(fixtures().join(format!("{name}-expected.json"))).unwrap(),
     )
     .unwrap();
     let dim = index.manifest().dim;
