@@ -103,7 +103,8 @@ fn main() {
         let mut g = Generator::new(n as u64);
         let dir = tempfile::tempdir().unwrap();
         let index = build(dir.path(), n, &mut g);
-        let splade = index.splade().unwrap();
+        let splade = index.segment(0).splade().unwrap();
+        let all = tessera_index::Allow::all();
         let queries: Vec<SparseVector> = (0..50)
             .map(|_| {
                 let topic = [g.rng.gen_range(0..TOPICS)];
@@ -113,8 +114,8 @@ fn main() {
         for k in [10, 100] {
             let (mut touched, mut postings) = (0, 0);
             for q in &queries {
-                let (fast, stats) = splade.search(q, k);
-                let (slow, _) = splade.search_exhaustive(q, k);
+                let (fast, stats) = splade.search(q, k, &all);
+                let (slow, _) = splade.search_exhaustive(q, k, &all);
                 assert_eq!(fast, slow, "MaxScore must equal exhaustive scoring");
                 touched += stats.touched;
                 postings += stats.postings;
@@ -122,12 +123,12 @@ fn main() {
             let iters = if bench { 5 } else { 1 };
             let fast = seconds_per_call(iters, || {
                 for q in &queries {
-                    black_box(splade.search(q, k));
+                    black_box(splade.search(q, k, &all));
                 }
             }) / queries.len() as f64;
             let slow = seconds_per_call(iters, || {
                 for q in &queries {
-                    black_box(splade.search_exhaustive(q, k));
+                    black_box(splade.search_exhaustive(q, k, &all));
                 }
             }) / queries.len() as f64;
             println!(

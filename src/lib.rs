@@ -15,6 +15,7 @@ pub mod corpus;
 pub mod encoder;
 pub mod error;
 pub mod eval;
+pub mod info;
 pub mod pipeline;
 pub mod search;
 pub mod server;

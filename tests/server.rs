@@ -73,10 +73,19 @@ struct Server {
 }
 
 impl Server {
+    /// The shared test index, read-only (many tests serve it at once; only one process
+    /// may hold its writer lock).
     fn start(extra: &[&str]) -> Server {
+        let mut args = vec!["--read-only"];
+        args.extend_from_slice(extra);
+        Server::serve(index_dir(), &args)
+    }
+
+    /// Serve `dir` with the given flags (writable unless they say `--read-only`).
+    fn serve(dir: &Path, extra: &[&str]) -> Server {
         let mut args = vec![
             "serve".to_string(),
-            s(index_dir()).to_string(),
+            format!("tiny={}", s(dir)),
             "--addr".into(),
             "127.0.0.1:0".into(),
         ];

@@ -70,6 +70,9 @@ pub enum IndexError {
     /// The search ran past its [`crate::Deadline`] and stopped.
     #[error("the search ran past its deadline and was stopped")]
     DeadlineExceeded,
+    /// `add` of an id a live document already has.
+    #[error("document {id:?} is already in the index; add it with upsert to replace it")]
+    DocumentExists { id: String },
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
 }

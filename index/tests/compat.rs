@@ -36,6 +36,41 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+fn close(a: f32, b: f32) -> bool {
+    (a - b).abs() <= 1e-4 * b.abs().max(1.0)
+}
+
+/// The same scores position by position, and the same documents within each run of
+/// equal scores: formats 1 and 2 broke score ties by storage position, the live index
+/// breaks them by external id (so results do not depend on segment layout). In the run
+/// of ties that reaches the cut-off, which of the tied documents made it may differ.
+fn same_ranking(got: &[(String, f32)], want: &[(String, f32)], what: &str) {
+    assert_eq!(got.len(), want.len(), "{what}: {got:?} vs {want:?}");
+    let mut i = 0;
+    while i < want.len() {
+        let mut j = i + 1;
+        while j < want.len() && close(want[j].1, want[i].1) {
+            j += 1;
+        }
+        for p in i..j {
+            assert!(
+                close(got[p].1, want[p].1),
+                "{what}: score {} vs {}",
+                got[p].1,
+                want[p].1
+            );
+        }
+        if j < want.len() {
+            let mut g: Vec<&str> = got[i..j].iter().map(|(id, _)| id.as_str()).collect();
+            let mut w: Vec<&str> = want[i..j].iter().map(|(id, _)| id.as_str()).collect();
+            g.sort_unstable();
+            w.sort_unstable();
+            assert_eq!(g, w, "{what}: {got:?} vs {want:?}");
+        }
+        i = j;
+    }
+}
+
 #[test]
 fn a_format_1_index_opens_and_answers_as_format_1_did() {
     answers_as_recorded("format1");
@@ -59,7 +94,7 @@ fn answers_as_recorded(name: &str) {
         let doc = case["doc"].as_u64().unwrap() as usize;
         let ntok = case["query_tokens"].as_u64().unwrap() as usize;
         let k = case["k"].as_u64().unwrap() as usize;
-        let q: Vec<f32> = index.store().doc(doc).as_slice()[..ntok * dim]
+        let q: Vec<f32> = index.segment(0).store().doc(doc).as_slice()[..ntok * dim]
             .iter()
             .map(|x| x.to_f32())
             .collect();
@@ -78,7 +113,7 @@ fn answers_as_recorded(name: &str) {
                 .search(&query, k, &m, &SearchParams::default())
                 .unwrap()
                 .into_iter()
-                .map(|h| (index.store().doc_id(h.doc as usize).to_string(), h.score))
+                .map(|h| (index.doc_id(h.addr).to_string(), h.score))
                 .collect();
             let want: Vec<(String, f32)> = want
                 .as_array()
@@ -91,15 +126,7 @@ fn answers_as_recorded(name: &str) {
                     )
                 })
                 .collect();
-            let got_ids: Vec<&str> = got.iter().map(|(id, _)| id.as_str()).collect();
-            let want_ids: Vec<&str> = want.iter().map(|(id, _)| id.as_str()).collect();
-            assert_eq!(got_ids, want_ids, "doc {doc}, mode {mode}");
-            for ((_, g), (_, w)) in got.iter().zip(&want) {
-                assert!(
-                    (g - w).abs() <= 1e-4 * w.abs().max(1.0),
-                    "doc {doc}, mode {mode}: score {g} vs {w}"
-                );
-            }
+            same_ranking(&got, &want, &format!("doc {doc}, mode {mode}"));
             checked += 1;
         }
     }

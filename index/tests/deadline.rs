@@ -114,8 +114,20 @@ fn a_deadline_reached_mid_scan_stops_the_scan() {
     let q = unit_rows(&mut rng, 32, 64);
     let q = MultiVectorRef::new(&q, 64);
     let deadline = Deadline::after(Duration::from_millis(1));
-    let got = tessera_index::maxsim::search_exhaustive_until(index.store(), q, 10, deadline);
+    let got =
+        tessera_index::maxsim::search_exhaustive_until(index.segment(0).store(), q, 10, deadline);
     assert!(matches!(got, Err(IndexError::DeadlineExceeded)), "{got:?}");
-    let full = tessera_index::maxsim::search_exhaustive_until(index.store(), q, 10, Deadline::NONE);
-    assert_eq!(full.unwrap(), index.search_exhaustive(q, 10));
+    let full = tessera_index::maxsim::search_exhaustive_until(
+        index.segment(0).store(),
+        q,
+        10,
+        Deadline::NONE,
+    );
+    let full: Vec<(u32, f32)> = full.unwrap().iter().map(|h| (h.doc, h.score)).collect();
+    let whole: Vec<(u32, f32)> = index
+        .search_exhaustive(q, 10)
+        .iter()
+        .map(|h| (h.addr.doc, h.score))
+        .collect();
+    assert_eq!(full, whole);
 }

@@ -4,9 +4,11 @@
 
 use std::collections::HashMap;
 
+use tessera_index::lexical::Bm25Statistics;
 use tessera_index::store::MultiVectorRef;
 use tessera_index::{
-    DocExtras, Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, Query, SearchParams,
+    Allow, DocExtras, Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, Query,
+    SearchParams,
 };
 
 const DOCS: &[&str] = &[
@@ -87,11 +89,24 @@ fn reference_bm25(
     out
 }
 
+fn text_query(text: &str) -> Query<'_> {
+    Query {
+        text: Some(text),
+        ..Query::default()
+    }
+}
+
+fn bm25_mode() -> Mode {
+    "bm25".parse().unwrap()
+}
+
 #[test]
 fn bm25_scores_match_the_formula() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), DOCS);
-    let bm25 = index.bm25().unwrap();
+    let bm25 = index.segment(0).bm25().unwrap();
+    let stats = Bm25Statistics::new(&[bm25]);
+    let all = Allow::all();
     let analyzed: Vec<Vec<String>> = DOCS.iter().map(|d| bm25.analyze(d)).collect();
     for query in [
         "vitamin deficiency mortality",
@@ -100,7 +115,7 @@ fn bm25_scores_match_the_formula() {
         "the common cold of vitamin",
         "cholesterol statin",
     ] {
-        let hits = bm25.search(query, 10).unwrap();
+        let hits = bm25.search(query, 10, &stats, &all).unwrap();
         let want = reference_bm25(&analyzed, &bm25.analyze(query), 1.2, 0.75);
         assert_eq!(hits.len(), want.len(), "{query}");
         for (h, (doc, score)) in hits.iter().zip(&want) {
@@ -118,16 +133,21 @@ fn bm25_scores_match_the_formula() {
 fn analysis_stems_and_drops_english_stop_words() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), DOCS);
-    let bm25 = index.bm25().unwrap();
+    let bm25 = index.segment(0).bm25().unwrap();
+    let stats = Bm25Statistics::new(&[bm25]);
+    let all = Allow::all();
     assert_eq!(bm25.analyze("The Runners running"), vec!["runner", "run"]);
     // "run" finds "Running … runners who run": stems meet.
-    let hits = bm25.search("run", 3).unwrap();
+    let hits = bm25.search("run", 3, &stats, &all).unwrap();
     assert_eq!(hits[0].doc, 1);
     // Only stop words: nothing to match, no error.
-    assert!(bm25.search("the of and", 5).unwrap().is_empty());
+    assert!(bm25
+        .search("the of and", 5, &stats, &all)
+        .unwrap()
+        .is_empty());
     // Query syntax characters are just text.
     assert!(bm25
-        .search("vitamin:(\"d\" AND -cold)^2 [x TO y]", 5)
+        .search("vitamin:(\"d\" AND -cold)^2 [x TO y]", 5, &stats, &all)
         .is_ok());
 }
 
@@ -143,7 +163,10 @@ fn bm25_modes_through_index_search() {
     let hits = index
         .search(&q, 2, &mode, &SearchParams::default())
         .unwrap();
-    assert_eq!(hits.iter().map(|h| h.doc).collect::<Vec<_>>(), vec![3, 0]);
+    assert_eq!(
+        hits.iter().map(|h| h.addr.doc).collect::<Vec<_>>(),
+        vec![3, 0]
+    );
     let v = [1.0f32, 0.0];
     let err = index
         .search(
@@ -165,28 +188,44 @@ fn bm25_modes_through_index_search() {
 fn reopening_and_rebuilding_keep_the_bm25_files_consistent() {
     let dir = tempfile::tempdir().unwrap();
     let first = build(dir.path(), DOCS);
-    let _ = first.bm25().unwrap().search("vitamin", 3).unwrap();
+    let _ = first
+        .search(
+            &text_query("vitamin"),
+            3,
+            &bm25_mode(),
+            &SearchParams::default(),
+        )
+        .unwrap();
     drop(first);
     // Opening and searching must not rewrite tantivy's files (the manifest's CRCs hold).
     let again = Index::open(dir.path()).unwrap();
-    assert_eq!(again.bm25().unwrap().search("vitamin", 3).unwrap().len(), 2);
+    let hits = again.search(
+        &text_query("vitamin"),
+        3,
+        &bm25_mode(),
+        &SearchParams::default(),
+    );
+    assert_eq!(hits.unwrap().len(), 2);
     drop(again);
     // A second generation replaces the first; the old tantivy directory is removed.
     let second = build(dir.path(), &DOCS[..3]);
     assert_eq!(second.manifest().generation, 2);
-    assert!(!dir.path().join("g1.bm25").exists());
-    assert!(dir.path().join("g2.bm25").is_dir());
-    assert_eq!(
-        second.bm25().unwrap().search("mortality", 5).unwrap().len(),
-        2
+    assert!(!dir.path().join("s1.bm25").exists());
+    assert!(dir.path().join("s2.bm25").is_dir());
+    let hits = second.search(
+        &text_query("mortality"),
+        5,
+        &bm25_mode(),
+        &SearchParams::default(),
     );
+    assert_eq!(hits.unwrap().len(), 2);
 }
 
 #[test]
 fn damaged_tantivy_file_is_a_typed_error() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), DOCS);
-    let files = index.manifest().components.bm25.clone().unwrap().files;
+    let files = index.manifest().segments[0].bm25.clone().unwrap().files;
     drop(index);
     let victim = files.iter().find(|f| f.name.ends_with(".idx")).unwrap();
     let path = dir.path().join(&victim.name);
@@ -208,7 +247,9 @@ fn bm25_with_chosen_parameters_matches_the_formula_and_tantivy() {
     use tessera_index::lexical::Bm25Params;
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), DOCS);
-    let bm25 = index.bm25().unwrap();
+    let bm25 = index.segment(0).bm25().unwrap();
+    let stats = Bm25Statistics::new(&[bm25]);
+    let all = Allow::all();
     let analyzed: Vec<Vec<String>> = DOCS.iter().map(|d| bm25.analyze(d)).collect();
     for query in [
         "vitamin deficiency mortality",
@@ -217,8 +258,10 @@ fn bm25_with_chosen_parameters_matches_the_formula_and_tantivy() {
         "the common cold of vitamin",
     ] {
         // At tantivy's own parameters, our scorer reproduces tantivy's.
-        let ours = bm25.search_with(query, 10, Bm25Params::TANTIVY).unwrap();
-        let tantivy = bm25.search(query, 10).unwrap();
+        let ours = bm25
+            .search_with(query, 10, Bm25Params::TANTIVY, &stats, &all)
+            .unwrap();
+        let tantivy = bm25.search(query, 10, &stats, &all).unwrap();
         assert_eq!(ours.len(), tantivy.len(), "{query}");
         for (a, b) in ours.iter().zip(&tantivy) {
             assert_eq!(a.doc, b.doc, "{query}");
@@ -228,7 +271,9 @@ fn bm25_with_chosen_parameters_matches_the_formula_and_tantivy() {
             );
         }
         // At Anserini's, it follows the formula.
-        let hits = bm25.search_with(query, 10, Bm25Params::ANSERINI).unwrap();
+        let hits = bm25
+            .search_with(query, 10, Bm25Params::ANSERINI, &stats, &all)
+            .unwrap();
         let want = reference_bm25(&analyzed, &bm25.analyze(query), 0.9, 0.4);
         assert_eq!(hits.len(), want.len(), "{query}");
         for (h, (doc, score)) in hits.iter().zip(&want) {

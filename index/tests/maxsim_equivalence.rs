@@ -101,12 +101,16 @@ fn exhaustive_search_equals_brute_force() {
         for (h, (i, s)) in hits.iter().zip(&brute) {
             assert!((h.score - s).abs() < 1e-4, "score {} vs {s}", h.score);
             // Ids agree unless two brute-force scores are within rounding of each other.
-            if h.doc as usize != *i {
-                let other = brute.iter().find(|(j, _)| *j == h.doc as usize).unwrap().1;
+            if h.addr.doc as usize != *i {
+                let other = brute
+                    .iter()
+                    .find(|(j, _)| *j == h.addr.doc as usize)
+                    .unwrap()
+                    .1;
                 assert!(
                     (other - s).abs() < 1e-4,
                     "doc {} ranked where brute force has {i}",
-                    h.doc
+                    h.addr.doc
                 );
             }
         }

@@ -199,7 +199,8 @@ fn every_candidate_rescored_equals_exhaustive_and_the_index_reopens() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), &docs, dim);
-    assert_eq!(index.components(), vec!["store", "muvera"]);
+    use tessera_index::Component;
+    assert_eq!(index.components(), [Component::Store, Component::Muvera]);
     let mode: Mode = "muvera".parse().unwrap();
     let all = SearchParams {
         muvera: Some(MuveraParams {
@@ -231,7 +232,7 @@ fn every_candidate_rescored_equals_exhaustive_and_the_index_reopens() {
     assert_eq!(hits.len(), 3);
     let exact = index.search_exhaustive(q, 200);
     for h in &hits {
-        let e = exact.iter().find(|x| x.doc == h.doc).unwrap();
+        let e = exact.iter().find(|x| x.addr == h.addr).unwrap();
         assert!((e.score - h.score).abs() < 1e-6);
     }
     drop(index);
@@ -255,14 +256,14 @@ fn damaged_graph_file_is_a_typed_error() {
     let docs: Vec<Vec<f32>> = (0..50).map(|_| unit_rows(&mut rng, 3, dim)).collect();
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), &docs, dim);
-    let path = dir.path().join("g1.muvera.hnsw.graph");
+    let path = dir.path().join("s1.muvera.hnsw.graph");
     let mut b = std::fs::read(&path).unwrap();
     let mid = b.len() / 2;
     b[mid] ^= 0x01;
     std::fs::write(&path, b).unwrap();
     match Index::open(dir.path()) {
         Err(IndexError::ChecksumMismatch { path, .. }) => {
-            assert!(path.ends_with("g1.muvera.hnsw.graph"))
+            assert!(path.ends_with("s1.muvera.hnsw.graph"))
         }
         Err(e) => panic!("unexpected error {e}"),
         Ok(_) => panic!("corruption unnoticed"),

@@ -86,9 +86,9 @@ fn maximal_settings_equal_exhaustive_exactly() {
     let c = corpus(1, 400);
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), &c, 2);
-    let plaid = index.plaid().expect("built with plaid");
+    let codec = index.codec().expect("built with plaid");
     let params = SearchParams {
-        plaid: Some(PlaidParams::exhaustive(plaid.num_centroids(), 400)),
+        plaid: Some(PlaidParams::exhaustive(codec.num_centroids(), 400)),
         ..Default::default()
     };
     let mode: Mode = "plaid".parse().unwrap();
@@ -124,7 +124,7 @@ fn wider_settings_reach_exhaustive_recall() {
             let exact: Vec<u32> = index
                 .search_exhaustive(q, 10)
                 .iter()
-                .map(|h| h.doc)
+                .map(|h| h.addr.doc)
                 .collect();
             let p = SearchParams {
                 plaid: Some(params),
@@ -134,7 +134,7 @@ fn wider_settings_reach_exhaustive_recall() {
                 .search(&Query::vectors(q), 10, &mode, &p)
                 .unwrap()
                 .iter()
-                .map(|h| h.doc)
+                .map(|h| h.addr.doc)
                 .collect();
             found += exact.iter().filter(|d| got.contains(d)).count();
             total += exact.len();
@@ -289,8 +289,8 @@ fn decompressed_rescoring_tracks_exact_scores() {
     let c = corpus(11, 150);
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), &c, 4);
-    let plaid = index.plaid().unwrap();
-    let mut p = PlaidParams::exhaustive(plaid.num_centroids(), 150);
+    let codec = index.codec().unwrap();
+    let mut p = PlaidParams::exhaustive(codec.num_centroids(), 150);
     p.rescore = Rescore::Decompressed;
     let mut rng = ChaCha8Rng::seed_from_u64(12);
     let q = query(&c, &mut rng);
@@ -311,7 +311,7 @@ fn decompressed_rescoring_tracks_exact_scores() {
     let nq = q.len() as f32;
     let errors: Vec<f32> = approx
         .iter()
-        .map(|h| (h.score - exact.iter().find(|x| x.doc == h.doc).unwrap().score).abs() / nq)
+        .map(|h| (h.score - exact.iter().find(|x| x.addr == h.addr).unwrap().score).abs() / nq)
         .collect();
     let mean = errors.iter().sum::<f32>() / errors.len() as f32;
     let max = errors.iter().copied().fold(0.0, f32::max);
@@ -327,8 +327,8 @@ fn ivf_lists_every_document_under_each_of_its_codes() {
     let c = corpus(13, 120);
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), &c, 1);
-    let plaid = index.plaid().unwrap();
-    let store = index.store();
+    let plaid = index.segment(0).plaid().unwrap();
+    let store = index.segment(0).store();
     for d in 0..store.num_docs() {
         let start = store.doc_offset(d);
         for &code in &plaid.codes()[start..start + store.doc_len(d)] {
@@ -338,7 +338,7 @@ fn ivf_lists_every_document_under_each_of_its_codes() {
                 .is_ok());
         }
     }
-    let total: usize = (0..plaid.num_centroids())
+    let total: usize = (0..index.codec().unwrap().num_centroids())
         .map(|c| plaid.ivf_list(c).len())
         .sum();
     let distinct: usize = (0..store.num_docs())
@@ -367,13 +367,16 @@ fn damaged_plaid_files_are_typed_errors() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         build(dir.path(), &c, 2);
-        let path = dir.path().join(format!("g1.plaid.{file}"));
+        // Segment 1's files; the codec (id 2, trained after the segment) holds the centroids.
+        let owner = if file == "centroids" { "c2" } else { "s1" };
+        let name = format!("{owner}.plaid.{file}");
+        let path = dir.path().join(&name);
         let mut b = std::fs::read(&path).unwrap();
         b[flip_at] ^= 0x10;
         std::fs::write(&path, b).unwrap();
         match Index::open(dir.path()) {
             Err(IndexError::ChecksumMismatch { path: p, .. }) => {
-                assert!(p.ends_with(format!("g1.plaid.{file}")))
+                assert!(p.ends_with(&name))
             }
             Err(other) => panic!("{file}: unexpected error {other}"),
             Ok(_) => panic!("{file}: corruption unnoticed"),
@@ -382,7 +385,7 @@ fn damaged_plaid_files_are_typed_errors() {
     // Without checksum verification, structural checks still catch an impossible code.
     let dir = tempfile::tempdir().unwrap();
     build(dir.path(), &c, 2);
-    let path = dir.path().join("g1.plaid.codes");
+    let path = dir.path().join("s1.plaid.codes");
     let mut b = std::fs::read(&path).unwrap();
     b[0..4].copy_from_slice(&u32::MAX.to_le_bytes());
     std::fs::write(&path, b).unwrap();

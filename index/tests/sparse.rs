@@ -10,8 +10,8 @@ use rand_chacha::ChaCha8Rng;
 use tessera_index::sparse::QUERY_WEIGHT_MAX;
 use tessera_index::store::MultiVectorRef;
 use tessera_index::{
-    DocExtras, Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, Query, SearchParams,
-    SparseConfig, SparseVector,
+    Allow, DocExtras, Index, IndexConfig, IndexError, IndexWriter, Mode, ModelInfo, Query,
+    SearchParams, SparseConfig, SparseVector,
 };
 
 fn model() -> ModelInfo {
@@ -107,11 +107,11 @@ proptest! {
             (0..n_docs).map(|_| random_vector(&mut rng, vocab, 25, skew)).collect();
         let dir = tempfile::tempdir().unwrap();
         let index = build(dir.path(), vocab as usize, &docs);
-        let splade = index.splade().unwrap();
+        let splade = index.segment(0).splade().unwrap();
         for _ in 0..8 {
             let q = random_vector(&mut rng, vocab + 3, 12, skew); // some ids beyond the vocabulary
-            let (fast, stats) = splade.search(&q, k);
-            let (slow, slow_stats) = splade.search_exhaustive(&q, k);
+            let (fast, stats) = splade.search(&q, k, &Allow::all());
+            let (slow, slow_stats) = splade.search_exhaustive(&q, k, &Allow::all());
             prop_assert_eq!(&fast, &slow);
             prop_assert!(stats.touched <= stats.postings.max(1) * 2);
             prop_assert_eq!(stats.postings, slow_stats.postings);
@@ -140,8 +140,16 @@ fn maxscore_skips_most_postings_of_common_terms() {
     let dir = tempfile::tempdir().unwrap();
     let index = build(dir.path(), 4, &docs);
     let q = SparseVector::from_pairs(vec![(0, 1.0), (1, 1.0)]);
-    let (fast, stats) = index.splade().unwrap().search(&q, 10);
-    let (slow, _) = index.splade().unwrap().search_exhaustive(&q, 10);
+    let (fast, stats) = index
+        .segment(0)
+        .splade()
+        .unwrap()
+        .search(&q, 10, &Allow::all());
+    let (slow, _) = index
+        .segment(0)
+        .splade()
+        .unwrap()
+        .search_exhaustive(&q, 10, &Allow::all());
     assert_eq!(fast, slow);
     assert_eq!(stats.postings, 3000 + 31);
     assert!(
@@ -170,7 +178,10 @@ fn splade_mode_runs_through_index_search() {
     let hits = index
         .search(&query, 5, &mode, &SearchParams::default())
         .unwrap();
-    assert_eq!(hits.iter().map(|h| h.doc).collect::<Vec<_>>(), vec![1, 0]);
+    assert_eq!(
+        hits.iter().map(|h| h.addr.doc).collect::<Vec<_>>(),
+        vec![1, 0]
+    );
     // Scores approximate the float dot product (both sides quantised).
     assert!(
         (hits[0].score - q.dot(&docs[1])).abs() < 0.02,
@@ -237,7 +248,7 @@ fn damaged_postings_are_typed_errors() {
         .collect();
     let dir = tempfile::tempdir().unwrap();
     drop(build(dir.path(), 30, &docs));
-    let path = dir.path().join("g1.sparse");
+    let path = dir.path().join("s1.sparse");
     let original = std::fs::read(&path).unwrap();
     // A flipped byte in the document ids: the checksum catches it.
     let mut bytes = original.clone();
@@ -246,7 +257,7 @@ fn damaged_postings_are_typed_errors() {
     std::fs::write(&path, &bytes).unwrap();
     let err = Index::open(dir.path()).err().expect("damage detected");
     assert!(matches!(err, IndexError::ChecksumMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("g1.sparse"), "{err}");
+    assert!(err.to_string().contains("s1.sparse"), "{err}");
     // Without checksum verification, structural validation still refuses it (or the
     // flip happened to leave a valid file, which then must search without panicking).
     match Index::open_with(
@@ -258,11 +269,15 @@ fn damaged_postings_are_typed_errors() {
         Err(e) => assert!(matches!(e, IndexError::Corrupt { .. }), "{e}"),
         Ok(index) => {
             let q = SparseVector::from_pairs(vec![(1, 1.0), (2, 1.0)]);
-            let _ = index.splade().unwrap().search(&q, 5);
+            let _ = index
+                .segment(0)
+                .splade()
+                .unwrap()
+                .search(&q, 5, &Allow::all());
         }
     }
     // Truncation.
     std::fs::write(&path, &original[..original.len() - 7]).unwrap();
     let err = Index::open(dir.path()).err().expect("truncation detected");
-    assert!(err.to_string().contains("g1.sparse"), "{err}");
+    assert!(err.to_string().contains("s1.sparse"), "{err}");
 }

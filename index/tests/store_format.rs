@@ -39,7 +39,7 @@ fn round_trip_keeps_vectors_ids_and_offsets() {
     let m = build(dir.path(), &docs);
     assert_eq!((m.num_docs, m.num_vectors, m.dim), (3, 9, DIM));
     let index = Index::open(dir.path()).unwrap();
-    let store = index.store();
+    let store = index.segment(0).store();
     for (i, (id, n)) in docs.iter().enumerate() {
         assert_eq!(store.doc_id(i), *id);
         assert_eq!(store.doc_len(i), *n);
@@ -63,7 +63,7 @@ fn writer_rejects_bad_documents() {
     ));
     w.add("x", &doc(0, 1)).unwrap();
     let err = w.add("x", &doc(1, 1)).unwrap_err();
-    assert!(err.to_string().contains("duplicate document id"), "{err}");
+    assert!(matches!(err, IndexError::DocumentExists { .. }), "{err}");
 }
 
 #[test]
@@ -122,10 +122,10 @@ fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
 fn truncated_vectors_file_is_a_typed_error_naming_it() {
     assert_damage_detected(
         |dir, m| {
-            let p = dir.join(&m.components.store.vectors.name);
+            let p = dir.join(&m.segments[0].store.vectors.name);
             rewrite(&p, |b| b.truncate(b.len() - 5));
         },
-        "g1.vectors.f16",
+        "s1.vectors.f16",
     );
 }
 
@@ -133,7 +133,7 @@ fn truncated_vectors_file_is_a_typed_error_naming_it() {
 fn flipped_vector_byte_fails_the_checksum() {
     assert_damage_detected(
         |dir, m| {
-            let p = dir.join(&m.components.store.vectors.name);
+            let p = dir.join(&m.segments[0].store.vectors.name);
             rewrite(&p, |b| b[3] ^= 0x40);
         },
         "checksum mismatch",
@@ -144,7 +144,7 @@ fn flipped_vector_byte_fails_the_checksum() {
 fn flipped_footer_magic_is_detected() {
     assert_damage_detected(
         |dir, m| {
-            let p = dir.join(&m.components.store.offsets.name);
+            let p = dir.join(&m.segments[0].store.offsets.name);
             rewrite(&p, |b| {
                 let n = b.len();
                 b[n - 32] = b'X';
@@ -158,7 +158,7 @@ fn flipped_footer_magic_is_detected() {
 fn future_format_version_is_refused() {
     assert_damage_detected(
         |dir, m| {
-            let p = dir.join(&m.components.store.doc_ids.name);
+            let p = dir.join(&m.segments[0].store.doc_ids.name);
             rewrite(&p, |b| {
                 let n = b.len();
                 b[n - 28..n - 24].copy_from_slice(&99u32.to_le_bytes());
@@ -172,18 +172,18 @@ fn future_format_version_is_refused() {
 fn file_of_another_component_is_refused() {
     assert_damage_detected(
         |dir, m| {
-            let s = &m.components.store;
+            let s = &m.segments[0].store;
             std::fs::copy(dir.join(&s.offsets.name), dir.join(&s.doc_ids.name)).unwrap();
         },
-        "g1.doc_ids.bin",
+        "s1.doc_ids.bin",
     );
 }
 
 #[test]
 fn empty_file_is_a_typed_error() {
     assert_damage_detected(
-        |dir, m| std::fs::write(dir.join(&m.components.store.offsets.name), b"").unwrap(),
-        "g1.offsets.u64",
+        |dir, m| std::fs::write(dir.join(&m.segments[0].store.offsets.name), b"").unwrap(),
+        "s1.offsets.u64",
     );
 }
 
@@ -207,6 +207,7 @@ fn manifest_disagreeing_with_files_is_detected() {
         |dir, m| {
             let mut m = m.clone();
             m.num_vectors += 1;
+            m.segments[0].num_vectors += 1;
             m.commit(dir).unwrap();
         },
         "expected 10 vectors",
@@ -247,18 +248,19 @@ fn interrupted_rewrite_leaves_the_committed_index_readable() {
         drop(w);
     }
     let index = Index::open(dir.path()).unwrap();
-    assert_eq!(index.store().doc_id(0), "old-1");
+    assert_eq!(index.segment(0).store().doc_id(0), "old-1");
     assert_eq!(index.manifest().generation, 1);
+    drop(index); // an open reader keeps its files from collection
 
     // A later build that commits replaces it and removes the old generation's files.
     let m = build(dir.path(), &[("new-1", 1)]);
     assert_eq!(m.generation, 2);
     let index = Index::open(dir.path()).unwrap();
-    assert_eq!(index.store().doc_id(0), "new-1");
+    assert_eq!(index.segment(0).store().doc_id(0), "new-1");
     let leftovers: Vec<String> = std::fs::read_dir(dir.path())
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("g1."))
+        .filter(|n| n.starts_with("s1."))
         .collect();
     assert!(
         leftovers.is_empty(),
@@ -286,17 +288,17 @@ fn stored_texts_round_trip_and_damage_is_detected() {
     }
     w.commit(serde_json::json!({})).unwrap();
     let index = Index::open(dir.path()).unwrap();
-    assert!(index.store().has_texts());
+    assert!(index.segment(0).store().has_texts());
     for (i, t) in texts.iter().enumerate() {
-        assert_eq!(index.store().text(i), Some(*t));
+        assert_eq!(index.segment(0).store().text(i), Some(*t));
     }
-    assert_eq!(index.store().text(texts.len()), None);
+    assert_eq!(index.segment(0).store().text(texts.len()), None);
     drop(index);
-    let path = dir.path().join("g1.texts");
+    let path = dir.path().join("s1.texts");
     let mut bytes = std::fs::read(&path).unwrap();
     bytes[3] ^= 0x20;
     std::fs::write(&path, &bytes).unwrap();
     let err = Index::open(dir.path()).err().expect("damage detected");
     assert!(matches!(err, IndexError::ChecksumMismatch { .. }), "{err}");
-    assert!(err.to_string().contains("g1.texts"), "{err}");
+    assert!(err.to_string().contains("s1.texts"), "{err}");
 }

@@ -123,7 +123,14 @@ fn a_second_writer_is_refused_and_told_the_first_ones_pid() {
     assert_eq!(without_lock(snapshot(dir.path())), before);
     // Once the first writer is gone, the next one may write.
     build(dir.path(), "new", 2);
-    assert_eq!(Index::open(dir.path()).unwrap().store().doc_id(0), "new-0");
+    assert_eq!(
+        Index::open(dir.path())
+            .unwrap()
+            .segment(0)
+            .store()
+            .doc_id(0),
+        "new-0"
+    );
 }
 
 #[test]
@@ -156,7 +163,11 @@ fn a_killed_writer_leaves_no_stale_lock() {
     holder.wait().unwrap();
     build(dir.path(), "after", 2);
     assert_eq!(
-        Index::open(dir.path()).unwrap().store().doc_id(0),
+        Index::open(dir.path())
+            .unwrap()
+            .segment(0)
+            .store()
+            .doc_id(0),
         "after-0"
     );
 }
@@ -178,7 +189,8 @@ fn commit_leaves_files_it_did_not_write() {
     );
     // The replaced generation's files are gone, the new one's are all there.
     let names: Vec<String> = snapshot(dir.path()).into_iter().map(|(n, _)| n).collect();
-    assert!(!names.iter().any(|n| n.starts_with("g1.")), "{names:?}");
+    let old = |n: &String| n.starts_with("s1.") || n.starts_with("c2.");
+    assert!(!names.iter().any(old), "{names:?}");
     Index::open(dir.path()).unwrap();
 }
 
@@ -194,7 +206,13 @@ fn a_damaged_or_newer_index_is_refused_not_wiped() {
             let text = std::fs::read_to_string(&p).unwrap();
             std::fs::write(
                 &p,
-                text.replace("\"format_version\": 2", "\"format_version\": 99"),
+                text.replace(
+                    &format!(
+                        "\"format_version\": {}",
+                        tessera_index::segment::FORMAT_VERSION
+                    ),
+                    "\"format_version\": 99",
+                ),
             )
             .unwrap();
         }),
@@ -236,10 +254,12 @@ fn a_damaged_or_newer_index_is_refused_not_wiped() {
             m.generation
         );
         let index = Index::open(dir.path()).unwrap();
-        assert_eq!(index.store().doc_id(0), "fresh");
+        assert_eq!(index.segment(0).store().doc_id(0), "fresh");
         let names: Vec<String> = snapshot(dir.path()).into_iter().map(|(n, _)| n).collect();
         assert!(
-            !names.iter().any(|n| n.starts_with("g1.")),
+            !names
+                .iter()
+                .any(|n| n.starts_with("s1.") || n.starts_with("c2.")),
             "{what}: {names:?}"
         );
     }
@@ -288,7 +308,7 @@ fn a_manifest_may_name_only_files_inside_its_directory() {
     ];
     for name in escapes {
         let mut bad = m.clone();
-        bad.components.store.vectors.name = name.clone();
+        bad.segments[0].store.vectors.name = name.clone();
         bad.commit(&dir).unwrap(); // sealed with a valid checksum: confinement must catch it
         let err = Index::open(&dir)
             .err()
@@ -339,10 +359,19 @@ fn files_a_killed_writer_left_are_removed_by_the_next_writer() {
     build(dir.path(), "old", 3);
     let before = without_lock(snapshot(dir.path()));
     // What a writer killed with SIGKILL leaves: files of the next generation, no manifest.
-    std::fs::write(dir.path().join("g2.vectors.f16"), b"half written").unwrap();
-    std::fs::create_dir(dir.path().join("g2.bm25")).unwrap();
-    std::fs::write(dir.path().join("g2.bm25/meta.json"), b"{").unwrap();
-    assert_eq!(Index::open(dir.path()).unwrap().store().doc_id(0), "old-0");
+    std::fs::write(dir.path().join("s3.vectors.f16"), b"half written").unwrap();
+    std::fs::create_dir(dir.path().join("s3.bm25")).unwrap();
+    std::fs::write(dir.path().join("s3.bm25/meta.json"), b"{").unwrap();
+    std::fs::write(dir.path().join("s1.g9.deletes"), b"?").unwrap();
+    std::fs::write(dir.path().join("g2.vectors.f16"), b"from a format-2 writer").unwrap();
+    assert_eq!(
+        Index::open(dir.path())
+            .unwrap()
+            .segment(0)
+            .store()
+            .doc_id(0),
+        "old-0"
+    );
     let w = IndexWriter::create(dir.path(), model()).unwrap();
     drop(w);
     assert_eq!(without_lock(snapshot(dir.path())), before);

@@ -1,7 +1,7 @@
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest, Sha256};
-use tessera_index::{Index, PlaidParams};
+use tessera_index::{Component, Index, PlaidParams};
 
 use crate::cli::index::{index_config, index_job, print_report, report_skip, splade_encoder};
 use crate::cli::EvalArgs;
@@ -20,11 +20,10 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         }
         None => cached_index(&args, &dataset, progress)?,
     };
-    args.params.validate().map_err(crate::Error::Usage)?;
     let k = args.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
     let options = EvalOptions {
         mode: args.mode.clone(),
-        params: args.params.params(k),
+        params: args.params.params(k)?,
         compare_exhaustive: args.compare_exhaustive,
         stage_recall: args.stage_recall,
         metrics: args.metrics.clone(),
@@ -200,14 +199,14 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
     if !args.rebuild {
         if let Ok(index) = Index::open(&dir) {
             let have = index.components();
-            if components.iter().all(|c| have.contains(&c.as_str())) {
+            if components.iter().all(|c| have.contains(c)) {
                 eprintln!("using cached index {}", dir.display());
                 return Searcher::with_encoders(index, encoder, splade);
             }
             eprintln!(
                 "cached index {} lacks some of {}; rebuilding",
                 dir.display(),
-                components.join(",")
+                Component::list(&components)
             );
         }
     }
@@ -233,21 +232,17 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
 }
 
 /// `--components` plus whatever `--mode` (or `--sweep`) needs.
-fn components(args: &EvalArgs) -> Vec<String> {
+fn components(args: &EvalArgs) -> Vec<Component> {
     let mut c = args.components.clone();
-    let mut needed: Vec<&str> = args.mode.stages.iter().map(|s| s.component()).collect();
+    c.extend(args.mode.stages.iter().map(|s| s.component()));
     if args.sweep {
-        needed.push("plaid");
+        c.push(Component::Plaid);
     }
     if args.muvera_curve {
-        needed.push("muvera");
-    }
-    for n in needed {
-        if !c.iter().any(|x| x == n) {
-            c.push(n.to_string());
-        }
+        c.push(Component::Muvera);
     }
     c.sort();
+    c.dedup();
     c
 }
 
@@ -279,7 +274,7 @@ fn cache_key(args: &EvalArgs, dataset: &BeirDataset, encoder: &ColbertEncoder) -
         }
     }
     h.update(encoder.weights_sha256().as_bytes());
-    if components(args).iter().any(|c| c == "splade") {
+    if components(args).contains(&Component::Splade) {
         h.update(format!("{:?}", args.splade).as_bytes());
     }
     h.update(serde_json::to_vec(encoder.settings()).expect("settings serialise"));

@@ -1,61 +1,51 @@
-use tessera_index::{IndexConfig, SparseConfig};
+use tessera_index::{Component, IndexConfig, SparseConfig};
 
 use crate::cli::{CorpusArgs, IndexArgs, MuveraBuildArgs, PlaidBuildArgs, PoolingArgs, SpladeArgs};
 use crate::corpus::{CorpusFormat, OnMalformed};
 use crate::encoder::{ColbertEncoder, DeviceSpec, SpladeEncoder};
 use crate::pipeline::{self, BuildReport, IndexJob};
+use crate::search::SpladeRecord;
 use crate::{Error, Result};
 use std::path::Path;
-
-/// Components `tessera index --components` accepts today.
-const BUILDABLE: &[&str] = &["store", "plaid", "muvera", "splade", "bm25"];
 
 /// Validate `--components` into the writer's config; `splade` is the loaded SPLADE
 /// encoder when the components include it (see [`splade_encoder`]).
 pub(super) fn index_config(
-    components: &[String],
+    components: &[Component],
     out: &Path,
     plaid: &PlaidBuildArgs,
     muvera: &MuveraBuildArgs,
     splade: Option<&SpladeEncoder>,
     store_text: bool,
 ) -> Result<IndexConfig> {
-    for c in components {
-        if !BUILDABLE.contains(&c.as_str()) {
-            return Err(Error::IndexMetadata {
-                index: out.to_path_buf(),
-                reason: format!(
-                    "component {c:?} cannot be built by this version (buildable: {})",
-                    BUILDABLE.join(",")
-                ),
-            });
-        }
+    let has = |c: Component| components.contains(&c);
+    if has(Component::Bm25) && !store_text {
+        return Err(Error::IndexMetadata {
+            index: out.to_path_buf(),
+            reason: "bm25 keeps the documents' text (merging segments re-indexes it): \
+                     --no-store-text cannot be combined with bm25"
+                .into(),
+        });
     }
     Ok(IndexConfig {
-        plaid: components
-            .iter()
-            .any(|c| c == "plaid")
-            .then(|| plaid.config()),
-        muvera: components
-            .iter()
-            .any(|c| c == "muvera")
-            .then(|| muvera.config()),
+        plaid: has(Component::Plaid).then(|| plaid.config()),
+        muvera: has(Component::Muvera).then(|| muvera.config()),
         splade: splade.map(|s| SparseConfig {
             vocab_size: s.settings().vocab_size,
-            model: splade_record(s),
+            model: SpladeRecord::of(s).to_value(),
         }),
-        bm25: components.iter().any(|c| c == "bm25"),
+        bm25: has(Component::Bm25),
         store_text,
     })
 }
 
 /// Load the SPLADE model if `components` include splade.
 pub(super) fn splade_encoder(
-    components: &[String],
+    components: &[Component],
     args: &SpladeArgs,
     device: DeviceSpec,
 ) -> Result<Option<SpladeEncoder>> {
-    if !components.iter().any(|c| c == "splade") {
+    if !components.contains(&Component::Splade) {
         return Ok(None);
     }
     Ok(Some(SpladeEncoder::load(
@@ -63,16 +53,6 @@ pub(super) fn splade_encoder(
         &args.options(),
         device,
     )?))
-}
-
-/// What the manifest keeps about the SPLADE model, so queries are encoded the same way.
-pub(crate) fn splade_record(s: &SpladeEncoder) -> serde_json::Value {
-    serde_json::json!({
-        "name": s.name(),
-        "model_dir": s.dir().canonicalize().unwrap_or_else(|_| s.dir().to_path_buf()),
-        "weights_sha256": s.weights_sha256(),
-        "settings": s.settings(),
-    })
 }
 
 pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {

@@ -6,17 +6,16 @@ mod index;
 mod rebuild;
 mod search;
 mod serve;
+mod write;
 
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use tessera_index::lexical::Bm25Params;
 use tessera_index::muvera::{FdeConfig, GraphConfig};
-use tessera_index::{
-    Mode, MuveraConfig, MuveraParams, PlaidConfig, PlaidParams, Rescore, SearchParams, SparseScorer,
-};
+use tessera_index::{Component, Mode, MuveraConfig, PlaidConfig, SearchParams};
 
 use crate::encoder::{DTypeSpec, DeviceSpec, LoadOptions, SpladeOptions};
+use crate::search::{ParamOverrides, RescoreChoice, SparseScorerChoice};
 
 /// Default model directory, as `scripts/fetch-models.sh` lays it out.
 pub const DEFAULT_MODEL: &str = "models/all-MiniLM-L6-v2";
@@ -59,6 +58,76 @@ pub enum Command {
     Rebuild(RebuildArgs),
     /// Serve indexes over HTTP (JSON search API; see GET /openapi.json).
     Serve(ServeArgs),
+    /// Add documents to an index (encoding only them; the index's model, pooling and
+    /// components are reused), or with --upsert replace those with the same ids. One
+    /// commit; segments may then merge.
+    Add(AddArgs),
+    /// Delete documents by id (tombstones, one commit). Unknown ids are reported.
+    Delete(DeleteArgs),
+    /// Rewrite every segment into one without the deleted documents; with --retrain,
+    /// also train a new PLAID codec on all vectors and re-encode them.
+    Compact(CompactArgs),
+    /// Show an index: segments, live and deleted documents, sizes, the PLAID codec's age
+    /// and drift.
+    Info(InfoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AddArgs {
+    /// The index to add to (it must exist: `tessera index` creates one).
+    pub index: PathBuf,
+    /// A JSONL corpus, or a BEIR dataset directory (its corpus.jsonl is used).
+    pub corpus: PathBuf,
+    /// Replace the live document of each id the index already has (without it, such an
+    /// id is an error naming it, and nothing is added).
+    #[arg(long)]
+    pub upsert: bool,
+    #[command(flatten)]
+    pub corpus_args: CorpusArgs,
+    /// Model directory (default: the one recorded in the index; its weights must match).
+    #[arg(long, value_name = "DIR")]
+    pub model: Option<PathBuf>,
+    /// Where the encoder runs: cpu, cuda, cuda:N, or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: DeviceSpec,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("which").required(true).args(["ids", "ids_file"]))]
+pub struct DeleteArgs {
+    pub index: PathBuf,
+    /// Ids to delete, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub ids: Vec<String>,
+    /// A file of ids to delete, one per line (blank lines ignored).
+    #[arg(long, value_name = "FILE")]
+    pub ids_file: Option<PathBuf>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct CompactArgs {
+    pub index: PathBuf,
+    /// Train a new PLAID codec on all live vectors and re-encode them (when documents
+    /// added since the first build fit its centroids worse: see `tessera info`'s drift).
+    #[arg(long)]
+    pub retrain: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct InfoArgs {
+    pub index: PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    pub json: bool,
 }
 
 #[derive(Debug, Args)]
@@ -123,6 +192,20 @@ pub struct ServeArgs {
     /// GET /indexes/{name}; hidden by default.
     #[arg(long)]
     pub expose_paths: bool,
+    /// Refuse writes (403 read_only) and take no writer lock: `tessera add`/`delete` may
+    /// then change the indexes, and the server picks up their commits.
+    #[arg(long)]
+    pub read_only: bool,
+    /// With --read-only: how often to look for commits made by other processes.
+    #[arg(long, default_value_t = 1.0, value_name = "SECS", value_parser = parse_seconds)]
+    pub reload_interval: f64,
+    /// Writes arriving within this many milliseconds of the first of a group are
+    /// committed together (one segment, not one per request).
+    #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u64).range(0..=60_000))]
+    pub group_commit_ms: u64,
+    /// Most documents (or ids) in one write request.
+    #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    pub max_write_docs: u32,
 }
 
 /// A positive number of seconds, fractions allowed (at most a day).
@@ -143,8 +226,8 @@ pub struct RebuildArgs {
     #[arg(long, short)]
     pub out: PathBuf,
     /// Components of the new index (store is always built).
-    #[arg(long, value_delimiter = ',', default_value = "store")]
-    pub components: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "store", value_parser = parse_component)]
+    pub components: Vec<Component>,
     /// Hierarchical pooling of the stored vectors (whole-word pooling needs the text:
     /// use `tessera index`).
     #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=64))]
@@ -393,10 +476,9 @@ impl MuveraBuildArgs {
     }
 }
 
-/// First-stage search knobs (defaults depend on k, as in DESIGN.md). The same struct is
-/// the `params` object of the HTTP API (`tessera serve`): one definition, one meaning.
-#[derive(Debug, Clone, Default, Args, serde::Deserialize, utoipa::ToSchema)]
-#[serde(default, deny_unknown_fields)]
+/// First-stage search knobs (defaults depend on k, as in DESIGN.md). They become the
+/// search layer's [`ParamOverrides`], the same shape as the HTTP API's `params`.
+#[derive(Debug, Clone, Default, Args)]
 pub struct SearchParamArgs {
     /// PLAID: centroids probed per query token [default: 1 for k<=10, 4 for k<=100, else 4].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -437,130 +519,52 @@ pub struct SearchParamArgs {
     pub bm25_b: Option<f32>,
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum SparseScorerArg {
     Exhaustive,
     Maxscore,
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    ValueEnum,
-    serde::Serialize,
-    serde::Deserialize,
-    utoipa::ToSchema,
-)]
-#[serde(rename_all = "lowercase")]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum RescoreArg {
     Exact,
     Decompressed,
 }
 
 impl SearchParamArgs {
-    /// The range checks clap applies on the command line, for values that arrive as JSON.
-    pub fn validate(&self) -> Result<(), String> {
-        for (name, v) in [
-            ("ncells", self.ncells),
-            ("ndocs", self.ndocs),
-            ("candidates", self.candidates),
-            ("ef_search", self.ef_search),
-            ("sparse_candidates", self.sparse_candidates),
-        ] {
-            if v == Some(0) {
-                return Err(format!("params.{name} must be at least 1"));
-            }
+    /// The flags as the search layer's overrides.
+    pub fn overrides(&self) -> ParamOverrides {
+        ParamOverrides {
+            ncells: self.ncells,
+            centroid_score_threshold: self.centroid_score_threshold,
+            ndocs: self.ndocs,
+            rescore: self.rescore.map(|r| match r {
+                RescoreArg::Exact => RescoreChoice::Exact,
+                RescoreArg::Decompressed => RescoreChoice::Decompressed,
+            }),
+            candidates: self.candidates,
+            ef_search: self.ef_search,
+            sparse_candidates: self.sparse_candidates,
+            sparse_scorer: self.sparse_scorer.map(|s| match s {
+                SparseScorerArg::Exhaustive => SparseScorerChoice::Exhaustive,
+                SparseScorerArg::Maxscore => SparseScorerChoice::Maxscore,
+            }),
+            bm25_k1: self.bm25_k1,
+            bm25_b: self.bm25_b,
         }
-        if self
-            .centroid_score_threshold
-            .is_some_and(|t| !t.is_finite())
-        {
-            return Err("params.centroid_score_threshold must be a finite number".into());
-        }
-        if self.bm25_k1.is_some_and(|k| !(k.is_finite() && k >= 0.0)) {
-            return Err("bm25_k1 must be a finite number >= 0".into());
-        }
-        if self.bm25_b.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
-            return Err("bm25_b must be in 0..=1".into());
-        }
-        Ok(())
     }
 
-    /// Overrides on top of the defaults for `k`; `None` fields keep the defaults.
-    pub fn params(&self, k: usize) -> SearchParams {
-        let muvera = (self.candidates.is_some() || self.ef_search.is_some()).then(|| {
-            let mut p = MuveraParams::for_k(k);
-            if let Some(c) = self.candidates {
-                p.candidates = c as usize;
-                p.ef_search = p.ef_search.max(p.candidates);
-            }
-            if let Some(e) = self.ef_search {
-                p.ef_search = e as usize;
-            }
-            p
-        });
-        let any = self.ncells.is_some()
-            || self.centroid_score_threshold.is_some()
-            || self.ndocs.is_some()
-            || self.rescore.is_some();
-        let sparse_candidates = self.sparse_candidates.map(|c| c as usize);
-        let bm25 = (self.bm25_k1.is_some() || self.bm25_b.is_some()).then(|| Bm25Params {
-            k1: self.bm25_k1.unwrap_or(Bm25Params::TANTIVY.k1),
-            b: self.bm25_b.unwrap_or(Bm25Params::TANTIVY.b),
-        });
-        let sparse_scorer = match self.sparse_scorer {
-            None | Some(SparseScorerArg::Exhaustive) => SparseScorer::Exhaustive,
-            Some(SparseScorerArg::Maxscore) => SparseScorer::MaxScore,
-        };
-        if !any {
-            return SearchParams {
-                plaid: None,
-                muvera,
-                sparse_candidates,
-                sparse_scorer,
-                bm25,
-                deadline: Default::default(),
-            };
-        }
-        let mut p = PlaidParams::for_k(k);
-        if let Some(n) = self.ncells {
-            p.ncells = n as usize;
-        }
-        if let Some(t) = self.centroid_score_threshold {
-            p.centroid_score_threshold = t;
-        }
-        if let Some(n) = self.ndocs {
-            p.ndocs = n as usize;
-        }
-        if let Some(r) = self.rescore {
-            p.rescore = match r {
-                RescoreArg::Exact => Rescore::Exact,
-                RescoreArg::Decompressed => Rescore::Decompressed,
-            };
-        }
-        SearchParams {
-            plaid: Some(p),
-            muvera,
-            sparse_candidates,
-            sparse_scorer,
-            bm25,
-            deadline: Default::default(),
-        }
+    /// Validated, as the library's parameters for a top-`k` search.
+    pub fn params(&self, k: usize) -> crate::Result<SearchParams> {
+        let o = self.overrides();
+        o.validate().map_err(crate::Error::Usage)?;
+        Ok(o.params(k))
     }
+}
+
+/// `--components`: names separated by commas.
+fn parse_component(s: &str) -> Result<Component, String> {
+    s.parse()
 }
 
 #[derive(Debug, Args)]
@@ -574,8 +578,8 @@ pub struct IndexArgs {
     /// Structures to build, comma-separated: store (the f16 token vectors, always built),
     /// plaid (centroids, residual codes, IVF), muvera (FDEs in an HNSW), splade (impact
     /// postings from the SPLADE model), bm25 (tantivy over the document text).
-    #[arg(long, value_delimiter = ',', default_value = "store")]
-    pub components: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "store", value_parser = parse_component)]
+    pub components: Vec<Component>,
     #[command(flatten)]
     pub corpus_args: CorpusArgs,
     #[command(flatten)]
@@ -676,8 +680,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub rebuild: bool,
     /// Components of the index eval builds (those --mode needs are added).
-    #[arg(long, value_delimiter = ',', default_value = "store")]
-    pub components: Vec<String>,
+    #[arg(long, value_delimiter = ',', default_value = "store", value_parser = parse_component)]
+    pub components: Vec<Component>,
     #[command(flatten)]
     pub corpus_args: CorpusArgs,
     #[command(flatten)]
@@ -701,5 +705,9 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Eval(args) => eval::run(args, progress),
         Command::Rebuild(args) => rebuild::run(args),
         Command::Serve(args) => serve::run(args),
+        Command::Add(args) => write::add(args, progress),
+        Command::Delete(args) => write::delete(args),
+        Command::Compact(args) => write::compact(args),
+        Command::Info(args) => write::info(args),
     }
 }

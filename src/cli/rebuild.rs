@@ -2,12 +2,17 @@ use std::time::Instant;
 
 use half::slice::HalfFloatSliceExt;
 use tessera_index::pooling::pool_hierarchical;
-use tessera_index::{DocExtras, Index, IndexWriter, WriteOptions};
+use tessera_index::{Component, DocAddress, DocExtras, Index, IndexWriter, WriteOptions};
 
 use crate::cli::index::{index_config, splade_encoder};
 use crate::cli::RebuildArgs;
 use crate::encoder::Role;
+use crate::pipeline::Pooling;
+use crate::search::ModelRecord;
 use crate::{Error, Result};
+
+/// SPLADE encodes the kept texts this many documents at a time.
+const WINDOW: usize = 512;
 
 pub(super) fn run(args: RebuildArgs) -> Result<()> {
     let source = Index::open(&args.source)?;
@@ -21,13 +26,12 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
             reason: "--out must be another directory than the source index".into(),
         });
     }
-    let store = source.store();
     if let Some(c) = args
         .components
         .iter()
-        .find(|c| *c == "splade" || *c == "bm25")
+        .find(|c| matches!(c, Component::Splade | Component::Bm25))
     {
-        if !store.has_texts() {
+        if !source.has_texts() {
             return Err(Error::IndexMetadata {
                 index: args.source.clone(),
                 reason: format!(
@@ -45,37 +49,52 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         &args.plaid,
         &args.muvera,
         splade.as_ref(),
-        store.has_texts(),
+        source.has_texts(),
     )?;
     let started = Instant::now();
     let src = source.manifest();
-    let options = WriteOptions { force: args.force };
-    let mut writer =
-        IndexWriter::create_with_options(&args.out, src.model.clone(), config.clone(), options)?;
-    let mut buf = Vec::new();
-    let mut sparse = Vec::new();
-    for d in 0..store.num_docs() {
-        // SPLADE vectors for the next window of stored texts.
-        if let (Some(s), 0) = (&splade, d % 512) {
-            let end = (d + 512).min(store.num_docs());
-            let texts: Vec<&str> = (d..end).map(|i| store.text(i).unwrap_or("")).collect();
-            sparse = s.encode(&texts, Role::Document)?;
-        }
-        let doc = store.doc(d);
-        let extras = DocExtras {
-            text: store.text(d),
-            sparse: splade.as_ref().map(|_| &sparse[d % 512]),
+    // Further pooling is recorded, so documents added later are pooled alike.
+    let mut model = src.model.clone();
+    if args.pool_factor > 1 {
+        let mut record = ModelRecord::read(src, source.dir())?;
+        let before = match record.pooling {
+            Some(Pooling::Hierarchical { factor }) => factor,
+            _ => 1,
         };
-        if args.pool_factor > 1 {
-            buf.resize(doc.as_slice().len(), 0.0);
-            doc.as_slice().convert_to_f32_slice(&mut buf);
-            writer.add_with(
-                store.doc_id(d),
-                &pool_hierarchical(&buf, doc.dim(), args.pool_factor as usize, 1),
-                extras,
-            )?;
-        } else {
-            writer.add_f16_with(store.doc_id(d), doc.as_slice(), extras)?;
+        record.pooling = Some(Pooling::Hierarchical {
+            factor: before * args.pool_factor as usize,
+        });
+        model.encoder = record.to_value();
+    }
+    let options = WriteOptions { force: args.force };
+    let mut writer = IndexWriter::create_with_options(&args.out, model, config.clone(), options)?;
+    let docs: Vec<DocAddress> = source.live_docs().collect();
+    let mut buf = Vec::new();
+    for window in docs.chunks(WINDOW) {
+        let sparse = match &splade {
+            Some(s) => {
+                let texts: Vec<&str> = window
+                    .iter()
+                    .map(|&a| source.text(a).unwrap_or(""))
+                    .collect();
+                Some(s.encode(&texts, Role::Document)?)
+            }
+            None => None,
+        };
+        for (i, &a) in window.iter().enumerate() {
+            let doc = source.vectors(a);
+            let extras = DocExtras {
+                text: source.text(a),
+                sparse: sparse.as_ref().map(|v| &v[i]),
+            };
+            if args.pool_factor > 1 {
+                buf.resize(doc.as_slice().len(), 0.0);
+                doc.as_slice().convert_to_f32_slice(&mut buf);
+                let pooled = pool_hierarchical(&buf, doc.dim(), args.pool_factor as usize, 1);
+                writer.add_with(source.doc_id(a), &pooled, extras)?;
+            } else {
+                writer.add_f16_with(source.doc_id(a), doc.as_slice(), extras)?;
+            }
         }
     }
     let mut cfg = src.config.clone();
@@ -94,16 +113,17 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         );
     }
     let manifest = writer.commit(cfg)?;
+    let seg = manifest.segments.first();
     let report = serde_json::json!({
         "num_docs": manifest.num_docs,
         "num_vectors": manifest.num_vectors,
         "source_vectors": src.num_vectors,
         "index_bytes": manifest.index_bytes(),
-        "bytes_per_vector": manifest.index_bytes() as f64 / manifest.num_vectors as f64,
-        "components": manifest.components.names(),
+        "bytes_per_vector": manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64,
+        "components": manifest.components,
         "build_seconds": started.elapsed().as_secs_f64(),
-        "plaid": manifest.components.plaid.as_ref().map(|p| &p.build),
-        "muvera": manifest.components.muvera.as_ref().map(|m| &m.build),
+        "plaid": manifest.codec.as_ref().map(|c| &c.build),
+        "muvera": seg.and_then(|s| s.muvera.as_ref()).map(|m| &m.build),
     });
     if args.json {
         println!(

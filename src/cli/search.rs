@@ -11,16 +11,15 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
     }
     let searcher = Searcher::open(&args.index, args.model.as_deref(), args.device)?;
     let t = Instant::now();
-    args.params.validate().map_err(crate::Error::Usage)?;
-    let params = args.params.params(args.k as usize);
+    let params = args.params.params(args.k as usize)?;
     let hits = searcher.search(&args.query, args.k as usize, &args.mode, &params)?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
-    let store = searcher.index().store();
+    let index = searcher.index();
     if args.json {
         let results: Vec<_> = hits
             .iter()
             .enumerate()
-            .map(|(i, h)| match store.text(h.doc as usize) {
+            .map(|(i, h)| match index.text(h.addr) {
                 Some(text) => {
                     serde_json::json!({"rank": i + 1, "id": h.id, "score": h.score, "text": text})
                 }
@@ -41,7 +40,7 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
     } else {
         println!("{:>4}  {:>9}  id", "rank", "score");
         for (i, h) in hits.iter().enumerate() {
-            match store.text(h.doc as usize) {
+            match index.text(h.addr) {
                 Some(text) => println!(
                     "{:>4}  {:>9.4}  {}  {}",
                     i + 1,

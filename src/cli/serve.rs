@@ -50,6 +50,7 @@ pub(super) fn run(args: ServeArgs) -> Result<()> {
             max_ncells: args.max_ncells as usize,
             max_response_bytes: args.max_response_bytes,
             request_timeout: Duration::from_secs_f64(args.request_timeout),
+            max_write_docs: args.max_write_docs as usize,
         },
         connections: ConnectionLimits {
             header_timeout: Duration::from_secs_f64(args.header_timeout),
@@ -58,5 +59,8 @@ pub(super) fn run(args: ServeArgs) -> Result<()> {
         },
         concurrent_searches: args.concurrent_searches.map_or(cores, |c| c as usize),
         expose_paths: args.expose_paths,
+        read_only: args.read_only,
+        reload_interval: Duration::from_secs_f64(args.reload_interval),
+        group_window: Duration::from_millis(args.group_commit_ms),
     })
 }

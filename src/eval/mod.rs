@@ -373,14 +373,8 @@ pub fn run_muvera_curve(
     let mode: Mode = "muvera".parse().expect("valid mode");
     let index = searcher.index();
     index.check_mode(&mode)?;
-    let graph_config = index
-        .manifest()
-        .components
-        .muvera
-        .as_ref()
-        .expect("checked")
-        .config
-        .graph;
+    let store = single_segment(index, "--muvera-curve")?;
+    let graph_config = index.manifest().settings.muvera.expect("checked").graph;
     let k = options.retrieval_depth();
     let n = dataset.queries.len() as u64;
     let bar = progress(
@@ -395,11 +389,10 @@ pub fn run_muvera_curve(
         .pool
         .install(|| fde_maxsim_correlation(index, &vectors, 200));
     let t = Instant::now();
-    let baseline = passes.pool.install(|| {
-        tessera_index::muvera::SingleVectorBaseline::build(index.store(), graph_config)
-    })?;
+    let baseline = passes
+        .pool
+        .install(|| tessera_index::muvera::SingleVectorBaseline::build(store, graph_config))?;
     let baseline_build_seconds = t.elapsed().as_secs_f64();
-    let store = index.store();
     let mut rows = Vec::new();
     for &c in candidate_counts {
         let params = tessera_index::MuveraParams {
@@ -423,7 +416,10 @@ pub fn run_muvera_curve(
                 .map(|h| crate::search::SearchHit {
                     id: store.doc_id(h.doc as usize).to_string(),
                     score: h.score,
-                    doc: h.doc,
+                    addr: tessera_index::DocAddress {
+                        segment: 0,
+                        doc: h.doc,
+                    },
                 })
                 .collect())
         })?;
@@ -443,6 +439,22 @@ pub fn run_muvera_curve(
     Ok((rows, exh_latency, baseline_build_seconds, correlation))
 }
 
+/// The store of a one-segment index, for diagnostics written against one store.
+fn single_segment<'a>(
+    index: &'a tessera_index::Index,
+    what: &str,
+) -> crate::Result<&'a tessera_index::store::TokenStore> {
+    if index.num_segments() != 1 || index.manifest().deleted_docs() > 0 {
+        return Err(crate::Error::Usage(format!(
+            "{what} needs an index of one segment without deletions; this one has {} segments \
+             and {} deleted documents: run `tessera compact` first",
+            index.num_segments(),
+            index.manifest().deleted_docs()
+        )));
+    }
+    Ok(index.segment(0).store())
+}
+
 /// Pearson correlation between FDE dot products and exact MaxSim scores over
 /// `docs_per_query` seeded random documents per query: overall, and the mean of the
 /// per-query correlations (how well the FDE ranks documents for one query).
@@ -452,9 +464,8 @@ pub fn fde_maxsim_correlation(
     docs_per_query: usize,
 ) -> FdeCorrelation {
     use rand::{Rng, SeedableRng};
-    let muvera = index.muvera().expect("checked by the caller");
-    let store = index.store();
-    let encoder = muvera.encoder();
+    let encoder = index.fde_encoder().expect("checked by the caller");
+    let store = index.segment(0).store();
     let fdes = tessera_index::muvera::document_fdes(store, encoder);
     let dim = encoder.output_dim();
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
@@ -594,7 +605,6 @@ fn stage_recalls(
     options: &EvalOptions,
 ) -> crate::Result<Vec<StageRecall>> {
     let index = passes.searcher.index();
-    let store = index.store();
     let mut out = Vec::new();
     for &stage in &options.mode.stages {
         let alone = Mode {
@@ -606,10 +616,10 @@ fn stage_recalls(
             let docs = index.stage_candidates(stage, &q.as_query(), k, &options.params)?;
             Ok(docs
                 .into_iter()
-                .map(|d| crate::search::SearchHit {
-                    id: store.doc_id(d as usize).to_string(),
+                .map(|addr| crate::search::SearchHit {
+                    id: index.doc_id(addr).to_string(),
                     score: 0.0,
-                    doc: d,
+                    addr,
                 })
                 .collect())
         })?;
@@ -627,25 +637,33 @@ fn stage_recalls(
 
 /// MaxScore and exhaustive sparse scoring on every query, one after the other.
 fn sparse_report(passes: &Passes<'_>, k: usize) -> SparseReport {
-    let splade = passes
-        .searcher
-        .index()
-        .splade()
-        .expect("the mode's splade stage was checked");
+    // Per segment (each is scored alone; the segments' times add up).
+    let index = passes.searcher.index();
     let (mut fast_ms, mut slow_ms) = (Vec::new(), Vec::new());
     let (mut touched, mut postings, mut terms, mut identical) = (0usize, 0usize, 0usize, 0usize);
     for q in &passes.encoded {
         let Some(sq) = &q.sparse else { continue };
-        let t = Instant::now();
-        let (fast, stats) = splade.search(sq, k);
-        fast_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        let t = Instant::now();
-        let (slow, _) = splade.search_exhaustive(sq, k);
-        slow_ms.push(t.elapsed().as_secs_f64() * 1e3);
-        touched += stats.touched;
-        postings += stats.postings;
+        let (mut fast_t, mut slow_t, mut same) = (0.0, 0.0, true);
+        for s in 0..index.num_segments() {
+            let splade = index
+                .segment(s)
+                .splade()
+                .expect("the mode's splade stage was checked");
+            let allow = index.allow(s);
+            let t = Instant::now();
+            let (fast, stats) = splade.search(sq, k, &allow);
+            fast_t += t.elapsed().as_secs_f64() * 1e3;
+            let t = Instant::now();
+            let (slow, _) = splade.search_exhaustive(sq, k, &allow);
+            slow_t += t.elapsed().as_secs_f64() * 1e3;
+            touched += stats.touched;
+            postings += stats.postings;
+            same &= fast == slow;
+        }
+        fast_ms.push(fast_t);
+        slow_ms.push(slow_t);
         terms += sq.len();
-        identical += usize::from(fast == slow);
+        identical += usize::from(same);
     }
     let (fast, slow) = (
         Latency::from_samples(&fast_ms),

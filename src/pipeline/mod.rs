@@ -7,12 +7,14 @@ use std::time::Instant;
 use indicatif::{ProgressBar, ProgressStyle};
 use serde::Serialize;
 use tessera_index::pooling::{pool_by_groups, pool_hierarchical};
+use tessera_index::store::MultiVector;
 use tessera_index::{
     DocExtras, IndexConfig, IndexError, IndexWriter, Manifest, ModelInfo, WriteOptions,
 };
 
 use crate::corpus::{self, CorpusError, CorpusFormat, JsonlReader, OnMalformed, Skipped};
 use crate::encoder::{ColbertEncoder, EncoderError, Role, SpladeEncoder};
+use crate::search::ModelRecord;
 
 /// Documents read, tokenised and encoded together (sorted by length inside the window).
 const WINDOW_DOCS: usize = 512;
@@ -27,6 +29,14 @@ pub enum PipelineError {
     Index(#[from] IndexError),
     #[error("{path}: corpus holds no valid documents")]
     Empty { path: PathBuf },
+    /// A document the index refused (an id it already has, vectors of the wrong size).
+    #[error("{path}:{line}: {source}")]
+    Document {
+        path: PathBuf,
+        line: usize,
+        #[source]
+        source: IndexError,
+    },
 }
 
 /// Everything `tessera index` needs besides the encoder.
@@ -48,7 +58,7 @@ pub struct IndexJob {
 }
 
 /// Token pooling (see `tessera_index::pooling`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(tag = "method", rename_all = "kebab-case")]
 pub enum Pooling {
     /// Ward clustering to `max(1, n / factor)` vectors; the first ([CLS]) kept as is.
@@ -101,38 +111,165 @@ pub fn build_index(
     encoder: &ColbertEncoder,
     splade: Option<&SpladeEncoder>,
     job: &IndexJob,
-    mut on_skip: impl FnMut(&Path, &Skipped),
+    on_skip: impl FnMut(&Path, &Skipped),
 ) -> Result<(Manifest, BuildReport), PipelineError> {
     let started = Instant::now();
-    let path = corpus::resolve_corpus_path(&job.corpus)?;
-    let total_lines = corpus::count_lines(&path)?;
-    let total = job.limit.map_or(total_lines, |l| l.min(total_lines));
-    let bar = progress_bar(job.progress, total as u64);
-
     let model = ModelInfo {
         name: encoder.name().to_string(),
         dim: encoder.settings().dim,
         weights_sha256: encoder.weights_sha256().to_string(),
-        encoder: serde_json::json!({
-            "model_dir": encoder.dir().canonicalize().unwrap_or_else(|_| encoder.dir().to_path_buf()),
-            "settings": encoder.settings(),
-        }),
+        encoder: ModelRecord::of(encoder, job.pooling).to_value(),
     };
     let options = WriteOptions { force: job.force };
     let mut writer =
         IndexWriter::create_with_options(&job.out, model, job.components.clone(), options)?;
-    let reader = JsonlReader::open(&path, job.format.clone(), job.on_malformed)?;
-    let mut encode_seconds = 0.0;
-    let mut tokens_encoded = 0usize;
-    let mut vectors_before_pooling = 0usize;
-    let mut skipped_lines = 0;
+    let source = Source {
+        corpus: &job.corpus,
+        format: &job.format,
+        on_malformed: job.on_malformed,
+        limit: job.limit,
+        progress: job.progress,
+        pooling: job.pooling,
+    };
+    let fed = feed(encoder, splade, &source, &mut writer, Write::Add, on_skip)?;
+    if fed.docs == 0 {
+        return Err(PipelineError::Empty { path: fed.path });
+    }
+    let encoded_at = Instant::now();
+    let mut report = fed.report(started);
+    let manifest = writer.commit(serde_json::json!({
+        "build": &report,
+        "pooling": job.pooling,
+        "components": {
+            "plaid": job.components.plaid,
+            "muvera": job.components.muvera,
+            "splade": job.components.splade.is_some(),
+            "bm25": job.components.bm25,
+        },
+    }))?;
+    report.components_seconds = encoded_at.elapsed().as_secs_f64();
+    report.build_seconds = started.elapsed().as_secs_f64();
+    // Sizes are known only once the files are finished.
+    report.index_bytes = Some(manifest.index_bytes());
+    report.bytes_per_vector =
+        Some(manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64);
+    Ok((manifest, report))
+}
+
+/// Where documents come from and how they become vectors.
+#[derive(Debug, Clone)]
+pub struct Source<'a> {
+    pub corpus: &'a Path,
+    pub format: &'a CorpusFormat,
+    pub on_malformed: OnMalformed,
+    pub limit: Option<usize>,
+    pub progress: bool,
+    pub pooling: Option<Pooling>,
+}
+
+/// How documents go into the writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Write {
+    /// New documents: an id the index already has is an error naming it.
+    Add,
+    /// Replace the document with the same id, or add it.
+    Upsert,
+}
+
+/// What [`feed`] did.
+#[derive(Debug, Clone)]
+pub struct Fed {
+    pub path: PathBuf,
+    pub docs: usize,
+    pub vectors: usize,
+    pub vectors_before_pooling: usize,
+    pub skipped_lines: usize,
+    pub encode_seconds: f64,
+    pub tokens_encoded: usize,
+    pub splade: Option<SpladeReport>,
+    /// With [`Write::Upsert`]: documents that replaced a live one with the same id.
+    pub replaced: usize,
+}
+
+impl Fed {
+    fn report(&self, started: Instant) -> BuildReport {
+        BuildReport {
+            corpus: self.path.clone(),
+            num_docs: self.docs,
+            num_vectors: self.vectors,
+            skipped_lines: self.skipped_lines,
+            vectors_before_pooling: self.vectors_before_pooling,
+            encode_seconds: self.encode_seconds,
+            components_seconds: 0.0,
+            build_seconds: started.elapsed().as_secs_f64(),
+            encode_docs_per_s: self.docs as f64 / self.encode_seconds.max(1e-9),
+            encode_tokens_per_s: self.tokens_encoded as f64 / self.encode_seconds.max(1e-9),
+            splade: self.splade.clone(),
+            index_bytes: None,
+            bytes_per_vector: None,
+        }
+    }
+}
+
+/// Pool one document's vectors as the index does.
+pub fn pool(
+    pooling: Option<Pooling>,
+    vectors: &MultiVector,
+    tokenized: &crate::encoder::TokenizedText,
+) -> Option<Vec<f32>> {
+    match pooling {
+        None => None,
+        Some(Pooling::Hierarchical { factor }) => Some(pool_hierarchical(
+            vectors.as_slice(),
+            vectors.dim(),
+            factor,
+            1,
+        )),
+        Some(Pooling::WholeWord) => {
+            let groups: Vec<Option<u32>> = tokenized
+                .word_ids
+                .iter()
+                .zip(&tokenized.keep)
+                .filter(|(_, k)| **k)
+                .map(|(w, _)| *w)
+                .collect();
+            Some(pool_by_groups(vectors.as_slice(), vectors.dim(), &groups))
+        }
+    }
+}
+
+/// Read, tokenise and encode the documents of `source` into `writer` (nothing is
+/// committed). A producer thread reads and tokenises the next windows while this one
+/// encodes (on a GPU the model would otherwise wait for the tokenizer).
+pub fn feed(
+    encoder: &ColbertEncoder,
+    splade: Option<&SpladeEncoder>,
+    source: &Source<'_>,
+    writer: &mut IndexWriter,
+    write: Write,
+    mut on_skip: impl FnMut(&Path, &Skipped),
+) -> Result<Fed, PipelineError> {
+    let path = corpus::resolve_corpus_path(source.corpus)?;
+    let total_lines = corpus::count_lines(&path)?;
+    let total = source.limit.map_or(total_lines, |l| l.min(total_lines));
+    let bar = progress_bar(source.progress, total as u64);
+    let reader = JsonlReader::open(&path, source.format.clone(), source.on_malformed)?;
     // Documents are tokenised once when both models split text the same way.
     let shared_tokenization =
         splade.is_some_and(|s| s.tokenizer_fingerprint() == encoder.tokenizer_fingerprint());
+    let limit = source.limit.unwrap_or(usize::MAX);
+    let mut fed = Fed {
+        path: path.clone(),
+        docs: 0,
+        vectors: 0,
+        vectors_before_pooling: 0,
+        skipped_lines: 0,
+        encode_seconds: 0.0,
+        tokens_encoded: 0,
+        splade: None,
+        replaced: 0,
+    };
     let (mut splade_seconds, mut splade_terms) = (0.0, 0usize);
-    let limit = job.limit.unwrap_or(usize::MAX);
-    // A producer thread reads and tokenises the next windows while this one encodes
-    // (on a GPU the model would otherwise wait for the tokenizer).
     std::thread::scope(|scope| -> Result<(), PipelineError> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Window, PipelineError>>(2);
         scope.spawn(move || {
@@ -142,15 +279,15 @@ pub fn build_index(
             let window = window?;
             for s in &window.skipped {
                 on_skip(&path, s);
-                skipped_lines += 1;
+                fed.skipped_lines += 1;
             }
             if window.docs.is_empty() {
                 continue;
             }
             let t = Instant::now();
             let encoded = encoder.encode_tokenized(&window.tokenized)?;
-            encode_seconds += t.elapsed().as_secs_f64();
-            tokens_encoded += window.tokenized.iter().map(|t| t.ids.len()).sum::<usize>();
+            fed.encode_seconds += t.elapsed().as_secs_f64();
+            fed.tokens_encoded += window.tokenized.iter().map(|t| t.ids.len()).sum::<usize>();
             let sparse = match (splade, &window.splade_items) {
                 (Some(s), Some(items)) => {
                     let t = Instant::now();
@@ -168,77 +305,70 @@ pub fn build_index(
                 .zip(&window.tokenized)
                 .enumerate()
             {
-                vectors_before_pooling += mv.len();
-                let pooled = match job.pooling {
-                    None => None,
-                    Some(Pooling::Hierarchical { factor }) => {
-                        Some(pool_hierarchical(mv.as_slice(), mv.dim(), factor, 1))
-                    }
-                    Some(Pooling::WholeWord) => {
-                        let groups: Vec<Option<u32>> = tok
-                            .word_ids
-                            .iter()
-                            .zip(&tok.keep)
-                            .filter(|(_, k)| **k)
-                            .map(|(w, _)| *w)
-                            .collect();
-                        Some(pool_by_groups(mv.as_slice(), mv.dim(), &groups))
-                    }
-                };
+                fed.vectors_before_pooling += mv.len();
+                let pooled = pool(source.pooling, mv, tok);
                 let extras = DocExtras {
                     text: Some(&doc.text),
                     sparse: sparse.as_ref().map(|v| &v[i]),
                 };
                 let vectors = pooled.as_deref().unwrap_or(mv.as_slice());
-                writer.add_with(&doc.id, vectors, extras)?;
+                if write == Write::Upsert && writer.contains(&doc.id) {
+                    fed.replaced += 1;
+                }
+                match write {
+                    Write::Add => writer.add_with(&doc.id, vectors, extras),
+                    Write::Upsert => writer.upsert_with(&doc.id, vectors, extras),
+                }
+                .map_err(|e| PipelineError::Document {
+                    path: path.clone(),
+                    line: doc.line,
+                    source: e,
+                })?;
+                fed.docs += 1;
+                fed.vectors += vectors.len() / mv.dim();
             }
             bar.inc(window.docs.len() as u64);
         }
         Ok(())
     })?;
     bar.finish_and_clear();
-    let num_docs = writer.num_docs();
-    if num_docs == 0 {
-        return Err(PipelineError::Empty { path });
-    }
+    fed.splade = splade.map(|_| SpladeReport {
+        encode_seconds: splade_seconds,
+        encode_docs_per_s: fed.docs as f64 / splade_seconds.max(1e-9),
+        mean_terms_per_doc: splade_terms as f64 / fed.docs.max(1) as f64,
+        shared_tokenization,
+    });
+    Ok(fed)
+}
 
-    let encoded_at = Instant::now();
-    let mut report = BuildReport {
-        corpus: path,
-        num_docs,
-        num_vectors: writer.num_vectors(),
-        skipped_lines,
-        vectors_before_pooling,
-        encode_seconds,
-        components_seconds: 0.0,
-        build_seconds: started.elapsed().as_secs_f64(),
-        encode_docs_per_s: num_docs as f64 / encode_seconds.max(1e-9),
-        encode_tokens_per_s: tokens_encoded as f64 / encode_seconds.max(1e-9),
-        splade: splade.map(|_| SpladeReport {
-            encode_seconds: splade_seconds,
-            encode_docs_per_s: num_docs as f64 / splade_seconds.max(1e-9),
-            mean_terms_per_doc: splade_terms as f64 / num_docs as f64,
-            shared_tokenization,
-        }),
-        index_bytes: None,
-        bytes_per_vector: None,
+/// One document's vectors (row-major) and, when the index has splade, its sparse vector.
+pub type EncodedDoc = (Vec<f32>, Option<tessera_index::SparseVector>);
+
+/// Encode documents' texts as the index does (ColBERT's document role, the index's
+/// pooling, SPLADE when the index has it): each text's vectors (row-major) and sparse
+/// vector, in input order.
+pub fn encode_texts(
+    encoder: &ColbertEncoder,
+    splade: Option<&SpladeEncoder>,
+    pooling: Option<Pooling>,
+    texts: &[&str],
+) -> Result<Vec<EncodedDoc>, PipelineError> {
+    let tokenized = encoder.tokenize(texts, Role::Document)?;
+    let encoded = encoder.encode_tokenized(&tokenized)?;
+    let sparse = match splade {
+        Some(s) => Some(s.encode(texts, Role::Document)?),
+        None => None,
     };
-    let manifest = writer.commit(serde_json::json!({
-        "build": &report,
-        "pooling": job.pooling,
-        "components": {
-            "plaid": job.components.plaid,
-            "muvera": job.components.muvera,
-            "splade": job.components.splade.is_some(),
-            "bm25": job.components.bm25,
-        },
-    }))?;
-    report.components_seconds = encoded_at.elapsed().as_secs_f64();
-    report.build_seconds = started.elapsed().as_secs_f64();
-    // Sizes are known only once the files are finished.
-    report.index_bytes = Some(manifest.index_bytes());
-    report.bytes_per_vector = Some(manifest.index_bytes() as f64 / manifest.num_vectors as f64);
-    Ok((manifest, report))
+    let mut sparse = sparse.map(|v| v.into_iter());
+    Ok(encoded
+        .vectors
+        .iter()
+        .zip(&tokenized)
+        .map(|(mv, tok)| {
+            let vectors = pool(pooling, mv, tok).unwrap_or_else(|| mv.as_slice().to_vec());
+            (vectors, sparse.as_mut().and_then(|s| s.next()))
+        })
+        .collect())
 }
 
 /// Documents read and tokenised, ready for the models.

@@ -1,8 +1,8 @@
 //! Request and response types (their JSON schema is generated from these definitions for
 //! `/openapi.json`) and the handlers.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -17,8 +17,11 @@ use utoipa::{OpenApi, ToSchema};
 
 use super::error::{ApiError, ApiJson, ErrorBody, ErrorCode};
 use super::metrics;
-use crate::cli::SearchParamArgs;
-use crate::search::{EncodedQuery, Searcher};
+use super::writes::{
+    DeleteRequest, DocumentsRequest, NewDocument, ReadyDoc, WriteOp, WriteOutcome, WriteResponse,
+    WriterHandle,
+};
+use crate::search::{EncodedQuery, ParamOverrides, Searcher};
 
 /// Limits on what one request may ask for.
 #[derive(Debug, Clone, Copy)]
@@ -36,8 +39,10 @@ pub struct Limits {
     /// Largest response body; a bigger one is refused (`response_too_large`).
     pub max_response_bytes: usize,
     /// A request still running after this is answered 503 `deadline_exceeded`, and its
-    /// search stops.
+    /// search stops (writes are not cut: they answer once committed).
     pub request_timeout: std::time::Duration,
+    /// Most documents (or ids) in one write request.
+    pub max_write_docs: usize,
 }
 
 impl Default for Limits {
@@ -53,28 +58,70 @@ impl Default for Limits {
             max_ncells: 1024,
             max_response_bytes: 16 << 20,
             request_timeout: std::time::Duration::from_secs(30),
+            max_write_docs: 1000,
         }
     }
 }
 
-/// One served index: the searcher and its external-id lookup.
+/// One served index: the current snapshot with its encoders, and the writer that
+/// changes it (none when the server is read-only).
 pub struct Served {
     pub name: String,
-    pub searcher: Searcher,
-    ids: HashMap<String, u32>,
+    current: Arc<RwLock<Searcher>>,
+    writer: Option<WriterHandle>,
 }
 
 impl Served {
+    /// A read-only index.
     pub fn new(name: String, searcher: Searcher) -> Self {
-        let store = searcher.index().store();
-        let ids = (0..store.num_docs())
-            .map(|d| (store.doc_id(d).to_string(), d as u32))
-            .collect();
         Served {
             name,
-            searcher,
-            ids,
+            current: Arc::new(RwLock::new(searcher)),
+            writer: None,
         }
+    }
+
+    /// An index that takes writes: its writer (and lock) is opened now, in a thread that
+    /// commits requests arriving within `group_window` of each other together.
+    pub fn writable(
+        name: String,
+        dir: std::path::PathBuf,
+        searcher: Searcher,
+        group_window: std::time::Duration,
+    ) -> crate::Result<Self> {
+        let mut served = Served::new(name, searcher);
+        served.writer = Some(WriterHandle::spawn(
+            &served.name,
+            dir,
+            served.current.clone(),
+            group_window,
+        )?);
+        Ok(served)
+    }
+
+    /// The shared cell holding the current snapshot (a reloader publishes into it).
+    pub fn current(&self) -> Arc<RwLock<Searcher>> {
+        self.current.clone()
+    }
+
+    /// The newest snapshot (searches in flight keep the one they started with).
+    pub fn searcher(&self) -> Searcher {
+        self.current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Publish a newer snapshot.
+    pub fn replace(&self, searcher: Searcher) {
+        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        if searcher.index().generation() >= cur.index().generation() {
+            *cur = searcher;
+        }
+    }
+
+    pub fn writer(&self) -> Option<&WriterHandle> {
+        self.writer.as_ref()
     }
 }
 
@@ -181,7 +228,7 @@ pub struct SearchRequest {
     pub mode: Option<String>,
     /// First-stage knobs, as the `tessera search` flags of the same names.
     #[serde(default, deserialize_with = "super::error::object_or_null")]
-    pub params: Option<SearchParamArgs>,
+    pub params: Option<ParamOverrides>,
     /// Include each result's stored text.
     #[serde(default)]
     pub include_text: bool,
@@ -230,6 +277,8 @@ pub struct IndexSummary {
     pub dim: usize,
     pub components: Vec<String>,
     pub model: String,
+    /// Whether this server takes writes for the index (not `--read-only`).
+    pub writable: bool,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -245,6 +294,8 @@ pub struct IndexInfo {
     pub stores_text: bool,
     pub index_bytes: u64,
     pub component_bytes: BTreeMap<String, u64>,
+    /// Segments (live and deleted counts), the PLAID codec and its drift.
+    pub report: crate::info::IndexReport,
     /// The build configuration recorded in the manifest (absolute paths in it reduced to
     /// their last component unless the server runs with `--expose-paths`).
     #[schema(value_type = Object)]
@@ -254,7 +305,8 @@ pub struct IndexInfo {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct DocumentResponse {
     pub id: String,
-    /// Position in the index's store.
+    /// The segment holding it, and its number there (both change when segments merge).
+    pub segment: u64,
     pub doc: u32,
     pub num_vectors: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -281,7 +333,7 @@ struct Plan {
 impl Plan {
     fn new(
         req: SearchRequest,
-        served: &Served,
+        searcher: &Searcher,
         limits: &Limits,
         deadline: Deadline,
     ) -> Result<Plan, ApiError> {
@@ -309,7 +361,7 @@ impl Plan {
             }
             other => other,
         };
-        let dim = served.searcher.index().manifest().dim;
+        let dim = searcher.index().dim();
         let vectors = match req.vectors {
             None => None,
             Some(rows) => Some(query_vectors(rows, dim, limits.max_query_vectors)?),
@@ -326,8 +378,7 @@ impl Plan {
             .unwrap_or("exhaustive")
             .parse()
             .map_err(|e: String| ApiError::new(ErrorCode::InvalidMode, e))?;
-        served
-            .searcher
+        searcher
             .index()
             .check_mode(&mode)
             .map_err(|e| ApiError::new(ErrorCode::UnsupportedMode, e.to_string()))?;
@@ -349,7 +400,7 @@ impl Plan {
 }
 
 /// Each first-stage depth within the server's caps, or `param_out_of_range` naming it.
-fn check_depths(args: &SearchParamArgs, limits: &Limits) -> Result<(), ApiError> {
+fn check_depths(args: &ParamOverrides, limits: &Limits) -> Result<(), ApiError> {
     let caps = [
         ("ncells", args.ncells, limits.max_ncells, "--max-ncells"),
         (
@@ -427,8 +478,11 @@ fn query_vectors(rows: Vec<Vec<f32>>, dim: usize, max: usize) -> Result<MultiVec
 }
 
 /// Encode what the plans need (texts batched together), search each, shape responses.
-fn execute(served: &Served, plans: Vec<Plan>) -> Result<Vec<SearchResponse>, ApiError> {
-    let searcher = &served.searcher;
+fn execute(
+    name: &str,
+    searcher: &Searcher,
+    plans: Vec<Plan>,
+) -> Result<Vec<SearchResponse>, ApiError> {
     let started = Instant::now();
     // Texts of plans without vectors get every encoding; with vectors, only SPLADE's.
     let to_encode: Vec<&str> = plans
@@ -464,9 +518,9 @@ fn execute(served: &Served, plans: Vec<Plan>) -> Result<Vec<SearchResponse>, Api
             ..q.as_query()
         };
         let hits = searcher.search_query(&query, plan.k, &plan.mode, &plan.params)?;
-        let store = searcher.index().store();
+        let index = searcher.index();
         out.push(SearchResponse {
-            index: served.name.clone(),
+            index: name.to_string(),
             mode: plan.mode.to_string(),
             k: plan.k,
             query_truncated: q.truncated,
@@ -478,7 +532,7 @@ fn execute(served: &Served, plans: Vec<Plan>) -> Result<Vec<SearchResponse>, Api
                     rank: i + 1,
                     text: plan
                         .include_text
-                        .then(|| store.text(h.doc as usize).map(str::to_string))
+                        .then(|| index.text(h.addr).map(str::to_string))
                         .flatten(),
                     id: h.id,
                     score: h.score,
@@ -511,8 +565,11 @@ pub async fn search(
     let limits = state.limits();
     let deadline = Deadline::after(limits.request_timeout);
     let served = state.index(&name)?;
-    let plan = Plan::new(req, &served, &limits, deadline)?;
-    let mut responses = state.blocking(move || execute(&served, vec![plan])).await?;
+    let searcher = served.searcher();
+    let plan = Plan::new(req, &searcher, &limits, deadline)?;
+    let mut responses = state
+        .blocking(move || execute(&name, &searcher, vec![plan]))
+        .await?;
     json_within(
         &responses.pop().expect("one plan, one response"),
         limits.max_response_bytes,
@@ -554,6 +611,7 @@ pub async fn search_batch(
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     let served = state.index(&name)?;
+    let searcher = served.searcher();
     let limits = state.limits();
     let deadline = Deadline::after(limits.request_timeout);
     if req.queries.is_empty() || req.queries.len() > limits.max_batch {
@@ -570,10 +628,12 @@ pub async fn search_batch(
         .queries
         .into_iter()
         .enumerate()
-        .map(|(i, q)| Plan::new(q, &served, &limits, deadline).map_err(|e| e.in_query(i)))
+        .map(|(i, q)| Plan::new(q, &searcher, &limits, deadline).map_err(|e| e.in_query(i)))
         .collect::<Result<Vec<_>, _>>()?;
     let started = Instant::now();
-    let results = state.blocking(move || execute(&served, plans)).await?;
+    let results = state
+        .blocking(move || execute(&name, &searcher, plans))
+        .await?;
     let response = BatchResponse {
         results,
         took_ms: started.elapsed().as_secs_f64() * 1e3,
@@ -582,14 +642,16 @@ pub async fn search_batch(
 }
 
 fn summary(served: &Served) -> IndexSummary {
-    let m = served.searcher.index().manifest();
+    let searcher = served.searcher();
+    let m = searcher.index().manifest();
     IndexSummary {
         name: served.name.clone(),
         num_docs: m.num_docs,
         num_vectors: m.num_vectors,
         dim: m.dim,
-        components: m.components.names().iter().map(|s| s.to_string()).collect(),
+        components: m.components.iter().map(|c| c.to_string()).collect(),
         model: m.model.name.clone(),
+        writable: served.writer().is_some(),
     }
 }
 
@@ -599,7 +661,7 @@ pub async fn list_indexes(State(state): State<AppState>) -> Json<Vec<IndexSummar
     Json(state.0.indexes.values().map(|s| summary(s)).collect())
 }
 
-/// One index: counts, model, configuration, sizes.
+/// One index: counts, segments, codec, model, configuration, sizes.
 #[utoipa::path(
     get,
     path = "/indexes/{name}",
@@ -611,7 +673,8 @@ pub async fn index_info(
     Path(name): Path<String>,
 ) -> Result<Json<IndexInfo>, ApiError> {
     let served = state.index(&name)?;
-    let index = served.searcher.index();
+    let searcher = served.searcher();
+    let index = searcher.index();
     let m = index.manifest();
     let expose = state.0.expose_paths;
     Ok(Json(IndexInfo {
@@ -620,9 +683,10 @@ pub async fn index_info(
         generation: m.generation,
         created_by: m.created_by.clone(),
         model_weights_sha256: m.model.weights_sha256.clone(),
-        stores_text: index.store().has_texts(),
+        stores_text: index.has_texts(),
         index_bytes: m.index_bytes(),
         component_bytes: m.component_bytes(),
+        report: crate::info::IndexReport::of(m),
         config: if expose {
             m.config.clone()
         } else {
@@ -668,18 +732,256 @@ pub async fn document(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<DocumentResponse>, ApiError> {
     let served = state.index(&name)?;
-    let doc = *served.ids.get(&id).ok_or_else(|| {
+    let searcher = served.searcher();
+    let index = searcher.index();
+    let addr = index.lookup(&id).ok_or_else(|| {
         ApiError::new(
             ErrorCode::UnknownDocument,
             format!("index {name:?} has no document {id:?}"),
         )
     })?;
-    let store = served.searcher.index().store();
     Ok(Json(DocumentResponse {
-        num_vectors: store.doc(doc as usize).len(),
-        text: store.text(doc as usize).map(str::to_string),
+        num_vectors: index.vectors(addr).len(),
+        text: index.text(addr).map(str::to_string),
         id,
-        doc,
+        segment: index.segment(addr.segment as usize).id(),
+        doc: addr.doc,
+    }))
+}
+
+fn read_only(name: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::ReadOnly,
+        format!("index {name:?} is served read-only (tessera serve --read-only)"),
+    )
+}
+
+/// Add documents (or, with `"upsert": true`, replace those with the same ids). Answers
+/// once the write is committed and visible to searches.
+#[utoipa::path(
+    post,
+    path = "/indexes/{name}/documents",
+    params(("name" = String, Path, description = "Index name")),
+    request_body = DocumentsRequest,
+    responses(
+        (status = 200, description = "Committed", body = WriteResponse),
+        (status = 400, description = "Invalid document", body = ErrorBody),
+        (status = 403, description = "Read-only server", body = ErrorBody),
+        (status = 409, description = "An id the index already has (without upsert)", body = ErrorBody),
+    )
+)]
+pub async fn add_documents(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<DocumentsRequest>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let started = Instant::now();
+    let served = state.index(&name)?;
+    let writer = served.writer().ok_or_else(|| read_only(&name))?.clone();
+    let limits = state.limits();
+    if req.documents.is_empty() || req.documents.len() > limits.max_write_docs {
+        return Err(ApiError::new(
+            ErrorCode::BadBatchSize,
+            format!(
+                "a write holds 1..={} documents (--max-write-docs), got {}",
+                limits.max_write_docs,
+                req.documents.len()
+            ),
+        ));
+    }
+    let searcher = served.searcher();
+    let upsert = req.upsert;
+    let docs = state
+        .blocking(move || prepare_documents(&searcher, req.documents, &limits))
+        .await?;
+    let outcome = writer.write(WriteOp::Put { docs, upsert }).await?;
+    Ok(Json(WriteResponse {
+        index: name,
+        outcome,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+    }))
+}
+
+/// Check documents against the index and encode those given as text (ColBERT, the
+/// index's pooling, SPLADE when it has it).
+fn prepare_documents(
+    searcher: &Searcher,
+    docs: Vec<NewDocument>,
+    limits: &Limits,
+) -> Result<Vec<ReadyDoc>, ApiError> {
+    use tessera_index::Component;
+    let index = searcher.index();
+    let dim = index.dim();
+    let needs_text =
+        index.has_texts() || index.has(Component::Bm25) || index.has(Component::Splade);
+    let bad = |i: usize, msg: String| {
+        ApiError::new(ErrorCode::InvalidDocument, format!("documents[{i}]: {msg}"))
+    };
+    let mut ready = Vec::with_capacity(docs.len());
+    let mut to_encode = Vec::new();
+    for (i, d) in docs.into_iter().enumerate() {
+        if d.id.is_empty() || d.id.len() > 1024 {
+            return Err(bad(i, "id must be 1 to 1024 bytes".into()));
+        }
+        if d.text.is_none() && d.vectors.is_none() {
+            return Err(bad(i, "give text, or pre-encoded vectors".into()));
+        }
+        if needs_text && d.text.is_none() {
+            return Err(bad(
+                i,
+                "this index keeps texts (or builds bm25/splade from them): give the text".into(),
+            ));
+        }
+        let vectors = match d.vectors {
+            None => {
+                to_encode.push(i);
+                Vec::new()
+            }
+            Some(rows) => {
+                if rows.is_empty() || rows.len() > 8192 {
+                    return Err(bad(
+                        i,
+                        format!("{} vector rows; 1..=8192 allowed", rows.len()),
+                    ));
+                }
+                let mut flat = Vec::with_capacity(rows.len() * dim);
+                for (r, row) in rows.iter().enumerate() {
+                    if row.len() != dim {
+                        return Err(ApiError::new(
+                            ErrorCode::WrongDimension,
+                            format!("documents[{i}].vectors[{r}] has {} values; the index's dimension is {dim}", row.len()),
+                        ));
+                    }
+                    if row.iter().any(|v| !v.is_finite() || v.abs() > 65504.0) {
+                        return Err(bad(
+                            i,
+                            format!("vectors[{r}] holds a value an f16 cannot store"),
+                        ));
+                    }
+                    flat.extend_from_slice(row);
+                }
+                flat
+            }
+        };
+        ready.push(ReadyDoc {
+            id: d.id,
+            vectors,
+            text: d.text,
+            sparse: None,
+        });
+    }
+    let _ = limits;
+    let record = crate::search::ModelRecord::read(index.manifest(), index.dir())?;
+    let texts: Vec<&str> = to_encode
+        .iter()
+        .map(|&i| ready[i].text.as_deref().unwrap_or(""))
+        .collect();
+    let encoded = crate::pipeline::encode_texts(
+        searcher.encoder(),
+        searcher.splade(),
+        record.pooling,
+        &texts,
+    )
+    .map_err(crate::Error::from)?;
+    for (&i, (vectors, sparse)) in to_encode.iter().zip(encoded) {
+        ready[i].vectors = vectors;
+        ready[i].sparse = sparse;
+    }
+    // Pre-encoded documents still need SPLADE vectors from their text.
+    if let Some(splade) = searcher.splade() {
+        let rest: Vec<usize> = (0..ready.len())
+            .filter(|i| !to_encode.contains(i))
+            .collect();
+        if !rest.is_empty() {
+            let texts: Vec<&str> = rest
+                .iter()
+                .map(|&i| ready[i].text.as_deref().unwrap_or(""))
+                .collect();
+            let sparse = splade
+                .encode(&texts, crate::encoder::Role::Document)
+                .map_err(crate::Error::from)?;
+            for (&i, v) in rest.iter().zip(sparse) {
+                ready[i].sparse = Some(v);
+            }
+        }
+    }
+    Ok(ready)
+}
+
+/// Delete one document by id (404 if no live document has it).
+#[utoipa::path(
+    delete,
+    path = "/indexes/{name}/documents/{id}",
+    params(
+        ("name" = String, Path, description = "Index name"),
+        ("id" = String, Path, description = "External document id"),
+    ),
+    responses(
+        (status = 200, description = "Deleted and committed", body = WriteResponse),
+        (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+    )
+)]
+pub async fn delete_document(
+    State(state): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let started = Instant::now();
+    let served = state.index(&name)?;
+    let writer = served.writer().ok_or_else(|| read_only(&name))?.clone();
+    let outcome = writer
+        .write(WriteOp::Delete {
+            ids: vec![id.clone()],
+        })
+        .await?;
+    if outcome.deleted == 0 {
+        return Err(ApiError::new(
+            ErrorCode::UnknownDocument,
+            format!("index {name:?} has no document {id:?}"),
+        ));
+    }
+    Ok(Json(WriteResponse {
+        index: name,
+        outcome,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
+    }))
+}
+
+/// Delete documents by id; ids no live document has are listed, not an error.
+#[utoipa::path(
+    post,
+    path = "/indexes/{name}/documents/delete",
+    params(("name" = String, Path, description = "Index name")),
+    request_body = DeleteRequest,
+    responses(
+        (status = 200, description = "Deleted and committed", body = WriteResponse),
+        (status = 403, body = ErrorBody),
+    )
+)]
+pub async fn delete_documents(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<DeleteRequest>,
+) -> Result<Json<WriteResponse>, ApiError> {
+    let started = Instant::now();
+    let served = state.index(&name)?;
+    let writer = served.writer().ok_or_else(|| read_only(&name))?.clone();
+    let limits = state.limits();
+    if req.ids.is_empty() || req.ids.len() > limits.max_write_docs {
+        return Err(ApiError::new(
+            ErrorCode::BadBatchSize,
+            format!(
+                "a delete names 1..={} ids (--max-write-docs), got {}",
+                limits.max_write_docs,
+                req.ids.len()
+            ),
+        ));
+    }
+    let outcome = writer.write(WriteOp::Delete { ids: req.ids }).await?;
+    Ok(Json(WriteResponse {
+        index: name,
+        outcome,
+        took_ms: started.elapsed().as_secs_f64() * 1e3,
     }))
 }
 
@@ -736,10 +1038,13 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
         list_indexes,
         index_info,
         document,
+        add_documents,
+        delete_document,
+        delete_documents,
         healthz,
         metrics_text,
         openapi_json
     ),
-    components(schemas(ErrorCode))
+    components(schemas(ErrorCode, WriteOutcome))
 )]
 pub struct ApiDoc;

@@ -53,6 +53,15 @@ pub enum ErrorCode {
     ResponseTooLarge,
     /// The request ran past `--request-timeout`; its search was stopped.
     DeadlineExceeded,
+    /// A write to an index served with `--read-only`.
+    ReadOnly,
+    /// A document that cannot be written: no id, no text where the index needs it, bad
+    /// vectors, an id twice in one request.
+    InvalidDocument,
+    /// `add` of an id a live document already has (send `upsert`).
+    DocumentExists,
+    /// The index's writer has stopped (a failed commit it could not recover from).
+    WriterUnavailable,
     /// A fault of the server (a bug); the message says what, the server keeps running.
     Internal,
 }
@@ -64,7 +73,10 @@ impl ErrorCode {
             InvalidJson | InvalidRequest | KOutOfRange | EmptyQuery | QueryTooLong
             | WrongDimension | InvalidVectors | BadBatchSize | InvalidMode | UnsupportedMode
             | ParamOutOfRange | ResponseTooLarge => StatusCode::BAD_REQUEST,
-            DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
+            DeadlineExceeded | WriterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            InvalidDocument => StatusCode::BAD_REQUEST,
+            ReadOnly => StatusCode::FORBIDDEN,
+            DocumentExists => StatusCode::CONFLICT,
             UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             BodyTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             UnknownIndex | UnknownDocument | NotFound => StatusCode::NOT_FOUND,
@@ -95,6 +107,10 @@ impl ErrorCode {
             ParamOutOfRange => "param_out_of_range",
             ResponseTooLarge => "response_too_large",
             DeadlineExceeded => "deadline_exceeded",
+            ReadOnly => "read_only",
+            InvalidDocument => "invalid_document",
+            DocumentExists => "document_exists",
+            WriterUnavailable => "writer_unavailable",
             Internal => "internal",
         }
     }
@@ -161,6 +177,7 @@ impl From<crate::Error> for ApiError {
             crate::Error::Index(IndexError::Dimension { .. }) => ErrorCode::WrongDimension,
             crate::Error::Index(IndexError::InvalidArgument(_)) => ErrorCode::InvalidRequest,
             crate::Error::Index(IndexError::DeadlineExceeded) => ErrorCode::DeadlineExceeded,
+            crate::Error::Index(IndexError::DocumentExists { .. }) => ErrorCode::DocumentExists,
             _ => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())

@@ -12,6 +12,7 @@ mod api;
 mod conn;
 mod error;
 mod metrics;
+mod writes;
 
 use std::future::Future;
 use std::path::PathBuf;
@@ -24,6 +25,7 @@ use tower_http::catch_panic::CatchPanicLayer;
 pub use api::{ApiDoc, AppState, Limits, Served};
 pub use conn::ConnectionLimits;
 pub use error::{ApiError, ErrorCode};
+pub use writes::{WriteOutcome, WriterHandle};
 
 use crate::encoder::DeviceSpec;
 use crate::search::{EncoderCache, Searcher};
@@ -45,7 +47,12 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/indexes/{name}", get(api::index_info))
         .route("/indexes/{name}/search", post(api::search))
         .route("/indexes/{name}/search/batch", post(api::search_batch))
-        .route("/indexes/{name}/documents/{id}", get(api::document))
+        .route(
+            "/indexes/{name}/documents/{id}",
+            get(api::document).delete(api::delete_document),
+        )
+        .route("/indexes/{name}/documents", post(api::add_documents))
+        .route("/indexes/{name}/documents/delete", post(api::delete_documents))
         .fallback(api::not_found)
         .method_not_allowed_fallback(api::method_not_allowed)
         .layer(DefaultBodyLimit::max(limits.max_body_bytes))
@@ -74,6 +81,10 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .layer(axum::middleware::from_fn(
             move |req: axum::extract::Request, next: axum::middleware::Next| async move {
                 use axum::response::IntoResponse;
+                // A write answers once committed (it cannot be half undone): not cut.
+                if is_write(&req) {
+                    return next.run(req).await;
+                }
                 match tokio::time::timeout(limits.request_timeout, next.run(req)).await {
                     Ok(response) => response,
                     Err(_) => ApiError::new(
@@ -89,6 +100,15 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         ))
         .layer(axum::middleware::from_fn(metrics::track))
         .with_state(state)
+}
+
+/// Whether a request changes an index (the document routes other than GET).
+fn is_write(req: &axum::extract::Request) -> bool {
+    req.method() != axum::http::Method::GET
+        && req
+            .extensions()
+            .get::<axum::extract::MatchedPath>()
+            .is_some_and(|p| p.as_str().starts_with("/indexes/{name}/documents"))
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
@@ -133,15 +153,36 @@ pub struct ServeConfig {
     pub concurrent_searches: usize,
     /// Show the server's file-system paths in `GET /indexes/{name}`.
     pub expose_paths: bool,
+    /// Refuse writes; pick up commits made by other processes instead (checked every
+    /// `reload_interval`).
+    pub read_only: bool,
+    pub reload_interval: std::time::Duration,
+    /// Writes arriving within this of the first of a group are committed together.
+    pub group_window: std::time::Duration,
 }
 
 /// Open the indexes (sharing encoders), bind, serve until SIGINT/SIGTERM.
 pub fn run(config: ServeConfig) -> crate::Result<()> {
     let mut cache = EncoderCache::default();
     let mut served = Vec::new();
+    let mut watched = Vec::new();
     for (name, dir) in &config.indexes {
         let searcher = Searcher::open_shared(dir, config.device, &mut cache)?;
-        served.push(Served::new(name.clone(), searcher));
+        if config.read_only {
+            let s = Served::new(name.clone(), searcher);
+            watched.push((dir.clone(), s.current()));
+            served.push(s);
+        } else {
+            served.push(Served::writable(
+                name.clone(),
+                dir.clone(),
+                searcher,
+                config.group_window,
+            )?);
+        }
+    }
+    if !watched.is_empty() {
+        spawn_reloader(watched, config.reload_interval);
     }
     let (colbert, splade) = cache.loaded();
     let state = AppState::new(served, config.limits, config.concurrent_searches)
@@ -179,6 +220,43 @@ pub fn run(config: ServeConfig) -> crate::Result<()> {
         eprintln!("stopped");
         Ok(())
     })
+}
+
+/// Read-only indexes follow commits made by other processes (`tessera add`, another
+/// server): when an index's manifest changes, its new snapshot is published; searches in
+/// flight finish on the one they started with.
+fn spawn_reloader(
+    indexes: Vec<(PathBuf, std::sync::Arc<std::sync::RwLock<Searcher>>)>,
+    every: std::time::Duration,
+) {
+    let stamp = |dir: &PathBuf| {
+        std::fs::metadata(dir.join(tessera_index::segment::MANIFEST_NAME))
+            .and_then(|m| m.modified())
+            .ok()
+    };
+    let mut seen: Vec<_> = indexes.iter().map(|(d, _)| stamp(d)).collect();
+    let _ = std::thread::Builder::new()
+        .name("reloader".into())
+        .spawn(move || loop {
+            std::thread::sleep(every);
+            for (i, (dir, cell)) in indexes.iter().enumerate() {
+                let now = stamp(dir);
+                if now == seen[i] {
+                    continue;
+                }
+                let current = cell.read().unwrap_or_else(|e| e.into_inner()).clone();
+                match current.index().reload() {
+                    Ok(index) => {
+                        seen[i] = now;
+                        *cell.write().unwrap_or_else(|e| e.into_inner()) =
+                            current.with_index(index);
+                    }
+                    // A commit in progress elsewhere, or a damaged index: keep serving the
+                    // snapshot we have and try again next time.
+                    Err(e) => eprintln!("warning: {}: not reloaded: {e}", dir.display()),
+                }
+            }
+        });
 }
 
 /// Every connection holds a file descriptor: ask the kernel for enough of them (the soft

@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use tantivy::collector::TopDocs;
+use tantivy::collector::{FilterCollector, TopDocs};
 use tantivy::query::{BooleanQuery, Occur, Query, TermQuery};
 use tantivy::schema::{
     Field, IndexRecordOption, NumericOptions, Schema, TextFieldIndexing, TextOptions,
@@ -19,6 +19,7 @@ use tantivy::tokenizer::{
 };
 use tantivy::{DocAddress, IndexReader, ReloadPolicy, TantivyDocument, Term};
 
+use crate::allow::Allow;
 use crate::error::{IndexError, Result};
 use crate::maxsim::Hit;
 use crate::segment::{check_foreign, foreign_entry, Bm25Files};
@@ -82,11 +83,11 @@ pub struct Bm25Builder {
 }
 
 impl Bm25Builder {
-    pub fn create(index_dir: &Path, generation: u64) -> Result<Self> {
-        let name = format!("g{generation}.bm25");
+    pub fn create(index_dir: &Path, prefix: &str) -> Result<Self> {
+        let name = format!("{prefix}.bm25");
         let dir = index_dir.join(&name);
         if dir.exists() {
-            // Left by an interrupted write of this generation; never listed by a manifest.
+            // Left by an interrupted write; never listed by a manifest.
             std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
@@ -208,8 +209,21 @@ impl Bm25Index {
         out
     }
 
-    /// The best `k` documents for `text` by BM25, best first (store document numbers).
-    pub fn search(&self, text: &str, k: usize) -> Result<Vec<Hit>> {
+    /// The index's tantivy searcher (one snapshot of this segment's BM25 index).
+    pub fn searcher(&self) -> tantivy::Searcher {
+        self.reader.searcher()
+    }
+
+    /// The best `k` allowed documents for `text` by BM25 (tantivy's scorer, k1 1.2,
+    /// b 0.75), best first, with the collection statistics of `stats` (every segment of
+    /// the index, so scores compare across segments).
+    pub fn search(
+        &self,
+        text: &str,
+        k: usize,
+        stats: &Bm25Statistics,
+        allow: &Allow,
+    ) -> Result<Vec<Hit>> {
         let terms = self.analyze(text);
         if k == 0 || terms.is_empty() {
             return Ok(Vec::new());
@@ -228,9 +242,22 @@ impl Bm25Index {
         let searcher = self.reader.searcher();
         // Tantivy reserves room for k hits: never more than there are documents.
         let k = k.min(searcher.num_docs().max(1) as usize);
-        let top: Vec<(f32, DocAddress)> = searcher
-            .search(&query, &TopDocs::with_limit(k).order_by_score())
-            .map_err(|e| tantivy_err(&self.dir, e))?;
+        let top: Vec<(f32, DocAddress)> = if allow.is_all() {
+            searcher.search_with_statistics_provider(
+                &query,
+                &TopDocs::with_limit(k).order_by_score(),
+                stats,
+            )
+        } else {
+            let allow = allow.clone();
+            let filtered = FilterCollector::new(
+                "doc".to_string(),
+                move |d: u64| allow.contains(d as u32),
+                TopDocs::with_limit(k).order_by_score(),
+            );
+            searcher.search_with_statistics_provider(&query, &filtered, stats)
+        }
+        .map_err(|e| tantivy_err(&self.dir, e))?;
         let mut hits = Vec::with_capacity(top.len());
         for (score, addr) in top {
             let column = searcher
@@ -253,31 +280,33 @@ impl Bm25Index {
     /// BM25 with the given `k1` and `b`, scored here from tantivy's postings, term
     /// frequencies and length norms (tantivy's own scorer is fixed at k1 1.2, b 0.75):
     /// `Σ_t idf(t) (k1 + 1) tf / (tf + k1 (1 - b + b |d| / avgdl))`, idf as Lucene's,
-    /// `ln(1 + (N - df + 0.5) / (df + 0.5))`, a repeated query term counted again. At
-    /// k1 1.2, b 0.75 it ranks as [`Bm25Index::search`] (tested).
-    pub fn search_with(&self, text: &str, k: usize, params: Bm25Params) -> Result<Vec<Hit>> {
+    /// `ln(1 + (N - df + 0.5) / (df + 0.5))`, a repeated query term counted again, with
+    /// `N`, `df` and `avgdl` from `stats` (the whole index). At k1 1.2, b 0.75 it ranks as
+    /// [`Bm25Index::search`] (tested).
+    pub fn search_with(
+        &self,
+        text: &str,
+        k: usize,
+        params: Bm25Params,
+        stats: &Bm25Statistics,
+        allow: &Allow,
+    ) -> Result<Vec<Hit>> {
         use tantivy::postings::Postings;
+        use tantivy::query::Bm25StatisticsProvider;
         use tantivy::{DocSet, TERMINATED};
         let terms = self.analyze(text);
         let searcher = self.reader.searcher();
-        let n = searcher.num_docs() as f64;
+        let err = |e: &dyn std::fmt::Display| tantivy_err(&self.dir, e);
+        let n = stats.total_num_docs().map_err(|e| err(&e))? as f64;
         if k == 0 || terms.is_empty() || n == 0.0 {
             return Ok(Vec::new());
         }
-        let err = |e: &dyn std::fmt::Display| tantivy_err(&self.dir, e);
-        let mut total_tokens = 0u64;
-        for seg in searcher.segment_readers() {
-            total_tokens += seg
-                .inverted_index(self.text)
-                .map_err(|e| err(&e))?
-                .total_num_tokens();
-        }
-        let avgdl = total_tokens as f64 / n;
+        let avgdl = stats.total_num_tokens(self.text).map_err(|e| err(&e))? as f64 / n;
         let (k1, b) = (f64::from(params.k1), f64::from(params.b));
         let mut scores: std::collections::HashMap<u32, f64> = std::collections::HashMap::new();
         for t in &terms {
             let term = Term::from_field_text(self.text, t);
-            let df = searcher.doc_freq(&term).map_err(|e| err(&e))? as f64;
+            let df = stats.doc_freq(&term).map_err(|e| err(&e))? as f64;
             if df == 0.0 {
                 continue;
             }
@@ -294,13 +323,16 @@ impl Bm25Index {
                 let docs = seg.fast_fields().u64("doc").map_err(|e| err(&e))?;
                 let mut d = postings.doc();
                 while d != TERMINATED {
-                    let tf = f64::from(postings.term_freq());
-                    let len = f64::from(norms.fieldnorm(d));
-                    let s = idf * (k1 + 1.0) * tf / (tf + k1 * (1.0 - b + b * len / avgdl));
                     let doc = docs
                         .first(d)
-                        .ok_or_else(|| err(&"document without a store number"))?;
-                    *scores.entry(doc as u32).or_default() += s;
+                        .ok_or_else(|| err(&"document without a store number"))?
+                        as u32;
+                    if allow.contains(doc) {
+                        let tf = f64::from(postings.term_freq());
+                        let len = f64::from(norms.fieldnorm(d));
+                        let s = idf * (k1 + 1.0) * tf / (tf + k1 * (1.0 - b + b * len / avgdl));
+                        *scores.entry(doc).or_default() += s;
+                    }
                     d = postings.advance();
                 }
             }
@@ -313,5 +345,47 @@ impl Bm25Index {
             });
         }
         Ok(top.into_sorted())
+    }
+}
+
+/// BM25's collection statistics over several segments' tantivy indexes (document count,
+/// token count, document frequencies summed), so each segment scores with the whole
+/// index's idf and average length and scores compare across segments. Documents
+/// tombstoned but not yet merged away still count, as in Lucene.
+pub struct Bm25Statistics {
+    searchers: Vec<tantivy::Searcher>,
+}
+
+impl Bm25Statistics {
+    pub fn new(segments: &[&Bm25Index]) -> Self {
+        Bm25Statistics {
+            searchers: segments.iter().map(|s| s.searcher()).collect(),
+        }
+    }
+}
+
+impl tantivy::query::Bm25StatisticsProvider for Bm25Statistics {
+    fn total_num_tokens(&self, field: Field) -> tantivy::Result<u64> {
+        let mut sum = 0;
+        for s in &self.searchers {
+            sum += tantivy::query::Bm25StatisticsProvider::total_num_tokens(s, field)?;
+        }
+        Ok(sum)
+    }
+
+    fn total_num_docs(&self) -> tantivy::Result<u64> {
+        let mut sum = 0;
+        for s in &self.searchers {
+            sum += tantivy::query::Bm25StatisticsProvider::total_num_docs(s)?;
+        }
+        Ok(sum)
+    }
+
+    fn doc_freq(&self, term: &Term) -> tantivy::Result<u64> {
+        let mut sum = 0;
+        for s in &self.searchers {
+            sum += s.doc_freq(term)?;
+        }
+        Ok(sum)
     }
 }

@@ -16,9 +16,7 @@ use half::f16;
 use half::slice::HalfFloatSliceExt;
 
 pub use scalar::maxsim_scalar;
-pub use search::{
-    search_candidates, search_candidates_until, search_exhaustive, search_exhaustive_until,
-};
+pub use search::{search_candidates, search_exhaustive, search_exhaustive_until, Scan};
 pub(crate) use topk::PREALLOCATE;
 pub use topk::{Hit, TopK};
 

@@ -3,24 +3,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use super::{Hit, MaxSim, TopK};
+use crate::allow::Allow;
 use crate::deadline::Deadline;
 use crate::error::{IndexError, Result};
 use crate::store::{MultiVectorRef, TokenStore};
 
-/// Exact MaxSim of `query` against every document; best `k`, best first.
-/// Runs on the current rayon pool (wrap in `ThreadPool::install` to bound threads).
+/// Exact MaxSim of `query` against every document of `store`; best `k`, best first,
+/// ties to the lower document number. Runs on the current rayon pool (wrap in
+/// `ThreadPool::install` to bound threads).
 pub fn search_exhaustive(store: &TokenStore, query: MultiVectorRef<'_, f32>, k: usize) -> Vec<Hit> {
-    score_par(store, query, k, 0..store.num_docs(), Deadline::NONE).expect("no deadline")
-}
-
-/// [`search_exhaustive`] that stops with [`IndexError::DeadlineExceeded`] at `deadline`.
-pub fn search_exhaustive_until(
-    store: &TokenStore,
-    query: MultiVectorRef<'_, f32>,
-    k: usize,
-    deadline: Deadline,
-) -> Result<Vec<Hit>> {
-    score_par(store, query, k, 0..store.num_docs(), deadline)
+    let scan = Scan::new(store, query, k);
+    scan.run(0..store.num_docs()).expect("no deadline")
 }
 
 /// Exact MaxSim over the given candidate documents only (the rescoring step every
@@ -31,63 +24,112 @@ pub fn search_candidates(
     k: usize,
     candidates: &[u32],
 ) -> Vec<Hit> {
-    search_candidates_until(store, query, k, candidates, Deadline::NONE).expect("no deadline")
+    Scan::new(store, query, k)
+        .candidates(candidates)
+        .expect("no deadline")
 }
 
-/// [`search_candidates`] that stops with [`IndexError::DeadlineExceeded`] at `deadline`.
-pub fn search_candidates_until(
+/// [`search_exhaustive`] that stops with [`IndexError::DeadlineExceeded`] at `deadline`.
+pub fn search_exhaustive_until(
     store: &TokenStore,
     query: MultiVectorRef<'_, f32>,
     k: usize,
-    candidates: &[u32],
     deadline: Deadline,
 ) -> Result<Vec<Hit>> {
-    let n = store.num_docs();
-    let docs = candidates.iter().map(|&c| c as usize).filter(|&c| c < n);
-    score_par(store, query, k, docs.collect::<Vec<_>>(), deadline)
+    Scan {
+        deadline,
+        ..Scan::new(store, query, k)
+    }
+    .run(0..store.num_docs())
+}
+
+/// One exact-MaxSim pass over some documents of one segment's store.
+pub struct Scan<'a> {
+    pub store: &'a TokenStore,
+    pub query: MultiVectorRef<'a, f32>,
+    pub k: usize,
+    /// Documents the scan may return (the rest are skipped unscored).
+    pub allow: Allow,
+    /// Tie key of each document (its id's rank in the segment); `None`: the document number.
+    pub ranks: Option<&'a [u32]>,
+    pub deadline: Deadline,
 }
 
 /// Documents scored between two looks at the clock (one look costs ~25 ns, one
 /// SciFact-sized MaxSim ~70 µs).
 const CLOCK_EVERY: usize = 16;
 
-fn score_par<I>(
-    store: &TokenStore,
-    query: MultiVectorRef<'_, f32>,
-    k: usize,
-    docs: I,
-    deadline: Deadline,
-) -> Result<Vec<Hit>>
-where
-    I: IntoParallelIterator<Item = usize>,
-    I::Iter: IndexedParallelIterator,
-{
-    let stop = AtomicBool::new(false);
-    let top = docs
-        .into_par_iter()
-        .with_min_len(64)
-        .fold(
-            || (TopK::new(k), MaxSim::default(), 0usize),
-            |(mut top, mut scorer, mut seen), i| {
-                seen += 1;
-                if seen % CLOCK_EVERY == 0 && deadline.expired() {
-                    stop.store(true, Ordering::Relaxed);
-                }
-                if !stop.load(Ordering::Relaxed) {
-                    let score = scorer.score(query, store.doc(i));
-                    top.push(Hit {
-                        doc: i as u32,
-                        score,
-                    });
-                }
-                (top, scorer, seen)
-            },
-        )
-        .map(|(top, _, _)| top)
-        .reduce(|| TopK::new(k), TopK::merge)
-        .into_sorted();
-    if stop.load(Ordering::Relaxed) {
-        return Err(IndexError::DeadlineExceeded);
+impl<'a> Scan<'a> {
+    pub fn new(store: &'a TokenStore, query: MultiVectorRef<'a, f32>, k: usize) -> Self {
+        Scan {
+            store,
+            query,
+            k,
+            allow: Allow::all(),
+            ranks: None,
+            deadline: Deadline::NONE,
+        }
     }
-    Ok(top)
+
+    /// Every allowed document of the store.
+    pub fn all(&self) -> Result<Vec<Hit>> {
+        self.run(0..self.store.num_docs())
+    }
+
+    /// The allowed documents among `candidates` (out-of-range ones ignored).
+    pub fn candidates(&self, candidates: &[u32]) -> Result<Vec<Hit>> {
+        let n = self.store.num_docs();
+        let docs: Vec<usize> = candidates
+            .iter()
+            .map(|&c| c as usize)
+            .filter(|&c| c < n)
+            .collect();
+        self.run(docs)
+    }
+
+    fn run<I>(&self, docs: I) -> Result<Vec<Hit>>
+    where
+        I: IntoParallelIterator<Item = usize>,
+        I::Iter: IndexedParallelIterator,
+    {
+        let stop = AtomicBool::new(false);
+        let (store, query, allow, ranks, deadline) = (
+            self.store,
+            self.query,
+            &self.allow,
+            self.ranks,
+            self.deadline,
+        );
+        let top = docs
+            .into_par_iter()
+            .with_min_len(64)
+            .fold(
+                || (TopK::new(self.k), MaxSim::default(), 0usize),
+                |(mut top, mut scorer, mut seen), i| {
+                    seen += 1;
+                    if seen % CLOCK_EVERY == 0 && deadline.expired() {
+                        stop.store(true, Ordering::Relaxed);
+                    }
+                    if !stop.load(Ordering::Relaxed) && allow.contains(i as u32) {
+                        let score = scorer.score(query, store.doc(i));
+                        let tie = ranks.map_or(i as u32, |r| r[i]);
+                        top.push_tied(
+                            Hit {
+                                doc: i as u32,
+                                score,
+                            },
+                            tie,
+                        );
+                    }
+                    (top, scorer, seen)
+                },
+            )
+            .map(|(top, _, _)| top)
+            .reduce(|| TopK::new(self.k), TopK::merge)
+            .into_sorted();
+        if stop.load(Ordering::Relaxed) {
+            return Err(IndexError::DeadlineExceeded);
+        }
+        Ok(top)
+    }
 }

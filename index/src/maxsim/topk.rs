@@ -1,7 +1,7 @@
 use std::cmp::Ordering;
 use std::collections::BinaryHeap;
 
-/// One scored document: its position in the store and its MaxSim score.
+/// One scored document of one segment: its number there and its score.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Hit {
     pub doc: u32,
@@ -18,9 +18,10 @@ impl Hit {
     }
 }
 
-/// Heap entry ordered so that the *worst* kept hit is at the top of a max-heap.
+/// Heap entry ordered so that the *worst* kept hit is at the top of a max-heap: higher
+/// score is better, then the lower tie key.
 #[derive(Debug, Clone, Copy, PartialEq)]
-struct Worst(Hit);
+struct Worst(Hit, u32);
 
 impl Eq for Worst {}
 impl PartialOrd for Worst {
@@ -30,14 +31,21 @@ impl PartialOrd for Worst {
 }
 impl Ord for Worst {
     fn cmp(&self, other: &Self) -> Ordering {
-        self.0.rank_cmp(&other.0)
+        other
+            .0
+            .score
+            .total_cmp(&self.0.score)
+            .then(self.1.cmp(&other.1))
     }
 }
 
 /// Most entries a top-k heap reserves before it has seen any hit.
 pub(crate) const PREALLOCATE: usize = 1024;
 
-/// Keeps the best `k` hits seen.
+/// Keeps the best `k` hits seen. Equal scores are ordered by a tie key: the document
+/// number ([`TopK::push`]) or one the caller gives ([`TopK::push_tied`]: a segment passes
+/// the rank of the document's external id, so ties resolve the same whatever the
+/// segment layout).
 #[derive(Debug, Clone)]
 pub struct TopK {
     k: usize,
@@ -53,30 +61,37 @@ impl TopK {
         }
     }
 
+    /// Keep `hit` if it is among the best `k`; ties by document number.
     pub fn push(&mut self, hit: Hit) {
+        self.push_tied(hit, hit.doc);
+    }
+
+    /// Keep `hit` if it is among the best `k`; ties by `tie` (lower first).
+    pub fn push_tied(&mut self, hit: Hit, tie: u32) {
         if self.k == 0 {
             return;
         }
+        let entry = Worst(hit, tie);
         if self.heap.len() < self.k {
-            self.heap.push(Worst(hit));
+            self.heap.push(entry);
         } else if let Some(mut worst) = self.heap.peek_mut() {
-            if hit.rank_cmp(&worst.0) == Ordering::Less {
-                *worst = Worst(hit);
+            if entry < *worst {
+                *worst = entry;
             }
         }
     }
 
     pub fn merge(mut self, other: TopK) -> TopK {
         for w in other.heap {
-            self.push(w.0);
+            self.push_tied(w.0, w.1);
         }
         self
     }
 
     /// Hits best first.
     pub fn into_sorted(self) -> Vec<Hit> {
-        let mut v: Vec<Hit> = self.heap.into_iter().map(|w| w.0).collect();
-        v.sort_by(Hit::rank_cmp);
-        v
+        let mut v = self.heap.into_vec();
+        v.sort();
+        v.into_iter().map(|w| w.0).collect()
     }
 }

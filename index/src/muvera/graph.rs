@@ -9,6 +9,7 @@
 
 use std::path::Path;
 
+use hnsw_rs::filter::FilterT;
 use hnsw_rs::prelude::{AnnT, DistL2, Hnsw, HnswIo, ReloadOptions};
 use serde::{Deserialize, Serialize};
 
@@ -31,9 +32,26 @@ impl Default for GraphConfig {
     }
 }
 
+type Graph<'a> = Hnsw<'a, f32, DistL2>;
+
+/// A graph reloaded from disk together with the hnsw_rs loader it borrows (which owns
+/// the memory map of the data file): dropped together, nothing leaked.
+#[ouroboros::self_referencing]
+struct Loaded {
+    io: HnswIo,
+    #[borrows(mut io)]
+    #[not_covariant]
+    graph: Graph<'this>,
+}
+
+enum Hnsws {
+    Built(Graph<'static>),
+    Loaded(Loaded),
+}
+
 /// An HNSW over lifted vectors, answering inner-product queries.
 pub struct MipsGraph {
-    hnsw: Hnsw<'static, f32, DistL2>,
+    hnsw: Hnsws,
     dim: usize,
     max_norm: f32,
 }
@@ -76,13 +94,20 @@ impl MipsGraph {
             .map(|(i, v)| (v.as_slice(), i))
             .collect();
         hnsw.parallel_insert_slice(&items);
-        let mut graph = MipsGraph {
-            hnsw,
+        let mut hnsw = hnsw;
+        hnsw.set_searching_mode(true);
+        Ok(MipsGraph {
+            hnsw: Hnsws::Built(hnsw),
             dim,
             max_norm,
-        };
-        graph.hnsw.set_searching_mode(true);
-        Ok(graph)
+        })
+    }
+
+    fn with<R>(&self, f: impl for<'a> FnOnce(&Graph<'a>) -> R) -> R {
+        match &self.hnsw {
+            Hnsws::Built(h) => f(h),
+            Hnsws::Loaded(l) => l.with_graph(f),
+        }
     }
 
     pub fn max_norm(&self) -> f32 {
@@ -91,56 +116,84 @@ impl MipsGraph {
 
     /// The `n` rows with the largest inner product with `query` (approximately), best first.
     pub fn search(&self, query: &[f32], n: usize, ef_search: usize) -> Vec<u32> {
+        self.search_scored(query, n, ef_search, None)
+            .into_iter()
+            .map(|(id, _)| id)
+            .collect()
+    }
+
+    /// The `n` allowed rows with the largest inner product with `query` (approximately),
+    /// best first, with that inner product (recovered from the lifted L2 distance:
+    /// `⟨q, x⟩ = (‖q‖² + M² − d²) / 2`). `allow` filters inside the graph search
+    /// (hnsw_rs's filtered search), so `n` allowed rows come back when there are `n`.
+    pub fn search_scored(
+        &self,
+        query: &[f32],
+        n: usize,
+        ef_search: usize,
+        allow: Option<&(dyn Fn(u32) -> bool + Sync)>,
+    ) -> Vec<(u32, f32)> {
         assert_eq!(query.len(), self.dim, "query dimension");
         let mut q = query.to_vec();
         q.push(0.0);
-        self.hnsw
-            .search(&q, n, ef_search.max(n))
+        let q_sq: f32 = query.iter().map(|v| v * v).sum();
+        let m_sq = self.max_norm * self.max_norm;
+        let filter = allow.map(|f| move |id: &usize| f(*id as u32));
+        let found = self.with(|h| match &filter {
+            Some(f) => h.search_filter(&q, n, ef_search.max(n), Some(f as &dyn FilterT)),
+            None => h.search(&q, n, ef_search.max(n)),
+        });
+        found
             .into_iter()
-            .map(|nb| nb.d_id as u32)
+            .map(|nb| {
+                (
+                    nb.d_id as u32,
+                    0.5 * (q_sq + m_sq - nb.distance * nb.distance),
+                )
+            })
             .collect()
     }
 
     /// Write `dir/<basename>.hnsw.graph` and `.hnsw.data`; returns the basename used.
     pub fn dump(&self, dir: &Path, basename: &str) -> Result<String> {
-        self.hnsw
-            .file_dump(dir, basename)
+        self.with(|h| h.file_dump(dir, basename))
             .map_err(|e| IndexError::corrupt(dir.join(basename), format!("cannot write HNSW: {e}")))
     }
 
     /// Reload a dumped graph; its data file is memory-mapped.
     pub fn load(dir: &Path, basename: &str, dim: usize, max_norm: f32) -> Result<Self> {
         let options = ReloadOptions::default().set_mmap(true);
-        // hnsw_rs's loaded graph borrows its loader (which owns the memory map) for its
-        // whole life; the loader is leaked so the graph can live in an `Index` without
-        // a self-referential struct. One small loader per opened MUVERA index.
-        let io: &'static mut HnswIo =
-            Box::leak(Box::new(HnswIo::new_with_options(dir, basename, options)));
-        let mut hnsw: Hnsw<'static, f32, DistL2> = io.load_hnsw::<f32, DistL2>().map_err(|e| {
-            IndexError::corrupt(
-                dir.join(format!("{basename}.hnsw.graph")),
-                format!("cannot load HNSW: {e}"),
-            )
+        let io = HnswIo::new_with_options(dir, basename, options);
+        let graph_path = dir.join(format!("{basename}.hnsw.graph"));
+        let loaded = Loaded::try_new(io, |io| {
+            let mut hnsw: Graph<'_> = io
+                .load_hnsw::<f32, DistL2>()
+                .map_err(|e| IndexError::corrupt(&graph_path, format!("cannot load HNSW: {e}")))?;
+            hnsw.set_searching_mode(true);
+            Ok::<_, IndexError>(hnsw)
         })?;
-        hnsw.set_searching_mode(true);
-        if hnsw.get_nb_point() > 0 {
-            let probe = hnsw.get_point_indexation().get_data_dimension();
-            if probe != dim + 1 {
-                return Err(IndexError::corrupt(
-                    dir.join(format!("{basename}.hnsw.data")),
-                    format!("HNSW vectors have {probe} dims, expected {}", dim + 1),
-                ));
-            }
-        }
-        Ok(MipsGraph {
-            hnsw,
+        let graph = MipsGraph {
+            hnsw: Hnsws::Loaded(loaded),
             dim,
             max_norm,
-        })
+        };
+        let (points, probe) = graph.with(|h| {
+            (
+                h.get_nb_point(),
+                h.get_point_indexation().get_data_dimension(),
+            )
+        });
+        if points > 0 && probe != dim + 1 {
+            return Err(IndexError::corrupt(
+                dir.join(format!("{basename}.hnsw.data")),
+                format!("HNSW vectors have {probe} dims, expected {}", dim + 1),
+            ));
+        }
+        Ok(graph)
     }
 
     pub fn len(&self) -> usize {
-        self.hnsw.get_nb_point()
+        self.with(|h| h.get_nb_point())
     }
 
     pub fn is_empty(&self) -> bool {

@@ -15,10 +15,11 @@ use serde::{Deserialize, Serialize};
 pub use fde::{FdeConfig, FdeEncoder};
 pub use graph::{GraphConfig, MipsGraph};
 
+use crate::allow::Allow;
 use crate::error::{IndexError, Result};
-use crate::maxsim::{self, Hit};
+use crate::maxsim::Hit;
 use crate::segment::file::{check_foreign, foreign_entry};
-use crate::segment::MuveraFiles;
+use crate::segment::MuveraSegmentFiles;
 use crate::store::{MultiVectorRef, TokenStore};
 
 /// How MUVERA is built.
@@ -83,24 +84,24 @@ pub fn mean_vectors(store: &TokenStore) -> Vec<f32> {
         .collect()
 }
 
-/// Build the MUVERA component of generation `generation` from a finished store.
-pub fn build_muvera(
+/// Build a segment's MUVERA graph: every document's FDE (with the index's seeded
+/// encoder) in an HNSW, dumped as `<prefix>.muvera.hnsw.*`.
+pub fn build_segment(
     dir: &Path,
-    generation: u64,
+    prefix: &str,
     store: &TokenStore,
     config: &MuveraConfig,
-) -> Result<MuveraFiles> {
+) -> Result<MuveraSegmentFiles> {
     let started = Instant::now();
     let encoder = FdeEncoder::new(store.dim(), config.fde);
     let fdes = document_fdes(store, &encoder);
     let fde_seconds = started.elapsed().as_secs_f64();
     let graph = MipsGraph::build(&fdes, encoder.output_dim(), config.graph)?;
     let graph_seconds = started.elapsed().as_secs_f64() - fde_seconds;
-    let basename = graph.dump(dir, &format!("g{generation}.muvera"))?;
+    let basename = graph.dump(dir, &format!("{prefix}.muvera"))?;
     let graph_file = foreign_entry(dir, &format!("{basename}.hnsw.graph"))?;
     let data_file = foreign_entry(dir, &format!("{basename}.hnsw.data"))?;
-    Ok(MuveraFiles {
-        config: *config,
+    Ok(MuveraSegmentFiles {
         fde_dim: encoder.output_dim(),
         max_norm: graph.max_norm(),
         basename,
@@ -114,28 +115,26 @@ pub fn build_muvera(
     })
 }
 
-/// The MUVERA component, opened.
-pub struct MuveraIndex {
-    encoder: FdeEncoder,
+/// A segment's MUVERA graph, opened.
+pub struct MuveraSegment {
     graph: MipsGraph,
 }
 
-impl MuveraIndex {
+impl MuveraSegment {
     pub fn open(
         dir: &Path,
-        files: &MuveraFiles,
-        dim: usize,
+        files: &MuveraSegmentFiles,
+        encoder: &FdeEncoder,
         num_docs: usize,
         verify: bool,
     ) -> Result<Self> {
         check_foreign(dir, &files.graph, verify)?;
         check_foreign(dir, &files.data, verify)?;
-        let encoder = FdeEncoder::new(dim, files.config.fde);
         if encoder.output_dim() != files.fde_dim {
             return Err(IndexError::Manifest {
                 path: dir.join(crate::segment::MANIFEST_NAME),
                 reason: format!(
-                    "MUVERA config gives {}-d FDEs, manifest says {}",
+                    "MUVERA config gives {}-d FDEs, the segment's graph holds {}",
                     encoder.output_dim(),
                     files.fde_dim
                 ),
@@ -148,33 +147,24 @@ impl MuveraIndex {
                 format!("HNSW holds {} documents, the store {num_docs}", graph.len()),
             ));
         }
-        Ok(MuveraIndex { encoder, graph })
+        Ok(MuveraSegment { graph })
     }
 
-    pub fn encoder(&self) -> &FdeEncoder {
-        &self.encoder
-    }
-
-    /// Candidate documents for `query` from the graph.
-    pub fn candidates(&self, query: MultiVectorRef<'_, f32>, params: &MuveraParams) -> Vec<u32> {
-        let fde = self.encoder.encode_query(query.as_slice());
+    /// The allowed documents whose FDE best matches the query's, with the FDE inner
+    /// product (comparable across segments: one encoder), best first.
+    pub fn candidates(&self, query_fde: &[f32], params: &MuveraParams, allow: &Allow) -> Vec<Hit> {
         // Never ask the graph for more than it holds (hnsw_rs reserves `ef` up front).
         let n = self.graph.len().max(1);
         let candidates = params.candidates.min(n);
+        let ef = params.ef_search.min(n).max(candidates);
+        let filter = |d: u32| allow.contains(d);
+        let allow_fn: Option<&(dyn Fn(u32) -> bool + Sync)> =
+            if allow.is_all() { None } else { Some(&filter) };
         self.graph
-            .search(&fde, candidates, params.ef_search.min(n).max(candidates))
-    }
-
-    /// Candidates re-ranked by exact MaxSim; best `k`.
-    pub fn search(
-        &self,
-        store: &TokenStore,
-        query: MultiVectorRef<'_, f32>,
-        k: usize,
-        params: &MuveraParams,
-    ) -> Vec<Hit> {
-        let c = self.candidates(query, params);
-        maxsim::search_candidates(store, query, k, &c)
+            .search_scored(query_fde, candidates, ef, allow_fn)
+            .into_iter()
+            .map(|(doc, score)| Hit { doc, score })
+            .collect()
     }
 }
 

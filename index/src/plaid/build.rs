@@ -1,27 +1,25 @@
-//! Building the PLAID component from a finished token store: sample, k-means, residual
-//! quantiser, then every vector's centroid code and packed residual, and the IVF.
+//! Writing a segment's PLAID data: every vector's centroid code and packed residual, and
+//! the IVF (centroid -> the segment's documents having a vector there). Codes come from
+//! encoding the segment's vectors with the index's codec ([`encode_segment`]) or, when
+//! segments merge, are copied from the merged segments ([`PlaidSegmentWriter::add_doc`]):
+//! one codec per index makes them valid everywhere.
 
 use std::path::Path;
-use std::time::Instant;
 
-use half::slice::HalfFloatSliceExt;
-use rand::seq::index::sample;
-use rand::SeedableRng;
-use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 
-use crate::codec::linalg::normalize_rows;
-use crate::codec::{default_num_centroids, kmeans, nearest_ip, KMeansConfig, ResidualQuantizer};
-use crate::error::{IndexError, Result};
-use crate::segment::{ComponentKind, FileWriter, PlaidFiles};
+use super::codec::{rows_f32, PlaidCodec};
+use crate::error::Result;
+use crate::segment::{ComponentKind, FileWriter, PlaidSegmentFiles};
 use crate::store::TokenStore;
 
-/// How to build PLAID. Every field has a ColBERTv2-like default.
+/// How the PLAID codec is trained. Every field has a ColBERTv2-like default.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct PlaidConfig {
     /// Bits per residual dimension: 1, 2 or 4.
     pub nbits: u32,
-    /// Number of centroids; default `2^floor(log2(16 * sqrt(n_vectors)))`.
+    /// Number of centroids; default `2^floor(log2(16 * sqrt(n_vectors)))` of the build
+    /// that trains the codec.
     pub num_centroids: Option<usize>,
     /// k-means trains on `sample_per_centroid * k` sampled vectors (at most all of them).
     pub sample_per_centroid: usize,
@@ -41,162 +39,128 @@ impl Default for PlaidConfig {
     }
 }
 
-/// Vectors encoded per block when assigning codes (bounds memory: block x k scores).
+/// Vectors encoded per block (bounds memory: block x k scores).
 const ENCODE_BLOCK: usize = 1 << 15;
 
-pub fn build_plaid(
-    dir: &Path,
-    generation: u64,
-    store: &TokenStore,
-    config: &PlaidConfig,
-) -> Result<PlaidFiles> {
-    if !matches!(config.nbits, 1 | 2 | 4) {
-        return Err(IndexError::InvalidArgument(format!(
-            "nbits must be 1, 2 or 4, not {}",
-            config.nbits
-        )));
-    }
-    let started = Instant::now();
-    let dim = store.dim();
-    let n = store.num_vectors();
-    let k = config
-        .num_centroids
-        .unwrap_or_else(|| default_num_centroids(n))
-        .clamp(1, n);
-    let all = store.all_vectors();
-    let rows_f32 = |idx: &mut dyn Iterator<Item = usize>| {
-        let mut out = Vec::new();
-        let mut buf = vec![0.0f32; dim];
-        for i in idx {
-            all[i * dim..(i + 1) * dim].convert_to_f32_slice(&mut buf);
-            out.extend_from_slice(&buf);
-        }
-        out
-    };
-
-    // Sample: 95% trains k-means, 5% (held out) fits the residual quantiser.
-    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let sample_size = (config.sample_per_centroid.max(1) * k).min(n);
-    let picked = sample(&mut rng, n, sample_size).into_vec();
-    let heldout_len = (sample_size / 20).clamp(1.min(sample_size), 50_000);
-    let (heldout_idx, train_idx) = picked.split_at(heldout_len);
-    let train = rows_f32(&mut train_idx.iter().copied());
-    let train = if train.is_empty() {
-        rows_f32(&mut heldout_idx.iter().copied())
-    } else {
-        train
-    };
-    let mut centroids = kmeans(
-        &train,
-        dim,
-        KMeansConfig {
-            k,
-            iterations: config.kmeans_iterations,
-            seed: config.seed,
-        },
-    );
-    normalize_rows(&mut centroids, dim);
-    // k-means returns at most one centroid per training point: with very few vectors
-    // (the held-out share taken) that can be fewer than asked for.
-    let k = centroids.len() / dim;
-    let kmeans_seconds = started.elapsed().as_secs_f64();
-
-    let heldout = rows_f32(&mut heldout_idx.iter().copied());
-    let codes = nearest_ip(&heldout, &centroids, dim);
-    let mut residual_values = Vec::with_capacity(heldout.len());
-    for (v, &c) in heldout.chunks_exact(dim).zip(&codes) {
-        let c = &centroids[c as usize * dim..(c as usize + 1) * dim];
-        residual_values.extend(v.iter().zip(c).map(|(a, b)| a - b));
-    }
-    let quantizer = ResidualQuantizer::fit(dim, config.nbits, residual_values);
-
-    // Encode every vector, streaming codes and residuals to disk.
-    let mut codes_file = FileWriter::create(
-        dir,
-        &format!("g{generation}.plaid.codes"),
-        ComponentKind::Codes,
-    )?;
-    let mut res_file = FileWriter::create(
-        dir,
-        &format!("g{generation}.plaid.residuals"),
-        ComponentKind::Residuals,
-    )?;
-    let packed_len = quantizer.packed_len();
-    let mut all_codes: Vec<u32> = Vec::with_capacity(n);
-    let mut packed = vec![0u8; packed_len];
-    let mut start = 0;
-    while start < n {
-        let end = (start + ENCODE_BLOCK).min(n);
-        let block = rows_f32(&mut (start..end));
-        let block_codes = nearest_ip(&block, &centroids, dim);
-        let mut res_bytes = Vec::with_capacity((end - start) * packed_len);
-        let mut residual = vec![0.0f32; dim];
-        for (v, &c) in block.chunks_exact(dim).zip(&block_codes) {
-            let c = &centroids[c as usize * dim..(c as usize + 1) * dim];
-            for ((r, a), b) in residual.iter_mut().zip(v).zip(c) {
-                *r = a - b;
-            }
-            quantizer.pack(&residual, &mut packed);
-            res_bytes.extend_from_slice(&packed);
-        }
-        codes_file.write(bytemuck::cast_slice(&block_codes))?;
-        res_file.write(&res_bytes)?;
-        all_codes.extend_from_slice(&block_codes);
-        start = end;
-    }
-    let codes = codes_file.finish()?;
-    let residuals = res_file.finish()?;
-
-    let mut cfile = FileWriter::create(
-        dir,
-        &format!("g{generation}.plaid.centroids"),
-        ComponentKind::Centroids,
-    )?;
-    cfile.write(bytemuck::cast_slice(&centroids))?;
-    let centroids_entry = cfile.finish()?;
-
-    let (offsets, docs) = build_ivf(store, &all_codes, k);
-    let mut ivf = FileWriter::create(dir, &format!("g{generation}.plaid.ivf"), ComponentKind::Ivf)?;
-    ivf.write(bytemuck::cast_slice(&offsets))?;
-    ivf.write(bytemuck::cast_slice(&docs))?;
-    let ivf = ivf.finish()?;
-
-    Ok(PlaidFiles {
-        num_centroids: k,
-        quantizer,
-        centroids: centroids_entry,
-        codes,
-        residuals,
-        ivf,
-        build: serde_json::json!({
-            "config": config,
-            "kmeans_sample": train.len() / dim,
-            "heldout": heldout_len,
-            "kmeans_seconds": kmeans_seconds,
-            "total_seconds": started.elapsed().as_secs_f64(),
-        }),
-    })
+/// Streams one segment's codes and residuals to disk, document by document.
+pub struct PlaidSegmentWriter {
+    codes: FileWriter,
+    residuals: FileWriter,
+    /// (centroid, document) once per centroid a document has a vector in.
+    pairs: Vec<(u32, u32)>,
+    num_docs: u32,
+    num_centroids: usize,
+    norm_sum: f64,
+    norms_known: bool,
+    vectors: usize,
+    dir: std::path::PathBuf,
+    prefix: String,
 }
 
-/// Centroid -> sorted unique documents having a vector there: `k + 1` offsets and the ids.
-fn build_ivf(store: &TokenStore, codes: &[u32], k: usize) -> (Vec<u64>, Vec<u32>) {
-    let mut pairs: Vec<(u32, u32)> = Vec::with_capacity(codes.len());
-    let mut start = 0;
-    for d in 0..store.num_docs() {
-        let end = start + store.doc_len(d);
-        let mut doc_codes: Vec<u32> = codes[start..end].to_vec();
-        doc_codes.sort_unstable();
-        doc_codes.dedup();
-        pairs.extend(doc_codes.into_iter().map(|c| (c, d as u32)));
-        start = end;
+impl PlaidSegmentWriter {
+    pub fn create(dir: &Path, prefix: &str, codec: &PlaidCodec) -> Result<Self> {
+        Ok(PlaidSegmentWriter {
+            codes: FileWriter::create(dir, &format!("{prefix}.plaid.codes"), ComponentKind::Codes)?,
+            residuals: FileWriter::create(
+                dir,
+                &format!("{prefix}.plaid.residuals"),
+                ComponentKind::Residuals,
+            )?,
+            pairs: Vec::new(),
+            num_docs: 0,
+            num_centroids: codec.num_centroids(),
+            norm_sum: 0.0,
+            norms_known: true,
+            vectors: 0,
+            dir: dir.to_path_buf(),
+            prefix: prefix.to_string(),
+        })
     }
-    pairs.sort_unstable();
-    let mut offsets = vec![0u64; k + 1];
-    for &(c, _) in &pairs {
-        offsets[c as usize + 1] += 1;
+
+    /// Append the next document: its vectors' codes and packed residuals, and the sum of
+    /// its residual norms when known (copied codes carry none).
+    pub fn add_doc(&mut self, codes: &[u32], packed: &[u8], norm_sum: Option<f64>) -> Result<()> {
+        self.codes.write(bytemuck::cast_slice(codes))?;
+        self.residuals.write(packed)?;
+        let mut unique = codes.to_vec();
+        unique.sort_unstable();
+        unique.dedup();
+        self.pairs
+            .extend(unique.into_iter().map(|c| (c, self.num_docs)));
+        self.num_docs += 1;
+        self.vectors += codes.len();
+        match norm_sum {
+            Some(s) => self.norm_sum += s,
+            None => self.norms_known = false,
+        }
+        Ok(())
     }
-    for c in 0..k {
-        offsets[c + 1] += offsets[c];
+
+    /// Write the IVF and finish the files.
+    pub fn finish(mut self) -> Result<PlaidSegmentFiles> {
+        let k = self.num_centroids;
+        self.pairs.sort_unstable();
+        let mut offsets = vec![0u64; k + 1];
+        for &(c, _) in &self.pairs {
+            offsets[c as usize + 1] += 1;
+        }
+        for c in 0..k {
+            offsets[c + 1] += offsets[c];
+        }
+        let docs: Vec<u32> = self.pairs.iter().map(|&(_, d)| d).collect();
+        let mut ivf = FileWriter::create(
+            &self.dir,
+            &format!("{}.plaid.ivf", self.prefix),
+            ComponentKind::Ivf,
+        )?;
+        ivf.write(bytemuck::cast_slice(&offsets))?;
+        ivf.write(bytemuck::cast_slice(&docs))?;
+        Ok(PlaidSegmentFiles {
+            codes: self.codes.finish()?,
+            residuals: self.residuals.finish()?,
+            ivf: ivf.finish()?,
+            mean_residual_norm: (self.norms_known && self.vectors > 0)
+                .then(|| (self.norm_sum / self.vectors as f64) as f32),
+        })
     }
-    (offsets, pairs.into_iter().map(|(_, d)| d).collect())
+}
+
+/// Encode every vector of a segment's store with `codec` and write its PLAID files.
+pub fn encode_segment(
+    dir: &Path,
+    prefix: &str,
+    store: &TokenStore,
+    codec: &PlaidCodec,
+) -> Result<PlaidSegmentFiles> {
+    let mut w = PlaidSegmentWriter::create(dir, prefix, codec)?;
+    let packed_len = codec.quantizer().packed_len();
+    let n_docs = store.num_docs();
+    let mut d = 0;
+    while d < n_docs {
+        // A block of whole documents, about ENCODE_BLOCK vectors.
+        let start = store.doc_offset(d);
+        let mut end_doc = d;
+        while end_doc < n_docs
+            && (end_doc == d
+                || store.doc_offset(end_doc) + store.doc_len(end_doc) - start <= ENCODE_BLOCK)
+        {
+            end_doc += 1;
+        }
+        let end = store.doc_offset(end_doc - 1) + store.doc_len(end_doc - 1);
+        let rows = rows_f32(store, start..end);
+        let mut packed = Vec::with_capacity((end - start) * packed_len);
+        let (codes, norms) = codec.encode(&rows, &mut packed);
+        for doc in d..end_doc {
+            let a = store.doc_offset(doc) - start;
+            let b = a + store.doc_len(doc);
+            let norm: f64 = norms[a..b].iter().map(|&x| f64::from(x)).sum();
+            w.add_doc(
+                &codes[a..b],
+                &packed[a * packed_len..b * packed_len],
+                Some(norm),
+            )?;
+        }
+        d = end_doc;
+    }
+    w.finish()
 }

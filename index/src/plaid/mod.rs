@@ -1,11 +1,15 @@
 //! PLAID: ColBERTv2 residual compression plus centroid-interaction candidate generation.
-//! [`build_plaid`] writes the component from a finished token store; [`PlaidIndex`] reads
-//! it; `search.rs` holds the search. File layouts in `README.md` beside this file.
+//! One codec per index ([`codec`]: centroids + residual quantiser, trained once); each
+//! segment holds its vectors' codes, residuals and IVF ([`build`] writes them,
+//! [`PlaidSegment`] reads them); `search.rs` holds the search. File layouts in
+//! `README.md` beside this file.
 
 mod build;
+mod codec;
 mod reader;
 mod search;
 
-pub use build::{build_plaid, PlaidConfig};
-pub use reader::PlaidIndex;
-pub use search::{centroid_interaction, PlaidParams, Rescore};
+pub use build::{encode_segment, PlaidConfig, PlaidSegmentWriter};
+pub use codec::{train_codec, PlaidCodec};
+pub use reader::PlaidSegment;
+pub use search::{centroid_interaction, PlaidParams, PlaidQuery, Rescore};

@@ -1,20 +1,18 @@
-//! The PLAID component read straight off memory maps, validated once at open.
+//! A segment's PLAID data read straight off memory maps, validated once at open.
 
 use std::path::Path;
 
-use crate::codec::{ResidualDecoder, ResidualQuantizer};
+use super::PlaidCodec;
 use crate::error::{IndexError, Result};
-use crate::segment::{ComponentKind, MappedFile, PlaidFiles};
+use crate::segment::{ComponentKind, MappedFile, PlaidSegmentFiles};
 
-pub struct PlaidIndex {
-    pub(super) dim: usize,
-    pub(super) num_centroids: usize,
-    centroids: MappedFile,
+/// One segment's codes, residuals and IVF (the centroids are the codec's).
+pub struct PlaidSegment {
+    num_centroids: usize,
+    packed_len: usize,
     codes: MappedFile,
     residuals: MappedFile,
     ivf: MappedFile,
-    pub(super) quantizer: ResidualQuantizer,
-    pub(super) decoder: ResidualDecoder,
 }
 
 fn cast<'a, T: bytemuck::Pod>(f: &'a MappedFile, bytes: &'a [u8]) -> Result<&'a [T]> {
@@ -22,32 +20,20 @@ fn cast<'a, T: bytemuck::Pod>(f: &'a MappedFile, bytes: &'a [u8]) -> Result<&'a 
         .map_err(|e| IndexError::corrupt(f.path(), format!("misaligned array: {e}")))
 }
 
-impl PlaidIndex {
+impl PlaidSegment {
     pub fn open(
         dir: &Path,
-        files: &PlaidFiles,
-        dim: usize,
+        files: &PlaidSegmentFiles,
+        codec: &PlaidCodec,
         num_docs: usize,
         num_vectors: usize,
         verify: bool,
     ) -> Result<Self> {
-        let centroids = MappedFile::open(dir, &files.centroids, ComponentKind::Centroids, verify)?;
         let codes = MappedFile::open(dir, &files.codes, ComponentKind::Codes, verify)?;
         let residuals = MappedFile::open(dir, &files.residuals, ComponentKind::Residuals, verify)?;
         let ivf = MappedFile::open(dir, &files.ivf, ComponentKind::Ivf, verify)?;
-        let k = files.num_centroids;
-        let q = &files.quantizer;
-        let buckets = 1usize << q.nbits;
-        if q.dim != dim
-            || !matches!(q.nbits, 1 | 2 | 4)
-            || q.cutoffs.len() + 1 != buckets
-            || q.weights.len() != buckets
-        {
-            return Err(IndexError::Manifest {
-                path: dir.join(crate::segment::MANIFEST_NAME),
-                reason: "PLAID quantizer does not match its dimension or nbits".into(),
-            });
-        }
+        let k = codec.num_centroids();
+        let packed_len = codec.quantizer().packed_len();
         let expect = |f: &MappedFile, want: usize, what: &str| {
             if f.payload().len() == want {
                 Ok(())
@@ -61,14 +47,12 @@ impl PlaidIndex {
                 ))
             }
         };
-        expect(&centroids, k * dim * 4, "centroids x dim x f32")?;
         expect(&codes, num_vectors * 4, "one u32 code per vector")?;
         expect(
             &residuals,
-            num_vectors * q.packed_len(),
+            num_vectors * packed_len,
             "packed residual per vector",
         )?;
-        cast::<f32>(&centroids, centroids.payload())?;
         let code_slice: &[u32] = cast(&codes, codes.payload())?;
         if let Some(bad) = code_slice.iter().position(|&c| c as usize >= k) {
             return Err(IndexError::corrupt(
@@ -100,28 +84,13 @@ impl PlaidIndex {
                 "IVF names a document beyond the store",
             ));
         }
-        Ok(PlaidIndex {
-            dim,
+        Ok(PlaidSegment {
             num_centroids: k,
-            decoder: ResidualDecoder::new(q),
-            quantizer: q.clone(),
-            centroids,
+            packed_len,
             codes,
             residuals,
             ivf,
         })
-    }
-
-    pub fn num_centroids(&self) -> usize {
-        self.num_centroids
-    }
-
-    pub fn quantizer(&self) -> &ResidualQuantizer {
-        &self.quantizer
-    }
-
-    pub fn centroids(&self) -> &[f32] {
-        bytemuck::cast_slice(self.centroids.payload())
     }
 
     /// Centroid id of every vector, in store order.
@@ -129,10 +98,14 @@ impl PlaidIndex {
         bytemuck::cast_slice(self.codes.payload())
     }
 
+    /// Packed residuals of vectors `a..b`.
+    pub fn residuals(&self, a: usize, b: usize) -> &[u8] {
+        &self.residuals.payload()[a * self.packed_len..b * self.packed_len]
+    }
+
     /// Packed residual of vector `v`.
     pub fn residual(&self, v: usize) -> &[u8] {
-        let len = self.quantizer.packed_len();
-        &self.residuals.payload()[v * len..(v + 1) * len]
+        self.residuals(v, v + 1)
     }
 
     /// Documents with a vector in centroid `c`, ascending.
@@ -142,12 +115,5 @@ impl PlaidIndex {
         let offsets: &[u64] = bytemuck::cast_slice(&p[..off_bytes]);
         let docs: &[u32] = bytemuck::cast_slice(&p[off_bytes..]);
         &docs[offsets[c] as usize..offsets[c + 1] as usize]
-    }
-
-    /// Decompress vector `v` (centroid + residual, normalised) into `out`.
-    pub fn decode(&self, v: usize, out: &mut [f32]) {
-        let c = self.codes()[v] as usize;
-        let centroid = &self.centroids()[c * self.dim..(c + 1) * self.dim];
-        self.decoder.decode(centroid, self.residual(v), out);
     }
 }

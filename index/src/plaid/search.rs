@@ -1,13 +1,15 @@
 //! PLAID search (Santhanam et al. 2022): probe `ncells` centroids per query token,
 //! score the IVF candidates by centroid interaction (first with centroid pruning, keep
-//! `ndocs`; then without, keep `ndocs / 4`), then exact MaxSim on the survivors.
+//! `ndocs`; then without, keep `ndocs / 4`), then exact MaxSim on the survivors. The
+//! centroid scores are computed once per query from the index's codec
+//! ([`PlaidCodec::prepare`]); each segment probes its own IVF with them.
 
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::PlaidIndex;
-use crate::codec::linalg::dot_matrix;
-use crate::maxsim::{self, Hit, MaxSim, TopK};
+use super::{PlaidCodec, PlaidSegment};
+use crate::allow::Allow;
+use crate::maxsim::{Hit, MaxSim, TopK};
 use crate::store::{MultiVectorRef, TokenStore};
 
 /// What the last stage scores survivors against.
@@ -66,20 +68,27 @@ impl PlaidParams {
     }
 }
 
-impl PlaidIndex {
-    /// Query-token x centroid scores, centroid-major: `out[c * nq + i] = ⟨q_i, c⟩`.
-    pub fn centroid_scores(&self, query: MultiVectorRef<'_, f32>) -> Vec<f32> {
-        let nq = query.len();
-        let mut out = vec![0.0f32; self.num_centroids * nq];
-        dot_matrix(self.centroids(), query.as_slice(), self.dim, &mut out);
-        out
-    }
+/// What a query needs from the codec, computed once and shared by every segment:
+/// query-token x centroid scores (full and pruned) and the cells to probe.
+pub struct PlaidQuery {
+    nq: usize,
+    /// `scores[c * nq + i] = ⟨q_i, c⟩`.
+    scores: Vec<f32>,
+    /// The same with every centroid no query token scores above the threshold at 0.
+    pruned: Vec<f32>,
+    /// The `ncells` best centroids of each query token, sorted, unique.
+    cells: Vec<u32>,
+}
 
-    /// Documents in the IVF lists of each query token's `ncells` best centroids.
-    pub fn probe(&self, scores: &[f32], nq: usize, ncells: usize) -> Vec<u32> {
-        let ncells = ncells.clamp(1, self.num_centroids);
+impl PlaidCodec {
+    /// Score the query against the centroids and pick the cells to probe.
+    pub fn prepare(&self, query: MultiVectorRef<'_, f32>, params: &PlaidParams) -> PlaidQuery {
+        let nq = query.len();
+        let scores = self.centroid_scores(query);
+        let k = self.num_centroids();
+        let ncells = params.ncells.clamp(1, k);
         let mut cells: Vec<u32> = Vec::with_capacity(nq * ncells);
-        let mut order: Vec<u32> = (0..self.num_centroids as u32).collect();
+        let mut order: Vec<u32> = (0..k as u32).collect();
         for i in 0..nq {
             let s = |c: &u32| scores[*c as usize * nq + i];
             if ncells < order.len() {
@@ -89,13 +98,39 @@ impl PlaidIndex {
         }
         cells.sort_unstable();
         cells.dedup();
-        let mut docs: Vec<u32> = cells
+        let mut pruned = scores.clone();
+        if nq > 0 {
+            for row in pruned.chunks_exact_mut(nq) {
+                if row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
+                    < params.centroid_score_threshold
+                {
+                    row.fill(0.0);
+                }
+            }
+        }
+        PlaidQuery {
+            nq,
+            scores,
+            pruned,
+            cells,
+        }
+    }
+}
+
+impl PlaidSegment {
+    /// Allowed documents in the IVF lists of the query's cells.
+    pub fn probe(&self, q: &PlaidQuery, allow: &Allow) -> Vec<u32> {
+        let mut docs: Vec<u32> = q
+            .cells
             .iter()
             .flat_map(|&c| self.ivf_list(c as usize))
             .copied()
             .collect();
         docs.sort_unstable();
         docs.dedup();
+        if !allow.is_all() {
+            docs.retain(|&d| allow.contains(d));
+        }
         docs
     }
 
@@ -121,61 +156,51 @@ impl PlaidIndex {
             .collect()
     }
 
-    /// PLAID's candidate generation: the documents that reach the exact stage.
+    /// PLAID's candidate generation in this segment: the probed documents through the
+    /// pruned pass (keep `ndocs`) and the full pass (keep `ndocs / 4`), with their full
+    /// centroid-interaction scores (comparable across segments: one codec).
     pub fn candidates(
         &self,
         store: &TokenStore,
-        query: MultiVectorRef<'_, f32>,
+        q: &PlaidQuery,
         k: usize,
         params: &PlaidParams,
-    ) -> Vec<u32> {
-        let nq = query.len();
-        if nq == 0 {
+        allow: &Allow,
+    ) -> Vec<Hit> {
+        if q.nq == 0 {
             return Vec::new();
         }
-        let scores = self.centroid_scores(query);
-        let docs = self.probe(&scores, nq, params.ncells);
-
-        // Pass 1, pruned: a centroid no query token scores above the threshold counts 0.
-        let mut pruned = scores.clone();
-        for row in pruned.chunks_exact_mut(nq) {
-            if row.iter().copied().fold(f32::NEG_INFINITY, f32::max)
-                < params.centroid_score_threshold
-            {
-                row.fill(0.0);
-            }
-        }
-        let approx = self.interaction(store, &pruned, nq, &docs);
+        let docs = self.probe(q, allow);
+        let approx = self.interaction(store, &q.pruned, q.nq, &docs);
         let docs = top_docs(&docs, &approx, params.ndocs.max(k));
-
-        // Pass 2, full centroid interaction.
-        let approx = self.interaction(store, &scores, nq, &docs);
-        top_docs(&docs, &approx, (params.ndocs / 4).max(k))
-    }
-
-    /// Full PLAID search: candidates, then MaxSim on the survivors; best `k`.
-    pub fn search(
-        &self,
-        store: &TokenStore,
-        query: MultiVectorRef<'_, f32>,
-        k: usize,
-        params: &PlaidParams,
-    ) -> Vec<Hit> {
-        let survivors = self.candidates(store, query, k, params);
-        match params.rescore {
-            Rescore::Exact => maxsim::search_candidates(store, query, k, &survivors),
-            Rescore::Decompressed => self.rescore_decompressed(store, query, k, &survivors),
+        let approx = self.interaction(store, &q.scores, q.nq, &docs);
+        let keep = (params.ndocs / 4).max(k);
+        let mut hits: Vec<Hit> = docs
+            .iter()
+            .zip(&approx)
+            .map(|(&doc, &score)| Hit { doc, score })
+            .collect();
+        if hits.len() > keep {
+            hits.select_nth_unstable_by(keep - 1, Hit::rank_cmp);
+            hits.truncate(keep);
         }
+        hits.sort_by(Hit::rank_cmp);
+        hits
     }
 
-    fn rescore_decompressed(
+    /// MaxSim of `docs` on vectors decompressed from codes and residuals (what an index
+    /// without the f16 store would do); best `k`, ties by `ranks`.
+    pub fn rescore_decompressed(
         &self,
+        codec: &PlaidCodec,
         store: &TokenStore,
         query: MultiVectorRef<'_, f32>,
         k: usize,
         docs: &[u32],
+        ranks: &[u32],
     ) -> Vec<Hit> {
-        let dim = self.dim;
+        let dim = codec.dim();
+        let codes = self.codes();
         docs.par_iter()
             .with_min_len(16)
             .fold(
@@ -184,10 +209,10 @@ impl PlaidIndex {
                     let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
                     buf.resize(len * dim, 0.0f32);
                     for (j, row) in buf.chunks_exact_mut(dim).enumerate() {
-                        self.decode(start + j, row);
+                        codec.decode(codes[start + j], self.residual(start + j), row);
                     }
                     let score = scorer.score_f32(query, MultiVectorRef::new(&buf, dim));
-                    top.push(Hit { doc: d, score });
+                    top.push_tied(Hit { doc: d, score }, ranks[d as usize]);
                     (top, scorer, buf)
                 },
             )

@@ -11,14 +11,18 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+mod stages;
+
+pub use stages::FirstStage;
+
+use crate::component::Component;
 use crate::deadline::Deadline;
 use crate::error::{IndexError, Result};
-use crate::maxsim::{self, Hit};
 use crate::muvera::MuveraParams;
 use crate::plaid::PlaidParams;
+use crate::reader::{DocAddress, Index, ScoredDoc};
 use crate::sparse::SparseVector;
 use crate::store::MultiVectorRef;
-use crate::Index;
 
 /// A first stage.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -43,10 +47,13 @@ impl Stage {
     }
 
     /// The index component the stage reads.
-    pub fn component(self) -> &'static str {
+    pub fn component(self) -> Component {
         match self {
-            Stage::Exhaustive => "store",
-            other => other.name(),
+            Stage::Exhaustive => Component::Store,
+            Stage::Plaid => Component::Plaid,
+            Stage::Muvera => Component::Muvera,
+            Stage::Splade => Component::Splade,
+            Stage::Bm25 => Component::Bm25,
         }
     }
 }
@@ -192,20 +199,14 @@ impl<'a> Query<'a> {
 pub const RRF_K: f32 = 60.0;
 
 impl Index {
-    /// Components this index holds.
-    pub fn components(&self) -> Vec<&'static str> {
-        self.manifest().components.names()
-    }
-
     /// Fail with the missing component's name if the index cannot run `mode`.
     pub fn check_mode(&self, mode: &Mode) -> Result<()> {
-        let have = self.components();
         for stage in &mode.stages {
-            if !have.contains(&stage.component()) {
+            if !self.has(stage.component()) {
                 return Err(IndexError::MissingComponent {
                     mode: mode.to_string(),
-                    component: stage.component().to_string(),
-                    available: have.join(","),
+                    component: stage.component().name().to_string(),
+                    available: Component::list(self.components()),
                 });
             }
         }
@@ -240,9 +241,9 @@ impl Index {
             return Err(lacks("MaxSim re-ranking", "token vectors"));
         }
         if let Some(v) = query.vectors {
-            if v.dim() != self.manifest().dim {
+            if v.dim() != self.dim() {
                 return Err(IndexError::Dimension {
-                    expected: self.manifest().dim,
+                    expected: self.dim(),
                     found: v.dim(),
                 });
             }
@@ -251,24 +252,25 @@ impl Index {
         Ok(query.vectors)
     }
 
-    /// The best `k` documents for `query` under `mode`, best first.
+    /// The best `k` live documents for `query` under `mode`, best first (ties by
+    /// external id), over every segment of the snapshot.
     pub fn search(
         &self,
         query: &Query<'_>,
         k: usize,
         mode: &Mode,
         params: &SearchParams,
-    ) -> Result<Vec<Hit>> {
+    ) -> Result<Vec<ScoredDoc>> {
         self.check_mode(mode)?;
         let vectors = self.check_query(mode, query)?;
         let deadline = params.deadline;
         deadline.check()?;
         let hits = match (mode.fusion, mode.stages.as_slice()) {
-            (_, [stage]) => self.run_stage(*stage, query, k, params)?,
+            (_, [stage]) => self.stage_ranking(*stage, query, k, params)?,
             (Fusion::MaxSimRescore, stages) => {
                 let vectors = vectors.expect("checked by check_query");
                 if stages.contains(&Stage::Exhaustive) {
-                    return maxsim::search_exhaustive_until(self.store(), vectors, k, deadline);
+                    return stages::exhaustive(self, vectors, k, deadline);
                 }
                 let mut union = Vec::new();
                 for s in stages {
@@ -277,82 +279,61 @@ impl Index {
                 }
                 union.sort_unstable();
                 union.dedup();
-                maxsim::search_candidates_until(self.store(), vectors, k, &union, deadline)?
+                stages::rescore(self, vectors, k, &union, deadline)?
             }
             (Fusion::Rrf, stages) => {
                 let rankings = stages
                     .iter()
                     .map(|s| {
                         deadline.check()?;
-                        self.run_stage(*s, query, k, params)
+                        self.stage_ranking(*s, query, k, params)
                     })
                     .collect::<Result<Vec<_>>>()?;
-                reciprocal_rank_fusion(&rankings, k)
+                self.reciprocal_rank_fusion(&rankings, k)
             }
         };
         deadline.check()?;
         Ok(hits)
     }
 
+    /// Exact MaxSim against every live document; the best `k`.
+    pub fn search_exhaustive(&self, query: MultiVectorRef<'_, f32>, k: usize) -> Vec<ScoredDoc> {
+        stages::exhaustive(self, query, k, Deadline::NONE).expect("no deadline")
+    }
+
     /// One stage's own final ranking (the caller has checked mode and query).
-    fn run_stage(
+    fn stage_ranking(
         &self,
         stage: Stage,
         query: &Query<'_>,
         k: usize,
         params: &SearchParams,
-    ) -> Result<Vec<Hit>> {
+    ) -> Result<Vec<ScoredDoc>> {
         let vectors = || query.vectors.expect("checked by check_query");
-        Ok(match stage {
+        let deadline = params.deadline;
+        match stage {
+            Stage::Exhaustive => stages::exhaustive(self, vectors(), k, deadline),
             Stage::Plaid => {
                 let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                let plaid = self.plaid().expect("checked by check_mode");
+                let candidates = self.stage_candidates(stage, query, k, params)?;
                 match p.rescore {
                     crate::Rescore::Exact => {
-                        let survivors = plaid.candidates(self.store(), vectors(), k, &p);
-                        maxsim::search_candidates_until(
-                            self.store(),
-                            vectors(),
-                            k,
-                            &survivors,
-                            params.deadline,
-                        )?
+                        stages::rescore(self, vectors(), k, &candidates, deadline)
                     }
-                    crate::Rescore::Decompressed => plaid.search(self.store(), vectors(), k, &p),
+                    crate::Rescore::Decompressed => {
+                        stages::rescore_decompressed(self, vectors(), k, &candidates)
+                    }
                 }
             }
             Stage::Muvera => {
-                let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
-                let muvera = self.muvera().expect("checked by check_mode");
-                let candidates = muvera.candidates(vectors(), &p);
-                maxsim::search_candidates_until(
-                    self.store(),
-                    vectors(),
-                    k,
-                    &candidates,
-                    params.deadline,
-                )?
+                let candidates = self.stage_candidates(stage, query, k, params)?;
+                stages::rescore(self, vectors(), k, &candidates, deadline)
             }
-            Stage::Exhaustive => {
-                maxsim::search_exhaustive_until(self.store(), vectors(), k, params.deadline)?
+            Stage::Splade | Stage::Bm25 => {
+                let first = stages::prepare(self, stage, query, k, params)?;
+                stages::gather(self, first.as_ref(), k, deadline)
             }
-            Stage::Splade => {
-                let q = query.sparse.expect("checked by check_query");
-                let splade = self.splade().expect("checked by check_mode");
-                match params.sparse_scorer {
-                    SparseScorer::Exhaustive => splade.search_exhaustive(q, k).0,
-                    SparseScorer::MaxScore => splade.search(q, k).0,
-                }
-            }
-            Stage::Bm25 => {
-                let text = query.text.expect("checked by check_query");
-                let bm25 = self.bm25().expect("checked by check_mode");
-                match params.bm25 {
-                    None => bm25.search(text, k)?,
-                    Some(p) => bm25.search_with(text, k, p)?,
-                }
-            }
-        })
+        }
     }
 
     /// The documents `stage` hands to MaxSim re-ranking in a `+` mode for a final
@@ -363,37 +344,53 @@ impl Index {
         query: &Query<'_>,
         k: usize,
         params: &SearchParams,
-    ) -> Result<Vec<u32>> {
+    ) -> Result<Vec<DocAddress>> {
         let mode = Mode {
             stages: vec![stage],
             fusion: Fusion::MaxSimRescore,
         };
         self.check_mode(&mode)?;
         self.check_query(&mode, query)?;
-        let vectors = || query.vectors.expect("checked by check_query");
-        let depth = params
-            .sparse_candidates
-            .unwrap_or_else(|| sparse_candidates_for_k(k));
-        let docs = |hits: Vec<Hit>| hits.into_iter().map(|h| h.doc).collect();
-        Ok(match stage {
+        if stage == Stage::Exhaustive {
+            return Ok(self.live_docs().collect());
+        }
+        let depth = match stage {
             Stage::Plaid => {
                 let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                self.plaid().expect("checked by check_mode").candidates(
-                    self.store(),
-                    vectors(),
-                    k,
-                    &p,
-                )
+                (p.ndocs / 4).max(k)
             }
             Stage::Muvera => {
-                let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
-                self.muvera()
-                    .expect("checked by check_mode")
-                    .candidates(vectors(), &p)
+                params
+                    .muvera
+                    .unwrap_or_else(|| MuveraParams::for_k(k))
+                    .candidates
             }
-            Stage::Exhaustive => (0..self.store().num_docs() as u32).collect(),
-            Stage::Splade | Stage::Bm25 => docs(self.run_stage(stage, query, depth, params)?),
-        })
+            _ => params
+                .sparse_candidates
+                .unwrap_or_else(|| sparse_candidates_for_k(k)),
+        };
+        let first = stages::prepare(self, stage, query, k, params)?;
+        let hits = stages::gather(self, first.as_ref(), depth, params.deadline)?;
+        Ok(hits.into_iter().map(|h| h.addr).collect())
+    }
+
+    /// RRF: `score(d) = Σ_rankings 1 / (RRF_K + rank(d))`, ranks from 1; best `k`, ties by
+    /// external id.
+    pub fn reciprocal_rank_fusion(&self, rankings: &[Vec<ScoredDoc>], k: usize) -> Vec<ScoredDoc> {
+        let mut fused: std::collections::HashMap<DocAddress, f32> =
+            std::collections::HashMap::new();
+        for ranking in rankings {
+            for (rank, hit) in ranking.iter().enumerate() {
+                *fused.entry(hit.addr).or_insert(0.0) += 1.0 / (RRF_K + rank as f32 + 1.0);
+            }
+        }
+        let mut all: Vec<ScoredDoc> = fused
+            .into_iter()
+            .map(|(addr, score)| ScoredDoc { addr, score })
+            .collect();
+        all.sort_by(|a, b| self.rank_cmp(a, b));
+        all.truncate(k);
+        all
     }
 }
 
@@ -419,19 +416,4 @@ pub fn check_query_vectors(v: MultiVectorRef<'_, f32>) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// RRF: `score(d) = Σ_rankings 1 / (RRF_K + rank(d))`, ranks from 1; best `k`.
-pub fn reciprocal_rank_fusion(rankings: &[Vec<Hit>], k: usize) -> Vec<Hit> {
-    let mut fused: std::collections::HashMap<u32, f32> = std::collections::HashMap::new();
-    for ranking in rankings {
-        for (rank, hit) in ranking.iter().enumerate() {
-            *fused.entry(hit.doc).or_insert(0.0) += 1.0 / (RRF_K + rank as f32 + 1.0);
-        }
-    }
-    let mut top = crate::maxsim::TopK::new(k);
-    for (doc, score) in fused {
-        top.push(Hit { doc, score });
-    }
-    top.into_sorted()
 }

@@ -7,8 +7,8 @@ use crate::error::{IndexError, Result};
 /// `b"TSRA"`: marks a Tessera index file.
 pub const MAGIC: [u8; 4] = *b"TSRA";
 /// Format version written by this build (2: the manifest carries its own checksum and
-/// may name only files inside the index directory).
-pub const FORMAT_VERSION: u32 = 2;
+/// may name only files inside the index directory; 3: segments, tombstones, one codec).
+pub const FORMAT_VERSION: u32 = 3;
 /// Oldest format version this build still reads.
 pub const OLDEST_READABLE_VERSION: u32 = 1;
 /// Size of the footer in bytes.
@@ -35,6 +35,10 @@ pub enum ComponentKind {
     SparsePostings,
     /// Documents' texts (UTF-8) and their byte offsets.
     Texts,
+    /// A segment's document numbers in the order of their external ids.
+    IdOrder,
+    /// A segment's tombstones: the deleted documents, as a serialised roaring bitmap.
+    Deletes,
 }
 
 impl ComponentKind {
@@ -49,6 +53,8 @@ impl ComponentKind {
             ComponentKind::Ivf => *b"ivf\0\0\0\0\0",
             ComponentKind::SparsePostings => *b"impacts\0",
             ComponentKind::Texts => *b"texts\0\0\0",
+            ComponentKind::IdOrder => *b"id_order",
+            ComponentKind::Deletes => *b"deletes\0",
         }
     }
 

@@ -1,4 +1,8 @@
 //! `manifest.json`: the one file that says what an index holds. Written last, atomically.
+//!
+//! Since format 3 an index is a list of segments (each with its own files and
+//! tombstones) sharing one PLAID codec; format 1 and 2 manifests (one generation of
+//! files, no segments) are read by `legacy.rs` and seen as one segment.
 
 use std::fs::File;
 use std::io::Write;
@@ -8,7 +12,9 @@ use serde::{Deserialize, Serialize};
 
 use super::file::FileEntry;
 use super::footer::{FORMAT_VERSION, OLDEST_READABLE_VERSION};
+use crate::component::Component;
 use crate::error::{IndexError, Result};
+use crate::IndexConfig;
 
 pub const MANIFEST_NAME: &str = "manifest.json";
 
@@ -33,37 +39,6 @@ pub struct StoreFiles {
     /// Documents' texts, when the index keeps them (`IndexConfig::store_text`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub texts: Option<FileEntry>,
-}
-
-/// Files and parameters of the PLAID component (see `plaid/README.md`).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct PlaidFiles {
-    pub num_centroids: usize,
-    pub quantizer: crate::codec::ResidualQuantizer,
-    pub centroids: FileEntry,
-    pub codes: FileEntry,
-    pub residuals: FileEntry,
-    pub ivf: FileEntry,
-    /// How it was built (sample size, iterations, seed, timings), for humans.
-    #[serde(default)]
-    pub build: serde_json::Value,
-}
-
-/// Files and parameters of the MUVERA component (`muvera/`). The two HNSW files are
-/// written by `hnsw_rs` in its own format (no Tessera footer): size and CRC-32C of the
-/// whole file are recorded here and checked at open.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct MuveraFiles {
-    pub config: crate::muvera::MuveraConfig,
-    pub fde_dim: usize,
-    /// Largest document FDE norm (the MIPS lift's M).
-    pub max_norm: f32,
-    /// hnsw_rs basename: files are `<basename>.hnsw.graph` and `<basename>.hnsw.data`.
-    pub basename: String,
-    pub graph: FileEntry,
-    pub data: FileEntry,
-    #[serde(default)]
-    pub build: serde_json::Value,
 }
 
 /// Files and parameters of the SPLADE component (`sparse/`, layout in `sparse/build.rs`).
@@ -92,46 +67,111 @@ pub struct Bm25Files {
     pub build: serde_json::Value,
 }
 
-/// Every component an index can hold. `store` is always there; first stages are optional.
+/// The PLAID codec every segment of the index is encoded with: k-means centroids (file
+/// `c<id>.plaid.centroids`) and the residual quantiser, trained once on a sample of the
+/// first build and reused for every later segment until `compact --retrain`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Components {
+pub struct CodecFiles {
+    pub id: u64,
+    pub num_centroids: usize,
+    pub quantizer: crate::codec::ResidualQuantizer,
+    pub centroids: FileEntry,
+    /// Vectors in the index when the codec was trained.
+    pub trained_on_vectors: usize,
+    /// Mean L2 norm of the held-out sample's residuals (vector minus its centroid) at
+    /// training: the baseline segments' own residual norms are compared with (drift).
+    #[serde(default)]
+    pub mean_residual_norm: Option<f32>,
+    /// Generation of the commit that trained it.
+    #[serde(default)]
+    pub trained_generation: u64,
+    #[serde(default)]
+    pub build: serde_json::Value,
+}
+
+/// A segment's PLAID data: every vector's centroid code and packed residual, and the
+/// IVF (centroid -> the segment's documents).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PlaidSegmentFiles {
+    pub codes: FileEntry,
+    pub residuals: FileEntry,
+    pub ivf: FileEntry,
+    /// Mean residual norm of this segment's vectors against the codec (drift).
+    #[serde(default)]
+    pub mean_residual_norm: Option<f32>,
+}
+
+/// A segment's MUVERA graph, written by `hnsw_rs` (no Tessera footer: size and CRC-32C
+/// of each whole file are recorded here and checked at open).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MuveraSegmentFiles {
+    pub fde_dim: usize,
+    /// Largest document FDE norm in the segment (the MIPS lift's M).
+    pub max_norm: f32,
+    /// hnsw_rs basename: files are `<basename>.hnsw.graph` and `<basename>.hnsw.data`.
+    pub basename: String,
+    pub graph: FileEntry,
+    pub data: FileEntry,
+    #[serde(default)]
+    pub build: serde_json::Value,
+}
+
+/// A segment's tombstones: file `s<id>.g<generation>.deletes`, written by the commit
+/// that last deleted from the segment.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeletesFile {
+    pub file: FileEntry,
+    /// Documents deleted (the bitmap's cardinality, checked at open).
+    pub count: usize,
+}
+
+/// One segment: a write-once set of documents with its own store and component files.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentMeta {
+    /// Unique in the index, never reused; file names carry it (`s<id>.*`).
+    pub id: u64,
+    /// Documents stored (tombstoned ones included).
+    pub num_docs: usize,
+    pub num_vectors: usize,
+    /// The codec its PLAID data was encoded with.
+    #[serde(default)]
+    pub codec: Option<u64>,
     pub store: StoreFiles,
+    /// The segment's document numbers in id order (none for a format-1/2 segment).
+    #[serde(default)]
+    pub ids: Option<FileEntry>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub plaid: Option<PlaidFiles>,
+    pub plaid: Option<PlaidSegmentFiles>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub muvera: Option<MuveraFiles>,
+    pub muvera: Option<MuveraSegmentFiles>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub splade: Option<SparseFiles>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bm25: Option<Bm25Files>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deletes: Option<DeletesFile>,
+    /// Generation of the commit that wrote the segment.
+    #[serde(default)]
+    pub generation: u64,
+    /// How it was built (documents, timings, a merge's sources), for humans.
+    #[serde(default)]
+    pub build: serde_json::Value,
 }
 
-impl Components {
-    /// Names of the components present.
-    pub fn names(&self) -> Vec<&'static str> {
-        let mut v = vec!["store"];
-        if self.plaid.is_some() {
-            v.push("plaid");
-        }
-        if self.muvera.is_some() {
-            v.push("muvera");
-        }
-        if self.splade.is_some() {
-            v.push("splade");
-        }
-        if self.bm25.is_some() {
-            v.push("bm25");
-        }
-        v
+impl SegmentMeta {
+    /// Documents not tombstoned.
+    pub fn live_docs(&self) -> usize {
+        self.num_docs - self.deletes.as_ref().map_or(0, |d| d.count)
     }
 
-    /// Every file listed, with size and checksum.
+    /// Every file of the segment, with size and checksum.
     pub fn files(&self) -> Vec<&FileEntry> {
         let s = &self.store;
         let mut v = vec![&s.vectors, &s.offsets, &s.doc_ids];
         v.extend(&s.texts);
+        v.extend(&self.ids);
         if let Some(p) = &self.plaid {
-            v.extend([&p.centroids, &p.codes, &p.residuals, &p.ivf]);
+            v.extend([&p.codes, &p.residuals, &p.ivf]);
         }
         if let Some(m) = &self.muvera {
             v.extend([&m.graph, &m.data]);
@@ -142,66 +182,121 @@ impl Components {
         if let Some(b) = &self.bm25 {
             v.extend(&b.files);
         }
+        if let Some(d) = &self.deletes {
+            v.push(&d.file);
+        }
         v
+    }
+
+    /// Bytes of each component's files in this segment (the store's include texts, ids
+    /// and tombstones).
+    pub fn component_bytes(&self) -> Vec<(Component, u64)> {
+        let sum = |files: Vec<&FileEntry>| files.iter().map(|f| f.bytes).sum::<u64>();
+        let s = &self.store;
+        let mut store = vec![&s.vectors, &s.offsets, &s.doc_ids];
+        store.extend(&s.texts);
+        store.extend(&self.ids);
+        store.extend(self.deletes.as_ref().map(|d| &d.file));
+        let mut out = vec![(Component::Store, sum(store))];
+        if let Some(p) = &self.plaid {
+            out.push((Component::Plaid, sum(vec![&p.codes, &p.residuals, &p.ivf])));
+        }
+        if let Some(m) = &self.muvera {
+            out.push((Component::Muvera, sum(vec![&m.graph, &m.data])));
+        }
+        if let Some(sp) = &self.splade {
+            out.push((Component::Splade, sp.postings.bytes));
+        }
+        if let Some(b) = &self.bm25 {
+            out.push((Component::Bm25, sum(b.files.iter().collect())));
+        }
+        out
     }
 }
 
 /// The whole manifest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
+    /// The format of this manifest: 3 when written by this build, 1 or 2 when read from
+    /// an index written before segments (see `legacy.rs`).
     pub format_version: u32,
-    /// Bumped on every commit into the same directory; file names carry it, so a new
-    /// write never touches the files the previous manifest lists.
+    /// Bumped on every commit; a commit's new files carry it or a new segment id, so a
+    /// write never touches a file the previous manifest lists.
     pub generation: u64,
     pub created_by: String,
     pub model: ModelInfo,
-    pub num_docs: usize,
-    pub num_vectors: usize,
     pub dim: usize,
+    /// Live documents (tombstoned ones left out).
+    pub num_docs: usize,
+    /// Vectors stored in all segments (tombstoned documents' included until a merge).
+    pub num_vectors: usize,
     /// Free-form build configuration (pooling, lengths, source corpus), for humans and tools.
     #[serde(default)]
     pub config: serde_json::Value,
-    pub components: Components,
+    /// What every segment holds; `store` first.
+    pub components: Vec<Component>,
+    /// How segments are built: the components' settings, reused by every later write.
+    pub settings: IndexConfig,
+    /// The PLAID codec, when the index has plaid.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub codec: Option<CodecFiles>,
+    /// The id the next segment (or codec) gets.
+    pub next_id: u64,
+    pub segments: Vec<SegmentMeta>,
     /// CRC-32C of the manifest file itself, as `0x` and 8 hex digits: computed over the
     /// file's bytes with these 8 digits written as zeros (see [`Manifest::to_sealed_bytes`]).
     /// Written by every commit since format 2 and checked at open, so any edit (one digit
     /// of a quantiser weight, a seed) is an error naming the file, never silently
-    /// different results. Format-1 manifests have none. Always the last field.
+    /// different results. Always the last field.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub manifest_crc32c: Option<String>,
 }
 
 impl Manifest {
-    /// Total bytes of all files the manifest lists.
-    pub fn index_bytes(&self) -> u64 {
-        self.components.files().iter().map(|f| f.bytes).sum()
+    /// Every file listed, with size and checksum.
+    pub fn files(&self) -> Vec<&FileEntry> {
+        let mut v: Vec<&FileEntry> = self.codec.iter().map(|c| &c.centroids).collect();
+        for s in &self.segments {
+            v.extend(s.files());
+        }
+        v
     }
 
-    /// Bytes of each component's files (the store's include the texts it keeps).
+    /// File names this manifest lists.
+    pub fn file_names(&self) -> Vec<&str> {
+        self.files().into_iter().map(|f| f.name.as_str()).collect()
+    }
+
+    /// Total bytes of all files the manifest lists.
+    pub fn index_bytes(&self) -> u64 {
+        self.files().iter().map(|f| f.bytes).sum()
+    }
+
+    /// Bytes of each component's files over all segments (the codec's centroids count
+    /// as plaid's).
     pub fn component_bytes(&self) -> std::collections::BTreeMap<String, u64> {
-        let c = &self.components;
-        let sum = |files: Vec<&FileEntry>| files.iter().map(|f| f.bytes).sum::<u64>();
-        let s = &c.store;
-        let mut store = vec![&s.vectors, &s.offsets, &s.doc_ids];
-        store.extend(&s.texts);
         let mut out = std::collections::BTreeMap::new();
-        out.insert("store".to_string(), sum(store));
-        if let Some(p) = &c.plaid {
-            out.insert(
-                "plaid".into(),
-                sum(vec![&p.centroids, &p.codes, &p.residuals, &p.ivf]),
-            );
+        for s in &self.segments {
+            for (c, b) in s.component_bytes() {
+                *out.entry(c.name().to_string()).or_insert(0) += b;
+            }
         }
-        if let Some(m) = &c.muvera {
-            out.insert("muvera".into(), sum(vec![&m.graph, &m.data]));
-        }
-        if let Some(sp) = &c.splade {
-            out.insert("splade".into(), sp.postings.bytes);
-        }
-        if let Some(b) = &c.bm25 {
-            out.insert("bm25".into(), sum(b.files.iter().collect()));
+        if let Some(c) = &self.codec {
+            *out.entry(Component::Plaid.name().to_string()).or_insert(0) += c.centroids.bytes;
         }
         out
+    }
+
+    /// Tombstoned documents over all segments.
+    pub fn deleted_docs(&self) -> usize {
+        self.segments
+            .iter()
+            .map(|s| s.deletes.as_ref().map_or(0, |d| d.count))
+            .sum()
+    }
+
+    pub fn has(&self, c: Component) -> bool {
+        self.components.contains(&c)
     }
 
     /// The manifest file's bytes: pretty JSON whose last field, `manifest_crc32c`, holds
@@ -249,41 +344,89 @@ impl Manifest {
         Ok(())
     }
 
-    /// Refuse a manifest that names a file outside the index directory.
-    fn validate_names(&self, path: &Path) -> Result<()> {
-        let c = &self.components;
+    /// Refuse a manifest that names a file outside the index directory, or whose
+    /// segments disagree with its components and counts.
+    fn validate(&self, path: &Path) -> Result<()> {
+        let bad = |reason: String| IndexError::Manifest {
+            path: path.to_path_buf(),
+            reason,
+        };
         let mut names: Vec<&str> = self.file_names();
-        if let Some(m) = &c.muvera {
-            names.push(&m.basename);
-        }
-        if let Some(b) = &c.bm25 {
-            names.push(&b.dir);
-        }
-        for name in names {
-            check_file_name(name).map_err(|reason| IndexError::Manifest {
-                path: path.to_path_buf(),
-                reason,
-            })?;
-        }
-        if let Some(b) = &c.bm25 {
-            if let Some(f) = b
-                .files
-                .iter()
-                .find(|f| !f.name.starts_with(&format!("{}/", b.dir)))
-            {
-                return Err(IndexError::Manifest {
-                    path: path.to_path_buf(),
-                    reason: format!(
+        for s in &self.segments {
+            if let Some(m) = &s.muvera {
+                names.push(&m.basename);
+            }
+            if let Some(b) = &s.bm25 {
+                names.push(&b.dir);
+                if let Some(f) = b
+                    .files
+                    .iter()
+                    .find(|f| !f.name.starts_with(&format!("{}/", b.dir)))
+                {
+                    return Err(bad(format!(
                         "bm25 file {:?} is not inside its directory {:?}",
                         f.name, b.dir
-                    ),
-                });
+                    )));
+                }
             }
+        }
+        for name in names {
+            check_file_name(name).map_err(bad)?;
+        }
+        if self.components.first() != Some(&Component::Store) {
+            return Err(bad("components must start with store".into()));
+        }
+        let mut ids = std::collections::HashSet::new();
+        for s in &self.segments {
+            if !ids.insert(s.id) || s.id >= self.next_id {
+                return Err(bad(format!(
+                    "segment id {} repeats or is not below next_id",
+                    s.id
+                )));
+            }
+            let has = [
+                (Component::Plaid, s.plaid.is_some()),
+                (Component::Muvera, s.muvera.is_some()),
+                (Component::Splade, s.splade.is_some()),
+                (Component::Bm25, s.bm25.is_some()),
+            ];
+            for (c, present) in has {
+                if present != self.has(c) {
+                    return Err(bad(format!(
+                        "segment {} {} {c} but the index {}",
+                        s.id,
+                        if present { "has" } else { "lacks" },
+                        if self.has(c) { "has it" } else { "does not" }
+                    )));
+                }
+            }
+            if s.plaid.is_some()
+                && (self.codec.is_none() || s.codec != self.codec.as_ref().map(|c| c.id))
+            {
+                return Err(bad(format!(
+                    "segment {} was not encoded with the index's codec",
+                    s.id
+                )));
+            }
+            if s.deletes.as_ref().is_some_and(|d| d.count > s.num_docs) {
+                return Err(bad(format!(
+                    "segment {} deletes more documents than it holds",
+                    s.id
+                )));
+            }
+        }
+        let live: usize = self.segments.iter().map(SegmentMeta::live_docs).sum();
+        let vectors: usize = self.segments.iter().map(|s| s.num_vectors).sum();
+        if live != self.num_docs || vectors != self.num_vectors {
+            return Err(bad(format!(
+                "counts disagree with the segments: {} live documents and {} vectors listed, segments hold {live} and {vectors}",
+                self.num_docs, self.num_vectors
+            )));
         }
         Ok(())
     }
 
-    /// Read and validate `dir/manifest.json`.
+    /// Read and validate `dir/manifest.json` (any format from 1 to this build's).
     pub fn read(dir: &Path) -> Result<Self> {
         let path = dir.join(MANIFEST_NAME);
         let text = match std::fs::read_to_string(&path) {
@@ -302,23 +445,31 @@ impl Manifest {
                 path: path.clone(),
                 reason: e.to_string(),
             })?;
-        if let Some(v) = raw.get("format_version").and_then(|v| v.as_u64()) {
-            let v = v as u32;
-            if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&v) {
-                return Err(IndexError::UnsupportedVersion {
-                    path,
-                    found: v,
-                    oldest: OLDEST_READABLE_VERSION,
-                    current: FORMAT_VERSION,
-                });
-            }
-            Self::verify_checksum(&path, text.as_bytes(), v)?;
+        let version = raw
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| IndexError::Manifest {
+                path: path.clone(),
+                reason: "format_version is missing".into(),
+            })? as u32;
+        if !(OLDEST_READABLE_VERSION..=FORMAT_VERSION).contains(&version) {
+            return Err(IndexError::UnsupportedVersion {
+                path,
+                found: version,
+                oldest: OLDEST_READABLE_VERSION,
+                current: FORMAT_VERSION,
+            });
         }
-        let manifest: Manifest = serde_json::from_value(raw).map_err(|e| IndexError::Manifest {
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        manifest.validate_names(&path)?;
+        Self::verify_checksum(&path, text.as_bytes(), version)?;
+        let manifest = if version < 3 {
+            super::legacy::read(&path, raw)?
+        } else {
+            serde_json::from_value(raw).map_err(|e| IndexError::Manifest {
+                path: path.clone(),
+                reason: e.to_string(),
+            })?
+        };
+        manifest.validate(&path)?;
         Ok(manifest)
     }
 
@@ -335,15 +486,6 @@ impl Manifest {
         }
         std::fs::rename(&tmp, &path).map_err(|e| IndexError::io(&path, e))?;
         sync_dir(dir)
-    }
-
-    /// File names this manifest lists.
-    pub fn file_names(&self) -> Vec<&str> {
-        self.components
-            .files()
-            .into_iter()
-            .map(|f| f.name.as_str())
-            .collect()
     }
 }
 

@@ -1,6 +1,6 @@
 //! Inverting documents' sparse vectors into impact postings.
 //!
-//! File `g<N>.sparse` (kind `impacts`), little-endian, every array at an offset aligned
+//! File `s<N>.sparse` (kind `impacts`, one per segment), little-endian, every array at an offset aligned
 //! for its type:
 //!
 //! ```text
@@ -70,8 +70,8 @@ impl SparseBuilder {
         Ok(())
     }
 
-    /// Quantise, invert and write `g<generation>.sparse` in `dir`.
-    pub fn finish(self, dir: &Path, generation: u64) -> Result<SparseFiles> {
+    /// Quantise, invert and write `<prefix>.sparse` in `dir`.
+    pub fn finish(self, dir: &Path, prefix: &str) -> Result<SparseFiles> {
         let started = std::time::Instant::now();
         let v = self.config.vocab_size;
         let num_docs = self.num_docs();
@@ -115,7 +115,7 @@ impl SparseBuilder {
             }
         }
 
-        let name = format!("g{generation}.sparse");
+        let name = format!("{prefix}.sparse");
         let mut w = FileWriter::create(dir, &name, ComponentKind::SparsePostings)?;
         w.write(bytemuck::cast_slice(&offsets))?;
         w.write(&max_impact)?;

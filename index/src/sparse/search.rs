@@ -8,6 +8,7 @@ use std::path::Path;
 use serde::Serialize;
 
 use super::{SparseVector, QUERY_WEIGHT_MAX};
+use crate::allow::Allow;
 use crate::error::{IndexError, Result};
 use crate::maxsim::Hit;
 use crate::segment::{ComponentKind, MappedFile, SparseFiles};
@@ -119,6 +120,19 @@ impl SparseIndex {
         self.vocab_size
     }
 
+    /// Every document's sparse vector back from the postings (weights dequantised:
+    /// impact x scale), for rewriting documents into a merged segment.
+    pub fn document_vectors(&self, num_docs: usize) -> Vec<SparseVector> {
+        let mut pairs: Vec<Vec<(u32, f32)>> = vec![Vec::new(); num_docs];
+        for t in 0..self.vocab_size {
+            let (docs, impacts) = self.list(t);
+            for (&d, &i) in docs.iter().zip(impacts) {
+                pairs[d as usize].push((t as u32, f32::from(i) * self.scale));
+            }
+        }
+        pairs.into_iter().map(SparseVector::from_pairs).collect()
+    }
+
     pub fn num_postings(&self) -> usize {
         self.num_postings
     }
@@ -141,7 +155,12 @@ impl SparseIndex {
     }
 
     /// Exact top-`k` by scoring every posting of every query term (the reference).
-    pub fn search_exhaustive(&self, query: &SparseVector, k: usize) -> (Vec<Hit>, SparseStats) {
+    pub fn search_exhaustive(
+        &self,
+        query: &SparseVector,
+        k: usize,
+        allow: &Allow,
+    ) -> (Vec<Hit>, SparseStats) {
         let (terms, factor) = self.quantise_query(query);
         let mut stats = SparseStats::default();
         let Some(len) = terms
@@ -163,7 +182,7 @@ impl SparseIndex {
         stats.touched = stats.postings;
         let mut top = IntTopK::new(k);
         for (d, &s) in acc.iter().enumerate() {
-            if s > 0 {
+            if s > 0 && allow.contains(d as u32) {
                 top.push(s, d as u32);
             }
         }
@@ -182,8 +201,9 @@ impl SparseIndex {
     /// (galloping search) for those whose partial score plus the remaining bounds still
     /// reaches the bar, and the set shrinks list by list. Documents are dropped only when
     /// their bound is strictly below the bar, so ties resolve exactly as in exhaustive
-    /// scoring (higher score, then lower document number).
-    pub fn search(&self, query: &SparseVector, k: usize) -> (Vec<Hit>, SparseStats) {
+    /// scoring (higher score, then lower document number). Documents `allow` excludes
+    /// never accumulate (so they cannot raise the bar).
+    pub fn search(&self, query: &SparseVector, k: usize, allow: &Allow) -> (Vec<Hit>, SparseStats) {
         let (terms, factor) = self.quantise_query(query);
         let mut lists: Vec<Cursor> = terms
             .iter()
@@ -224,7 +244,7 @@ impl SparseIndex {
         while next < lists.len() && remaining[next] >= bar {
             let c = &lists[next];
             for (&d, &i) in c.docs.iter().zip(c.impacts) {
-                if acc.add(d, c.weight * u64::from(i)) {
+                if allow.contains(d) && acc.add(d, c.weight * u64::from(i)) {
                     seen.push(d);
                 }
             }

@@ -2,10 +2,12 @@
 //! per-document offsets, and the external document ids beside it. Written once by
 //! [`StoreWriter`], read through memory maps by [`TokenStore`]. Layout in `README.md`.
 
+mod ids;
 mod reader;
 mod texts;
 mod writer;
 
+pub use ids::{write_id_order, IdOrder};
 pub use reader::TokenStore;
 pub use texts::{DocTexts, TextsWriter};
 pub use writer::StoreWriter;

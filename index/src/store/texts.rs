@@ -1,6 +1,6 @@
 //! Documents' texts, kept beside the vectors so results can show them.
 //!
-//! File `g<N>.texts` (kind `texts`): the UTF-8 texts back to back, zero padding to a
+//! File `s<N>.texts` (kind `texts`): the UTF-8 texts back to back, zero padding to a
 //! multiple of 8 bytes, then `num_docs + 1` u64 byte offsets, then `num_docs` as u64.
 //! Offsets go last so texts stream to disk as they arrive.
 
@@ -16,9 +16,9 @@ pub struct TextsWriter {
 }
 
 impl TextsWriter {
-    pub fn create(dir: &Path, generation: u64) -> Result<Self> {
+    pub fn create(dir: &Path, prefix: &str) -> Result<Self> {
         Ok(TextsWriter {
-            file: FileWriter::create(dir, &format!("g{generation}.texts"), ComponentKind::Texts)?,
+            file: FileWriter::create(dir, &format!("{prefix}.texts"), ComponentKind::Texts)?,
             offsets: vec![0],
         })
     }

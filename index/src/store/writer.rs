@@ -6,7 +6,7 @@ use half::f16;
 use crate::error::{IndexError, Result};
 use crate::segment::{ComponentKind, FileWriter, StoreFiles};
 
-/// Streams documents' token vectors into the store files of one generation.
+/// Streams documents' token vectors into the store files of one segment.
 /// Vectors go to disk as they arrive; only offsets and ids stay in memory.
 pub struct StoreWriter {
     dim: usize,
@@ -21,21 +21,21 @@ pub struct StoreWriter {
 }
 
 impl StoreWriter {
-    /// Start the store files `g{generation}.vectors.f16` etc. in `dir`.
-    pub fn create(dir: &Path, generation: u64, dim: usize) -> Result<Self> {
+    /// Start the store files `<prefix>.vectors.f16` etc. in `dir`.
+    pub fn create(dir: &Path, prefix: &str, dim: usize) -> Result<Self> {
         if dim == 0 {
             return Err(IndexError::InvalidArgument("dim must be positive".into()));
         }
         let vectors = FileWriter::create(
             dir,
-            &format!("g{generation}.vectors.f16"),
+            &format!("{prefix}.vectors.f16"),
             ComponentKind::Vectors,
         )?;
         Ok(StoreWriter {
             dim,
             vectors,
-            offsets_name: format!("g{generation}.offsets.u64"),
-            ids_name: format!("g{generation}.doc_ids.bin"),
+            offsets_name: format!("{prefix}.offsets.u64"),
+            ids_name: format!("{prefix}.doc_ids.bin"),
             dir: dir.to_path_buf(),
             offsets: vec![0],
             ids: Vec::new(),
@@ -52,6 +52,22 @@ impl StoreWriter {
         self.ids.len()
     }
 
+    /// External ids added so far, in store order.
+    pub fn ids(&self) -> &[String] {
+        &self.ids
+    }
+
+    /// Whether a document with this id was added (and not forgotten).
+    pub fn contains(&self, id: &str) -> bool {
+        self.seen.contains(id)
+    }
+
+    /// Accept `id` again: its earlier document was tombstoned before the segment
+    /// committed (an id upserted twice in one batch).
+    pub fn forget(&mut self, id: &str) {
+        self.seen.remove(id);
+    }
+
     pub fn num_vectors(&self) -> u64 {
         *self.offsets.last().expect("offsets start with 0")
     }
@@ -59,13 +75,7 @@ impl StoreWriter {
     /// Append one document: `vectors` holds its token vectors row-major (`n * dim` values, n ≥ 1).
     pub fn add(&mut self, id: &str, vectors: &[f32]) -> Result<()> {
         self.check_doc(id, vectors.len())?;
-        // f16 holds at most 65504: anything larger (or NaN) would be stored as inf/NaN
-        // and make every score of this document meaningless.
-        if let Some(v) = vectors.iter().find(|v| !v.is_finite() || v.abs() > 65504.0) {
-            return Err(IndexError::InvalidArgument(format!(
-                "document {id:?}: vector value {v} is not a finite f16"
-            )));
-        }
+        self.check_f32(id, vectors)?;
         self.scratch.clear();
         self.scratch
             .extend(vectors.iter().map(|&v| f16::from_f32(v)));
@@ -78,23 +88,48 @@ impl StoreWriter {
     /// Append one document whose vectors are already f16.
     pub fn add_f16(&mut self, id: &str, vectors: &[f16]) -> Result<()> {
         self.check_doc(id, vectors.len())?;
-        if vectors.iter().any(|v| !v.is_finite()) {
-            return Err(IndexError::InvalidArgument(format!(
-                "document {id:?}: a vector value is not finite"
-            )));
-        }
+        self.check_f16(id, vectors)?;
         self.vectors.write(bytemuck::cast_slice(vectors))?;
         self.push_doc(id, vectors.len());
         Ok(())
     }
 
-    fn check_doc(&self, id: &str, values: usize) -> Result<()> {
+    /// Whether `vectors` can be stored: a positive whole number of rows, every value a
+    /// finite f16 (at most 65504 in magnitude: anything larger, or NaN, would be stored as
+    /// inf/NaN and make every score of the document meaningless).
+    pub fn check_f32(&self, id: &str, vectors: &[f32]) -> Result<()> {
+        self.check_shape(id, vectors.len())?;
+        if let Some(v) = vectors.iter().find(|v| !v.is_finite() || v.abs() > 65504.0) {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: vector value {v} is not a finite f16"
+            )));
+        }
+        Ok(())
+    }
+
+    /// [`StoreWriter::check_f32`] for f16 values.
+    pub fn check_f16(&self, id: &str, vectors: &[f16]) -> Result<()> {
+        self.check_shape(id, vectors.len())?;
+        if vectors.iter().any(|v| !v.is_finite()) {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: a vector value is not finite"
+            )));
+        }
+        Ok(())
+    }
+
+    fn check_shape(&self, id: &str, values: usize) -> Result<()> {
         if values == 0 || !values.is_multiple_of(self.dim) {
             return Err(IndexError::InvalidArgument(format!(
                 "document {id:?}: {values} values is not a positive whole number of {}-d vectors",
                 self.dim
             )));
         }
+        Ok(())
+    }
+
+    fn check_doc(&self, id: &str, values: usize) -> Result<()> {
+        self.check_shape(id, values)?;
         if self.seen.contains(id) {
             return Err(IndexError::InvalidArgument(format!(
                 "duplicate document id {id:?}"

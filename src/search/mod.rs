@@ -1,18 +1,23 @@
 //! [`Searcher`]: an opened index plus the encoders that built it (ColBERT, and SPLADE
 //! when the index has that component), so text queries are encoded exactly as the
-//! documents were.
+//! documents were. [`ParamOverrides`] is the one shape of per-request search knobs (the
+//! command line's flags and the HTTP API's `params` both become it); [`ModelRecord`] and
+//! [`SpladeRecord`] are what an index records about its models.
+
+mod params;
+mod record;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use serde::Serialize;
 use tessera_index::store::MultiVector;
-use tessera_index::{Index, Mode, Query, SearchParams, SparseVector};
+use tessera_index::{Component, DocAddress, Index, Mode, Query, SearchParams, SparseVector};
 
-use crate::encoder::{
-    ColbertEncoder, DeviceSpec, EncoderSettings, LoadOptions, Role, SpladeEncoder, SpladeOptions,
-    SpladeSettings,
-};
+pub use params::{ParamOverrides, RescoreChoice, SparseScorerChoice};
+pub use record::{ModelRecord, SpladeRecord};
+
+use crate::encoder::{ColbertEncoder, DeviceSpec, LoadOptions, Role, SpladeEncoder, SpladeOptions};
 use crate::error::{Error, Result};
 
 /// One result, with the document's external id.
@@ -20,13 +25,14 @@ use crate::error::{Error, Result};
 pub struct SearchHit {
     pub id: String,
     pub score: f32,
-    /// Position in the index's store (for its stored text).
+    /// Where the document is in the snapshot searched (for its stored text).
     #[serde(skip)]
-    pub doc: u32,
+    pub addr: DocAddress,
 }
 
 /// An index with the encoders its queries need. Encoders are shared (`Arc`), so several
-/// indexes built with one model load it once.
+/// indexes built with one model load it once, and a reloaded snapshot keeps them.
+#[derive(Clone)]
 pub struct Searcher {
     index: Index,
     encoder: Arc<ColbertEncoder>,
@@ -76,8 +82,9 @@ impl Searcher {
         cache: &mut EncoderCache,
     ) -> Result<Self> {
         let index = Index::open(index_dir)?;
+        let record = ModelRecord::read(index.manifest(), index.dir())?;
         let key = (
-            recorded_encoder(&index)?.0,
+            record.model_dir,
             index.manifest().model.weights_sha256.clone(),
         );
         let encoder = match cache.colbert.iter().find(|(k, _)| *k == key) {
@@ -88,18 +95,10 @@ impl Searcher {
                 e
             }
         };
-        let splade = match &index.manifest().components.splade {
+        let splade = match SpladeRecord::read(index.manifest(), index.dir())? {
             None => None,
-            Some(files) => {
-                let field = |name: &str| {
-                    files
-                        .model
-                        .get(name)
-                        .and_then(|v| v.as_str())
-                        .unwrap_or_default()
-                        .to_string()
-                };
-                let key = (PathBuf::from(field("model_dir")), field("weights_sha256"));
+            Some(r) => {
+                let key = (r.model_dir, r.weights_sha256);
                 match cache.splade.iter().find(|(k, _)| *k == key) {
                     Some((_, e)) => Some(e.clone()),
                     None => {
@@ -141,6 +140,15 @@ impl Searcher {
         })
     }
 
+    /// The same encoders over another snapshot of the same index (after a commit).
+    pub fn with_index(&self, index: Index) -> Searcher {
+        Searcher {
+            index,
+            encoder: self.encoder.clone(),
+            splade: self.splade.clone(),
+        }
+    }
+
     pub fn index(&self) -> &Index {
         &self.index
     }
@@ -149,8 +157,16 @@ impl Searcher {
         &self.encoder
     }
 
+    pub fn shared_encoder(&self) -> Arc<ColbertEncoder> {
+        self.encoder.clone()
+    }
+
     pub fn splade(&self) -> Option<&SpladeEncoder> {
         self.splade.as_deref()
+    }
+
+    pub fn shared_splade(&self) -> Option<Arc<SpladeEncoder>> {
+        self.splade.clone()
     }
 
     pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<MultiVector>> {
@@ -220,13 +236,12 @@ impl Searcher {
         params: &SearchParams,
     ) -> Result<Vec<SearchHit>> {
         let hits = self.index.search(query, k, mode, params)?;
-        let store = self.index.store();
         Ok(hits
             .into_iter()
             .map(|h| SearchHit {
-                id: store.doc_id(h.doc as usize).to_string(),
+                id: self.index.doc_id(h.addr).to_string(),
                 score: h.score,
-                doc: h.doc,
+                addr: h.addr,
             })
             .collect())
     }
@@ -246,52 +261,31 @@ impl Searcher {
 }
 
 /// The SPLADE model recorded with the index's splade component, loaded and checked.
-fn load_splade_encoder(index: &Index, device: DeviceSpec) -> Result<Option<SpladeEncoder>> {
-    let Some(files) = &index.manifest().components.splade else {
+pub fn load_splade_encoder(index: &Index, device: DeviceSpec) -> Result<Option<SpladeEncoder>> {
+    let Some(record) = SpladeRecord::read(index.manifest(), index.dir())? else {
         return Ok(None);
     };
-    let bad = |reason: String| Error::IndexMetadata {
-        index: index.dir().to_path_buf(),
-        reason,
-    };
-    let dir = files
-        .model
-        .get("model_dir")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| bad("manifest records no SPLADE model_dir".into()))?;
-    let settings: SpladeSettings = files
-        .model
-        .get("settings")
-        .cloned()
-        .ok_or_else(|| bad("manifest records no SPLADE settings".into()))
-        .and_then(|v| {
-            serde_json::from_value(v).map_err(|e| bad(format!("SPLADE settings unreadable: {e}")))
-        })?;
+    let s = &record.settings;
     let options = SpladeOptions {
-        doc_max_len: Some(settings.doc_max_len),
-        query_max_len: Some(settings.query_max_len),
-        threshold: Some(settings.threshold),
-        doc_max_terms: settings.doc_max_terms,
+        doc_max_len: Some(s.doc_max_len),
+        query_max_len: Some(s.query_max_len),
+        threshold: Some(s.threshold),
+        doc_max_terms: s.doc_max_terms,
         batch_size: None,
     };
-    let encoder = SpladeEncoder::load(Path::new(dir), &options, device)?;
+    let encoder = SpladeEncoder::load(&record.model_dir, &options, device)?;
     check_splade(index, &encoder)?;
     Ok(Some(encoder))
 }
 
 fn check_splade(index: &Index, encoder: &SpladeEncoder) -> Result<()> {
-    let expected = index
-        .manifest()
-        .components
-        .splade
-        .as_ref()
-        .and_then(|f| f.model.get("weights_sha256"))
-        .and_then(|v| v.as_str())
+    let expected = SpladeRecord::read(index.manifest(), index.dir())?
+        .map(|r| r.weights_sha256)
         .unwrap_or_default();
     if encoder.weights_sha256() != expected {
         return Err(Error::ModelMismatch {
             model: encoder.dir().to_path_buf(),
-            expected: expected.to_string(),
+            expected,
             found: encoder.weights_sha256().to_string(),
         });
     }
@@ -312,33 +306,18 @@ impl EncoderCache {
     }
 }
 
-/// The settings and model directory recorded by the indexing pipeline.
-fn recorded_encoder(index: &Index) -> Result<(PathBuf, EncoderSettings)> {
-    let enc = &index.manifest().model.encoder;
-    let bad = |reason: &str| Error::IndexMetadata {
-        index: index.dir().to_path_buf(),
-        reason: reason.to_string(),
-    };
-    let dir = enc
-        .get("model_dir")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| bad("manifest records no model_dir; pass --model"))?;
-    let settings = enc
-        .get("settings")
-        .cloned()
-        .ok_or_else(|| bad("manifest records no encoder settings"))?;
-    let settings: EncoderSettings = serde_json::from_value(settings)
-        .map_err(|e| bad(&format!("manifest encoder settings unreadable: {e}")))?;
-    Ok((PathBuf::from(dir), settings))
-}
-
-fn load_query_encoder(
+/// Load the index's query encoder: its recorded model directory, or `model`; the
+/// recorded lengths, markers and augmentation.
+pub fn load_query_encoder(
     index: &Index,
     model: Option<&Path>,
     device: DeviceSpec,
 ) -> Result<ColbertEncoder> {
-    let (recorded_dir, settings) = recorded_encoder(index)?;
-    let dir = model.map(Path::to_path_buf).unwrap_or(recorded_dir);
+    let record = ModelRecord::read(index.manifest(), index.dir())?;
+    let settings = &record.settings;
+    let dir = model
+        .map(Path::to_path_buf)
+        .unwrap_or(record.model_dir.clone());
     let options = LoadOptions {
         query_max_len: Some(settings.query_max_len),
         doc_max_len: Some(settings.doc_max_len),
@@ -362,4 +341,13 @@ fn check_weights(index: &Index, encoder: &ColbertEncoder) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// Components as names (for reports and JSON).
+pub fn component_names(index: &Index) -> Vec<String> {
+    index
+        .components()
+        .iter()
+        .map(Component::to_string)
+        .collect()
 }

@@ -1,0 +1,233 @@
+//! The PLAID codec: k-means centroids and the residual quantiser, trained once per index
+//! (on a sample of the first build, or of everything at `compact --retrain`) and reused
+//! to encode every later segment, so centroid scores computed once per query serve all
+//! segments and segments merge by copying codes.
+
+use std::path::Path;
+use std::time::Instant;
+
+use half::slice::HalfFloatSliceExt;
+use rand::seq::index::sample;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+
+use super::PlaidConfig;
+use crate::codec::linalg::{dot_matrix, normalize_rows};
+use crate::codec::{
+    default_num_centroids, kmeans, nearest_ip, KMeansConfig, ResidualDecoder, ResidualQuantizer,
+};
+use crate::error::{IndexError, Result};
+use crate::segment::{CodecFiles, ComponentKind, FileWriter, MappedFile};
+use crate::store::{MultiVectorRef, TokenStore};
+
+/// Vectors of `store` at `idx`, as f32 rows.
+pub(super) fn rows_f32(store: &TokenStore, idx: impl Iterator<Item = usize>) -> Vec<f32> {
+    let dim = store.dim();
+    let all = store.all_vectors();
+    let mut out = Vec::new();
+    let mut buf = vec![0.0f32; dim];
+    for i in idx {
+        all[i * dim..(i + 1) * dim].convert_to_f32_slice(&mut buf);
+        out.extend_from_slice(&buf);
+    }
+    out
+}
+
+/// Train a codec on a sample of `store`'s vectors and write its centroids as
+/// `c<id>.plaid.centroids`. Sample: `sample_per_centroid * k` vectors, 95% for k-means,
+/// 5% (held out) for the residual quantiser's bucket cut-offs and the baseline residual norm.
+pub fn train_codec(
+    dir: &Path,
+    id: u64,
+    store: &TokenStore,
+    config: &PlaidConfig,
+    generation: u64,
+) -> Result<CodecFiles> {
+    if !matches!(config.nbits, 1 | 2 | 4) {
+        return Err(IndexError::InvalidArgument(format!(
+            "nbits must be 1, 2 or 4, not {}",
+            config.nbits
+        )));
+    }
+    let started = Instant::now();
+    let dim = store.dim();
+    let n = store.num_vectors();
+    let k = config
+        .num_centroids
+        .unwrap_or_else(|| default_num_centroids(n))
+        .clamp(1, n.max(1));
+    let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
+    let sample_size = (config.sample_per_centroid.max(1) * k).min(n);
+    let picked = sample(&mut rng, n, sample_size).into_vec();
+    let heldout_len = (sample_size / 20).clamp(1.min(sample_size), 50_000);
+    let (heldout_idx, train_idx) = picked.split_at(heldout_len);
+    let mut train = rows_f32(store, train_idx.iter().copied());
+    if train.is_empty() {
+        train = rows_f32(store, heldout_idx.iter().copied());
+    }
+    let mut centroids = kmeans(
+        &train,
+        dim,
+        KMeansConfig {
+            k,
+            iterations: config.kmeans_iterations,
+            seed: config.seed,
+        },
+    );
+    normalize_rows(&mut centroids, dim);
+    // k-means returns at most one centroid per training point: with very few vectors
+    // (the held-out share taken) that can be fewer than asked for.
+    let k = centroids.len() / dim;
+    let kmeans_seconds = started.elapsed().as_secs_f64();
+
+    let heldout = rows_f32(store, heldout_idx.iter().copied());
+    let codes = nearest_ip(&heldout, &centroids, dim);
+    let mut residual_values = Vec::with_capacity(heldout.len());
+    let mut norm_sum = 0.0f64;
+    for (v, &c) in heldout.chunks_exact(dim).zip(&codes) {
+        let c = &centroids[c as usize * dim..(c as usize + 1) * dim];
+        let mut sq = 0.0f32;
+        for (a, b) in v.iter().zip(c) {
+            residual_values.push(a - b);
+            sq += (a - b) * (a - b);
+        }
+        norm_sum += f64::from(sq.sqrt());
+    }
+    let mean_residual_norm = (norm_sum / codes.len().max(1) as f64) as f32;
+    let quantizer = ResidualQuantizer::fit(dim, config.nbits, residual_values);
+
+    let mut file = FileWriter::create(
+        dir,
+        &format!("c{id}.plaid.centroids"),
+        ComponentKind::Centroids,
+    )?;
+    file.write(bytemuck::cast_slice(&centroids))?;
+    let centroids_entry = file.finish()?;
+    Ok(CodecFiles {
+        id,
+        num_centroids: k,
+        quantizer,
+        centroids: centroids_entry,
+        trained_on_vectors: n,
+        mean_residual_norm: Some(mean_residual_norm),
+        trained_generation: generation,
+        build: serde_json::json!({
+            "config": config,
+            "kmeans_sample": train.len() / dim,
+            "heldout": heldout_len,
+            "kmeans_seconds": kmeans_seconds,
+            "total_seconds": started.elapsed().as_secs_f64(),
+        }),
+    })
+}
+
+/// An opened codec: the centroids (memory-mapped), the quantiser and its decoder.
+pub struct PlaidCodec {
+    id: u64,
+    dim: usize,
+    num_centroids: usize,
+    centroids: MappedFile,
+    quantizer: ResidualQuantizer,
+    decoder: ResidualDecoder,
+}
+
+impl PlaidCodec {
+    pub fn open(dir: &Path, files: &CodecFiles, dim: usize, verify: bool) -> Result<Self> {
+        let centroids = MappedFile::open(dir, &files.centroids, ComponentKind::Centroids, verify)?;
+        let k = files.num_centroids;
+        let q = &files.quantizer;
+        let buckets = 1usize << q.nbits.min(8);
+        if q.dim != dim
+            || !matches!(q.nbits, 1 | 2 | 4)
+            || q.cutoffs.len() + 1 != buckets
+            || q.weights.len() != buckets
+            || k == 0
+        {
+            return Err(IndexError::Manifest {
+                path: dir.join(crate::segment::MANIFEST_NAME),
+                reason: "PLAID quantizer does not match its dimension or nbits".into(),
+            });
+        }
+        if centroids.payload().len() != k * dim * 4 {
+            return Err(IndexError::corrupt(
+                centroids.path(),
+                format!(
+                    "holds {} bytes, expected {} (centroids x dim x f32)",
+                    centroids.payload().len(),
+                    k * dim * 4
+                ),
+            ));
+        }
+        bytemuck::try_cast_slice::<u8, f32>(centroids.payload())
+            .map_err(|e| IndexError::corrupt(centroids.path(), format!("misaligned array: {e}")))?;
+        Ok(PlaidCodec {
+            id: files.id,
+            dim,
+            num_centroids: k,
+            decoder: ResidualDecoder::new(q),
+            quantizer: q.clone(),
+            centroids,
+        })
+    }
+
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    pub fn num_centroids(&self) -> usize {
+        self.num_centroids
+    }
+
+    pub fn quantizer(&self) -> &ResidualQuantizer {
+        &self.quantizer
+    }
+
+    pub fn centroids(&self) -> &[f32] {
+        bytemuck::cast_slice(self.centroids.payload())
+    }
+
+    pub fn centroid(&self, c: usize) -> &[f32] {
+        &self.centroids()[c * self.dim..(c + 1) * self.dim]
+    }
+
+    /// Query-token x centroid scores, centroid-major: `out[c * nq + i] = ⟨q_i, c⟩`.
+    pub fn centroid_scores(&self, query: MultiVectorRef<'_, f32>) -> Vec<f32> {
+        let nq = query.len();
+        let mut out = vec![0.0f32; self.num_centroids * nq];
+        dot_matrix(self.centroids(), query.as_slice(), self.dim, &mut out);
+        out
+    }
+
+    /// Decompress one vector (centroid + residual, normalised) into `out`.
+    pub fn decode(&self, code: u32, packed: &[u8], out: &mut [f32]) {
+        self.decoder
+            .decode(self.centroid(code as usize), packed, out);
+    }
+
+    /// Encode row-major f32 vectors: each one's nearest centroid (inner product), its
+    /// packed residual appended to `packed`, and each residual's L2 norm (before
+    /// quantisation: how far the vector is from the codec's centroids).
+    pub fn encode(&self, rows: &[f32], packed: &mut Vec<u8>) -> (Vec<u32>, Vec<f32>) {
+        let dim = self.dim;
+        let codes = nearest_ip(rows, self.centroids(), dim);
+        let mut residual = vec![0.0f32; dim];
+        let mut buf = vec![0u8; self.quantizer.packed_len()];
+        let mut norms = Vec::with_capacity(codes.len());
+        for (v, &c) in rows.chunks_exact(dim).zip(&codes) {
+            let c = self.centroid(c as usize);
+            let mut sq = 0.0f32;
+            for ((r, a), b) in residual.iter_mut().zip(v).zip(c) {
+                *r = a - b;
+                sq += *r * *r;
+            }
+            norms.push(sq.sqrt());
+            self.quantizer.pack(&residual, &mut buf);
+            packed.extend_from_slice(&buf);
+        }
+        (codes, norms)
+    }
+}

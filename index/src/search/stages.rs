@@ -1,0 +1,285 @@
+//! The first stages, one [`FirstStage`] per component, and the passes every mode is
+//! made of: gathering a stage's candidates over the segments, exact MaxSim over given
+//! documents (re-ranking), exhaustive MaxSim.
+//!
+//! A stage is prepared once per query with what every segment shares (PLAID's centroid
+//! scores from the index's one codec, MUVERA's query FDE, BM25's index-wide statistics),
+//! then asked for each segment's candidates among that segment's allowed documents.
+//! Stage scores are comparable across segments (one codec, one FDE encoder, BM25 with
+//! the whole index's statistics, SPLADE dequantised), so the best `depth` over all
+//! segments are kept. Final rankings break score ties by external id, so a result does
+//! not depend on how the documents are spread over segments.
+
+use super::{Query, SearchParams, SparseScorer, Stage};
+use crate::allow::Allow;
+use crate::deadline::Deadline;
+use crate::error::Result;
+use crate::lexical::{Bm25Params, Bm25Statistics};
+use crate::maxsim::{Hit, Scan};
+use crate::muvera::MuveraParams;
+use crate::plaid::{PlaidParams, PlaidQuery};
+use crate::reader::{DocAddress, Index, ScoredDoc};
+use crate::sparse::SparseVector;
+use crate::store::MultiVectorRef;
+
+/// A first stage, prepared for one query.
+pub trait FirstStage: Sync {
+    /// The stage's best candidates in segment `segment` among `allow`, best first, at
+    /// most `depth`, with the stage's own scores.
+    fn segment_candidates(
+        &self,
+        index: &Index,
+        segment: usize,
+        allow: &Allow,
+        depth: usize,
+    ) -> Result<Vec<Hit>>;
+}
+
+struct PlaidStage {
+    query: PlaidQuery,
+    params: PlaidParams,
+    k: usize,
+}
+
+impl FirstStage for PlaidStage {
+    fn segment_candidates(
+        &self,
+        index: &Index,
+        s: usize,
+        allow: &Allow,
+        depth: usize,
+    ) -> Result<Vec<Hit>> {
+        let seg = index.segment(s);
+        let plaid = seg.plaid().expect("the index has plaid");
+        let mut hits = plaid.candidates(seg.store(), &self.query, self.k, &self.params, allow);
+        hits.truncate(depth);
+        Ok(hits)
+    }
+}
+
+struct MuveraStage {
+    fde: Vec<f32>,
+    params: MuveraParams,
+}
+
+impl FirstStage for MuveraStage {
+    fn segment_candidates(
+        &self,
+        index: &Index,
+        s: usize,
+        allow: &Allow,
+        depth: usize,
+    ) -> Result<Vec<Hit>> {
+        let muvera = index.segment(s).muvera().expect("the index has muvera");
+        let params = MuveraParams {
+            candidates: depth,
+            ef_search: self.params.ef_search.max(depth),
+        };
+        Ok(muvera.candidates(&self.fde, &params, allow))
+    }
+}
+
+struct SpladeStage<'q> {
+    query: &'q SparseVector,
+    scorer: SparseScorer,
+}
+
+impl FirstStage for SpladeStage<'_> {
+    fn segment_candidates(
+        &self,
+        index: &Index,
+        s: usize,
+        allow: &Allow,
+        depth: usize,
+    ) -> Result<Vec<Hit>> {
+        let splade = index.segment(s).splade().expect("the index has splade");
+        Ok(match self.scorer {
+            SparseScorer::Exhaustive => splade.search_exhaustive(self.query, depth, allow).0,
+            SparseScorer::MaxScore => splade.search(self.query, depth, allow).0,
+        })
+    }
+}
+
+struct Bm25Stage<'q> {
+    text: &'q str,
+    params: Option<Bm25Params>,
+    stats: Bm25Statistics,
+}
+
+impl FirstStage for Bm25Stage<'_> {
+    fn segment_candidates(
+        &self,
+        index: &Index,
+        s: usize,
+        allow: &Allow,
+        depth: usize,
+    ) -> Result<Vec<Hit>> {
+        let bm25 = index.segment(s).bm25().expect("the index has bm25");
+        match self.params {
+            None => bm25.search(self.text, depth, &self.stats, allow),
+            Some(p) => bm25.search_with(self.text, depth, p, &self.stats, allow),
+        }
+    }
+}
+
+/// Prepare `stage` (not exhaustive) for `query`: the work all segments share.
+pub(super) fn prepare<'q>(
+    index: &Index,
+    stage: Stage,
+    query: &Query<'q>,
+    k: usize,
+    params: &SearchParams,
+) -> Result<Box<dyn FirstStage + 'q>> {
+    let vectors = || query.vectors.expect("checked by check_query");
+    Ok(match stage {
+        Stage::Plaid => {
+            let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
+            let codec = index.codec().expect("the index has plaid");
+            Box::new(PlaidStage {
+                query: codec.prepare(vectors(), &p),
+                params: p,
+                k,
+            })
+        }
+        Stage::Muvera => {
+            let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
+            let encoder = index.fde_encoder().expect("the index has muvera");
+            Box::new(MuveraStage {
+                fde: encoder.encode_query(vectors().as_slice()),
+                params: p,
+            })
+        }
+        Stage::Splade => Box::new(SpladeStage {
+            query: query.sparse.expect("checked by check_query"),
+            scorer: params.sparse_scorer,
+        }),
+        Stage::Bm25 => {
+            let segments: Vec<_> = (0..index.num_segments())
+                .filter_map(|s| index.segment(s).bm25())
+                .collect();
+            Box::new(Bm25Stage {
+                text: query.text.expect("checked by check_query"),
+                params: params.bm25,
+                stats: Bm25Statistics::new(&segments),
+            })
+        }
+        Stage::Exhaustive => unreachable!("exhaustive has no candidates to prepare"),
+    })
+}
+
+/// A stage's best `depth` candidates over every segment, by the stage's scores (ties by
+/// external id).
+pub(super) fn gather(
+    index: &Index,
+    stage: &dyn FirstStage,
+    depth: usize,
+    deadline: Deadline,
+) -> Result<Vec<ScoredDoc>> {
+    let mut all = Vec::new();
+    for s in 0..index.num_segments() {
+        let allow = index.allow(s);
+        for hit in stage.segment_candidates(index, s, &allow, depth)? {
+            all.push(scored(s, hit));
+        }
+        deadline.check()?;
+    }
+    Ok(best(index, all, depth))
+}
+
+fn scored(segment: usize, h: Hit) -> ScoredDoc {
+    ScoredDoc {
+        addr: DocAddress {
+            segment: segment as u32,
+            doc: h.doc,
+        },
+        score: h.score,
+    }
+}
+
+/// The best `k` of `all`, ties by external id.
+fn best(index: &Index, mut all: Vec<ScoredDoc>, k: usize) -> Vec<ScoredDoc> {
+    all.sort_by(|a, b| index.rank_cmp(a, b));
+    all.truncate(k);
+    all
+}
+
+/// Exact MaxSim against every live document of every segment; the best `k`.
+pub(super) fn exhaustive(
+    index: &Index,
+    query: MultiVectorRef<'_, f32>,
+    k: usize,
+    deadline: Deadline,
+) -> Result<Vec<ScoredDoc>> {
+    let mut all = Vec::new();
+    for s in 0..index.num_segments() {
+        let seg = index.segment(s);
+        let scan = Scan {
+            allow: index.allow(s),
+            ranks: Some(seg.ids().ranks()),
+            deadline,
+            ..Scan::new(seg.store(), query, k)
+        };
+        all.extend(scan.all()?.into_iter().map(|h| scored(s, h)));
+    }
+    Ok(best(index, all, k))
+}
+
+/// `docs` grouped by segment, each group's document numbers ascending.
+fn by_segment(docs: &[DocAddress]) -> Vec<(usize, Vec<u32>)> {
+    let mut sorted = docs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut out: Vec<(usize, Vec<u32>)> = Vec::new();
+    for a in sorted {
+        match out.last_mut() {
+            Some((s, v)) if *s == a.segment as usize => v.push(a.doc),
+            _ => out.push((a.segment as usize, vec![a.doc])),
+        }
+    }
+    out
+}
+
+/// Exact MaxSim over the live documents among `docs`; the best `k` (the re-ranking step
+/// every first stage ends in).
+pub(super) fn rescore(
+    index: &Index,
+    query: MultiVectorRef<'_, f32>,
+    k: usize,
+    docs: &[DocAddress],
+    deadline: Deadline,
+) -> Result<Vec<ScoredDoc>> {
+    let mut all = Vec::new();
+    for (s, docs) in by_segment(docs) {
+        let seg = index.segment(s);
+        let scan = Scan {
+            allow: index.allow(s),
+            ranks: Some(seg.ids().ranks()),
+            deadline,
+            ..Scan::new(seg.store(), query, k)
+        };
+        all.extend(scan.candidates(&docs)?.into_iter().map(|h| scored(s, h)));
+    }
+    Ok(best(index, all, k))
+}
+
+/// MaxSim on vectors decompressed from PLAID's codes and residuals (what an index
+/// without the f16 store would do); the best `k`.
+pub(super) fn rescore_decompressed(
+    index: &Index,
+    query: MultiVectorRef<'_, f32>,
+    k: usize,
+    docs: &[DocAddress],
+) -> Result<Vec<ScoredDoc>> {
+    let codec = index.codec().expect("the index has plaid");
+    let mut all = Vec::new();
+    for (s, mut docs) in by_segment(docs) {
+        let seg = index.segment(s);
+        let allow = index.allow(s);
+        docs.retain(|&d| allow.contains(d));
+        let plaid = seg.plaid().expect("the index has plaid");
+        let hits =
+            plaid.rescore_decompressed(codec, seg.store(), query, k, &docs, seg.ids().ranks());
+        all.extend(hits.into_iter().map(|h| scored(s, h)));
+    }
+    Ok(best(index, all, k))
+}

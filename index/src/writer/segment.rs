@@ -1,0 +1,337 @@
+//! Writing one segment: documents stream into its store (and texts, SPLADE vectors,
+//! tantivy) as they arrive; `finish` builds what needs the whole segment (PLAID codes and
+//! IVF, MUVERA's graph, SPLADE postings, the id order) and returns its manifest entry.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use half::f16;
+use roaring::RoaringBitmap;
+
+use crate::error::{IndexError, Result};
+use crate::lexical::Bm25Builder;
+use crate::plaid::{encode_segment, train_codec, PlaidCodec, PlaidSegmentWriter};
+use crate::segment::{CodecFiles, ComponentKind, DeletesFile, FileWriter, SegmentMeta};
+use crate::sparse::SparseBuilder;
+use crate::store::{write_id_order, StoreWriter, TextsWriter, TokenStore};
+use crate::{muvera, DocExtras, IndexConfig};
+
+/// A document's vectors as they arrive.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Vectors<'a> {
+    F32(&'a [f32]),
+    F16(&'a [f16]),
+}
+
+/// A document's PLAID data copied from the segment it is merged from.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct CopiedCodes<'a> {
+    pub codes: &'a [u32],
+    pub residuals: &'a [u8],
+    /// Sum of its residual norms, estimated from the source segment's mean (the exact
+    /// norms were not kept).
+    pub norm_sum: Option<f64>,
+}
+
+/// What the PLAID part of a segment is made from.
+#[derive(Clone, Copy)]
+pub(crate) enum PlaidSource<'a> {
+    /// The index has no plaid.
+    None,
+    /// Encode the segment's vectors with this codec.
+    Encode(&'a PlaidCodec),
+    /// Train a new codec (with this id) on the segment's vectors, then encode.
+    Train(u64),
+}
+
+/// A segment being written.
+pub(crate) struct SegmentBuilder {
+    dir: PathBuf,
+    id: u64,
+    prefix: String,
+    settings: IndexConfig,
+    store: StoreWriter,
+    /// id -> document number of its live copy in this segment.
+    docs: HashMap<String, u32>,
+    texts: Option<TextsWriter>,
+    splade: Option<SparseBuilder>,
+    bm25: Option<Bm25Builder>,
+    /// Codes copied from merged segments (same codec), instead of encoding at finish.
+    copied_codes: Option<PlaidSegmentWriter>,
+    deleted: RoaringBitmap,
+    started: Instant,
+}
+
+/// Name of a segment's tombstones file written by commit `generation`.
+pub(crate) fn deletes_name(segment: u64, generation: u64) -> String {
+    format!("s{segment}.g{generation}.deletes")
+}
+
+/// Write a segment's tombstones as a footed, serialised roaring bitmap.
+pub(crate) fn write_deletes(
+    dir: &Path,
+    name: &str,
+    deleted: &RoaringBitmap,
+) -> Result<DeletesFile> {
+    let mut bytes = Vec::with_capacity(deleted.serialized_size());
+    deleted
+        .serialize_into(&mut bytes)
+        .map_err(|e| IndexError::io(dir.join(name), e))?;
+    let mut w = FileWriter::create(dir, name, ComponentKind::Deletes)?;
+    w.write(&bytes)?;
+    Ok(DeletesFile {
+        file: w.finish()?,
+        count: deleted.len() as usize,
+    })
+}
+
+impl SegmentBuilder {
+    /// Start segment `id`; with `copy_codes`, documents bring their PLAID codes.
+    pub(crate) fn create(
+        dir: &Path,
+        id: u64,
+        settings: &IndexConfig,
+        dim: usize,
+        copy_codes: Option<&PlaidCodec>,
+    ) -> Result<Self> {
+        let prefix = format!("s{id}");
+        let store = StoreWriter::create(dir, &prefix, dim)?;
+        let texts = match settings.store_text {
+            true => Some(TextsWriter::create(dir, &prefix)?),
+            false => None,
+        };
+        let bm25 = match settings.bm25 {
+            true => Some(Bm25Builder::create(dir, &prefix)?),
+            false => None,
+        };
+        let copied_codes = match (copy_codes, &settings.plaid) {
+            (Some(codec), Some(_)) => Some(PlaidSegmentWriter::create(dir, &prefix, codec)?),
+            _ => None,
+        };
+        Ok(SegmentBuilder {
+            dir: dir.to_path_buf(),
+            id,
+            prefix,
+            splade: settings.splade.clone().map(SparseBuilder::new),
+            settings: settings.clone(),
+            store,
+            docs: HashMap::new(),
+            texts,
+            bm25,
+            copied_codes,
+            deleted: RoaringBitmap::new(),
+            started: Instant::now(),
+        })
+    }
+
+    /// Documents added (tombstoned ones included).
+    pub(crate) fn num_docs(&self) -> usize {
+        self.store.num_docs()
+    }
+
+    pub(crate) fn num_vectors(&self) -> usize {
+        self.store.num_vectors() as usize
+    }
+
+    /// Documents added and not deleted since.
+    pub(crate) fn live_docs(&self) -> usize {
+        self.num_docs() - self.deleted.len() as usize
+    }
+
+    /// The live document with this id in the segment.
+    pub(crate) fn find(&self, id: &str) -> Option<u32> {
+        self.docs.get(id).copied()
+    }
+
+    /// Refuse a document before anything is written, so components never disagree
+    /// about which documents exist (the id's uniqueness is the caller's to check).
+    pub(crate) fn check(
+        &self,
+        id: &str,
+        vectors: Vectors<'_>,
+        extras: &DocExtras<'_>,
+    ) -> Result<()> {
+        match vectors {
+            Vectors::F32(v) => self.store.check_f32(id, v)?,
+            Vectors::F16(v) => self.store.check_f16(id, v)?,
+        }
+        if self.splade.is_some() && extras.sparse.is_none() {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: the index builds splade but no sparse vector was given"
+            )));
+        }
+        if (self.bm25.is_some() || self.texts.is_some()) && extras.text.is_none() {
+            return Err(IndexError::InvalidArgument(format!(
+                "document {id:?}: the index keeps texts or builds bm25 but no text was given"
+            )));
+        }
+        if let (Some(b), Some(v)) = (&self.splade, extras.sparse) {
+            b.check(v)?;
+        }
+        Ok(())
+    }
+
+    /// Append a document; returns its number. `codes` (codes, packed residuals and, when
+    /// known, the sum of the residual norms) are required when the builder copies codes,
+    /// ignored otherwise.
+    pub(crate) fn add(
+        &mut self,
+        id: &str,
+        vectors: Vectors<'_>,
+        extras: DocExtras<'_>,
+        codes: Option<CopiedCodes<'_>>,
+    ) -> Result<u32> {
+        self.check(id, vectors, &extras)?;
+        let doc = self.store.num_docs() as u32;
+        match vectors {
+            Vectors::F32(v) => self.store.add(id, v)?,
+            Vectors::F16(v) => self.store.add_f16(id, v)?,
+        }
+        if let (Some(b), Some(v)) = (&mut self.splade, extras.sparse) {
+            b.add(v)?;
+        }
+        if let (Some(b), Some(t)) = (&mut self.bm25, extras.text) {
+            b.add(t)?;
+        }
+        if let (Some(w), Some(t)) = (&mut self.texts, extras.text) {
+            w.add(t)?;
+        }
+        if let Some(w) = &mut self.copied_codes {
+            let c = codes.expect("a merge brings every document's codes");
+            w.add_doc(c.codes, c.residuals, c.norm_sum)?;
+        }
+        self.docs.insert(id.to_string(), doc);
+        Ok(doc)
+    }
+
+    /// Tombstone document `doc` of this segment before it commits; its id may be added
+    /// again.
+    pub(crate) fn delete(&mut self, doc: u32) {
+        self.deleted.insert(doc);
+        let id = self.store.ids()[doc as usize].clone();
+        if self.docs.get(&id) == Some(&doc) {
+            self.docs.remove(&id);
+            self.store.forget(&id);
+        }
+    }
+
+    /// Finish every file of the segment (commit `generation`); returns its manifest entry
+    /// and, with [`PlaidSource::Train`], the codec trained on it.
+    pub(crate) fn finish(
+        self,
+        plaid: PlaidSource<'_>,
+        generation: u64,
+        build: serde_json::Value,
+    ) -> Result<(SegmentMeta, Option<CodecFiles>)> {
+        let dir = self.dir.clone();
+        let num_docs = self.store.num_docs();
+        let num_vectors = self.store.num_vectors() as usize;
+        let dim = self.store.dim();
+        let ids: Vec<String> = self.store.ids().to_vec();
+        let mut store_files = self.store.finish()?;
+        store_files.texts = match self.texts {
+            Some(w) => Some(w.finish()?),
+            None => None,
+        };
+        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
+        let ids_entry = write_id_order(&dir, &self.prefix, &id_refs)?;
+        let needs_reader = self.settings.muvera.is_some()
+            || (self.settings.plaid.is_some() && self.copied_codes.is_none());
+        let reader = if needs_reader {
+            Some(TokenStore::open(
+                &dir,
+                &store_files,
+                dim,
+                num_docs,
+                num_vectors,
+                false,
+            )?)
+        } else {
+            None
+        };
+        let mut trained = None;
+        let plaid_files = match (self.copied_codes, &self.settings.plaid, plaid) {
+            (Some(w), _, _) => Some(w.finish()?),
+            (None, Some(_), PlaidSource::Encode(codec)) => Some(encode_segment(
+                &dir,
+                &self.prefix,
+                reader.as_ref().expect("opened"),
+                codec,
+            )?),
+            (None, Some(cfg), PlaidSource::Train(codec_id)) => {
+                let store = reader.as_ref().expect("opened");
+                let mut files = train_codec(&dir, codec_id, store, cfg, generation)?;
+                let codec = PlaidCodec::open(&dir, &files, dim, false)?;
+                let seg = encode_segment(&dir, &self.prefix, store, &codec)?;
+                // Drift is measured against the vectors the codec was trained on, encoded
+                // the same way later segments are (the held-out sample's norm, computed
+                // at training, is kept in the build record).
+                if let Some(n) = seg.mean_residual_norm {
+                    files.build["heldout_residual_norm"] = files.mean_residual_norm.into();
+                    files.mean_residual_norm = Some(n);
+                }
+                trained = Some(files);
+                Some(seg)
+            }
+            (None, Some(_), PlaidSource::None) => {
+                return Err(IndexError::InvalidArgument(
+                    "the index has plaid but no codec was given for a new segment".into(),
+                ))
+            }
+            (None, None, _) => None,
+        };
+        let muvera_files = match &self.settings.muvera {
+            Some(cfg) => Some(muvera::build_segment(
+                &dir,
+                &self.prefix,
+                reader.as_ref().expect("opened"),
+                cfg,
+            )?),
+            None => None,
+        };
+        let splade = match self.splade {
+            Some(b) => Some(b.finish(&dir, &self.prefix)?),
+            None => None,
+        };
+        let bm25 = match self.bm25 {
+            Some(b) => Some(b.finish(&dir)?),
+            None => None,
+        };
+        let deletes = match self.deleted.is_empty() {
+            true => None,
+            false => Some(write_deletes(
+                &dir,
+                &deletes_name(self.id, generation),
+                &self.deleted,
+            )?),
+        };
+        let codec_id = trained.as_ref().map(|c| c.id).or(match plaid {
+            PlaidSource::Encode(c) => Some(c.id()),
+            _ => None,
+        });
+        let mut build = build;
+        if let Some(obj) = build.as_object_mut() {
+            obj.insert(
+                "seconds".into(),
+                self.started.elapsed().as_secs_f64().into(),
+            );
+        }
+        let meta = SegmentMeta {
+            id: self.id,
+            num_docs,
+            num_vectors,
+            codec: plaid_files.as_ref().and(codec_id),
+            store: store_files,
+            ids: Some(ids_entry),
+            plaid: plaid_files,
+            muvera: muvera_files,
+            splade,
+            bm25,
+            deletes,
+            generation,
+            build,
+        };
+        Ok((meta, trained))
+    }
+}
