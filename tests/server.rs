@@ -215,6 +215,8 @@ fn every_read_endpoint_answers() {
         "/indexes",
         "/indexes/{name}",
         "/indexes/{name}/documents/{id}",
+        "/indexes/{name}/documents",
+        "/indexes/{name}/documents/delete",
         "/healthz",
         "/metrics",
         "/openapi.json",
@@ -923,4 +925,282 @@ fn index_info_hides_server_paths_unless_asked() {
         .json()
         .unwrap();
     assert!(info["dir"].as_str().unwrap().contains(&root), "{info}");
+}
+
+/// A private copy of the shared test index (writers hold its lock).
+fn index_copy() -> tempfile::TempDir {
+    let tmp = tempfile::tempdir().unwrap();
+    let dst = tmp.path().join("tiny");
+    copy_dir(index_dir(), &dst);
+    tmp
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let name = e.file_name();
+        if name == "writer.lock" {
+            continue;
+        }
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &to.join(&name));
+        } else {
+            std::fs::copy(e.path(), to.join(&name)).unwrap();
+        }
+    }
+}
+
+fn get(c: &Client, url: &str) -> (StatusCode, Value) {
+    let r = c.get(url).send().unwrap();
+    let status = r.status();
+    (status, r.json().unwrap())
+}
+
+fn delete_req(c: &Client, url: &str) -> (StatusCode, Value) {
+    let r = c.delete(url).send().unwrap();
+    let status = r.status();
+    (status, r.json().unwrap())
+}
+
+#[test]
+fn documents_are_added_upserted_and_deleted_over_http() {
+    let tmp = index_copy();
+    let srv = Server::serve(&tmp.path().join("tiny"), &[]);
+    let c = client();
+    let docs = srv.url("/indexes/tiny/documents");
+    let search = srv.url("/indexes/tiny/search");
+    let text = "Zebrafish regenerate their heart muscle after injury";
+    let (st, v) = post(
+        &c,
+        &docs,
+        &json!({"documents": [{"id": "new-1", "text": text}]}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (v["added"].as_u64(), v["replaced"].as_u64()),
+        (Some(1), Some(0))
+    );
+    let g1 = v["generation"].as_u64().unwrap();
+    // Visible to the next search: the document's own text finds it first.
+    let (_, r) = post(&c, &search, &json!({"query": text, "k": 1}));
+    assert_eq!(r["results"][0]["id"], "new-1", "{r}");
+    let (st, d) = get(&c, &srv.url("/indexes/tiny/documents/new-1"));
+    assert_eq!((st.as_u16(), d["text"].as_str()), (200, Some(text)));
+    // The same id again: refused without upsert, replaced with it.
+    let (st, v) = post(
+        &c,
+        &docs,
+        &json!({"documents": [{"id": "new-1", "text": "other"}]}),
+    );
+    assert_eq!((st.as_u16(), error_code(&v)), (409, "document_exists"));
+    let other = "Cold exposure activates brown adipose tissue";
+    let (st, v) = post(
+        &c,
+        &docs,
+        &json!({"documents": [{"id": "new-1", "text": other}], "upsert": true}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (v["added"].as_u64(), v["replaced"].as_u64()),
+        (Some(0), Some(1))
+    );
+    assert!(v["generation"].as_u64().unwrap() > g1);
+    let (_, d) = get(&c, &srv.url("/indexes/tiny/documents/new-1"));
+    assert_eq!(d["text"].as_str(), Some(other));
+    // Pre-encoded vectors with their text.
+    let rows = vec![vec![0.1f32; 32]; 3];
+    let (st, v) = post(
+        &c,
+        &docs,
+        &json!({"documents": [{"id": "vec-1", "text": "pre-encoded", "vectors": rows}]}),
+    );
+    assert_eq!(st, 200, "{v}");
+    // Deletes: one by id, a batch with unknown ids reported.
+    let (st, v) = delete_req(&c, &srv.url("/indexes/tiny/documents/doc3"));
+    assert_eq!((st.as_u16(), v["deleted"].as_u64()), (200, Some(1)), "{v}");
+    let (st, v) = delete_req(&c, &srv.url("/indexes/tiny/documents/doc3"));
+    assert_eq!((st.as_u16(), error_code(&v)), (404, "unknown_document"));
+    let (st, v) = post(
+        &c,
+        &srv.url("/indexes/tiny/documents/delete"),
+        &json!({"ids": ["doc4", "nope", "vec-1"]}),
+    );
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(v["deleted"], 2);
+    assert_eq!(v["not_found"], json!(["nope"]));
+    let (_, r) = post(&c, &search, &json!({"query": "x", "k": 100}));
+    let ids: Vec<&str> = r["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 16 + 2 - 3, "{ids:?}");
+    assert!(!ids.contains(&"doc3") && !ids.contains(&"doc4") && !ids.contains(&"vec-1"));
+    // Bad documents are refused with the document named.
+    for (body, code) in [
+        (
+            json!({"documents": [{"id": "", "text": "x"}]}),
+            "invalid_document",
+        ),
+        (json!({"documents": [{"id": "a"}]}), "invalid_document"),
+        (
+            json!({"documents": [{"id": "a", "vectors": [[0.1]]}]}),
+            "invalid_document",
+        ),
+        (
+            json!({"documents": [{"id": "a", "text": "t", "vectors": [[0.1, 0.2]]}]}),
+            "wrong_dimension",
+        ),
+        (
+            json!({"documents": [{"id": "a", "text": "t"}, {"id": "a", "text": "u"}]}),
+            "invalid_document",
+        ),
+        (json!({"documents": []}), "bad_batch_size"),
+    ] {
+        let (st, v) = post(&c, &docs, &body);
+        assert!(st.is_client_error(), "{body} -> {st} {v}");
+        assert_eq!(error_code(&v), code, "{body}");
+    }
+    // The index info reports segments and deletions.
+    let (_, info) = get(&c, &srv.url("/indexes/tiny"));
+    assert_eq!(info["writable"], true);
+    assert_eq!(info["report"]["live_docs"], 15);
+}
+
+#[test]
+fn a_read_only_server_refuses_writes_and_follows_other_writers() {
+    let tmp = index_copy();
+    let dir = tmp.path().join("tiny");
+    let srv = Server::serve(&dir, &["--read-only", "--reload-interval", "0.1"]);
+    let c = client();
+    let (st, v) = post(
+        &c,
+        &srv.url("/indexes/tiny/documents"),
+        &json!({"documents": [{"id": "a", "text": "t"}]}),
+    );
+    assert_eq!((st.as_u16(), error_code(&v)), (403, "read_only"));
+    // Another process deletes a document; the server picks the commit up.
+    tessera(&["delete", s(&dir), "--ids", "doc5"]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, _) = get(&c, &srv.url("/indexes/tiny/documents/doc5"));
+        if st == 404 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server never saw the delete"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn writes_are_grouped_into_few_commits() {
+    let tmp = index_copy();
+    let srv = Server::serve(&tmp.path().join("tiny"), &["--group-commit-ms", "300"]);
+    let url = srv.url("/indexes/tiny/documents");
+    let threads: Vec<_> = (0..20)
+        .map(|i| {
+            let url = url.clone();
+            std::thread::spawn(move || {
+                let body = json!({"documents": [{"id": format!("g-{i}"), "text": format!("grouped document number {i}")}]});
+                post(&client(), &url, &body)
+            })
+        })
+        .collect();
+    let mut generations = std::collections::BTreeSet::new();
+    let mut largest_group = 0;
+    for t in threads {
+        let (st, v) = t.join().unwrap();
+        assert_eq!(st, 200, "{v}");
+        generations.insert(v["generation"].as_u64().unwrap());
+        largest_group = largest_group.max(v["group"].as_u64().unwrap());
+    }
+    assert!(
+        generations.len() < 20,
+        "20 requests made {} commits",
+        generations.len()
+    );
+    assert!(largest_group > 1);
+    let (_, info) = get(&client(), &srv.url("/indexes/tiny"));
+    assert_eq!(info["report"]["live_docs"], 36);
+}
+
+#[test]
+fn searches_during_writes_never_fail_nor_return_deleted_documents() {
+    let tmp = index_copy();
+    let srv = Server::serve(&tmp.path().join("tiny"), &["--group-commit-ms", "5"]);
+    let base = srv.base.clone();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    // id -> when its delete was acknowledged.
+    let acked: std::sync::Arc<std::sync::Mutex<Vec<(String, std::time::Instant)>>> =
+        Default::default();
+    let searchers: Vec<_> = (0..3)
+        .map(|t| {
+            let (base, stop, acked) = (base.clone(), stop.clone(), acked.clone());
+            std::thread::spawn(move || {
+                let c = client();
+                let modes = ["exhaustive", "plaid", "bm25", "bm25+splade"];
+                let (mut n, mut errors) = (0, Vec::new());
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let started = std::time::Instant::now();
+                    let deleted_before: Vec<String> = acked
+                        .lock()
+                        .unwrap()
+                        .iter()
+                        .filter(|(_, at)| *at < started)
+                        .map(|(id, _)| id.clone())
+                        .collect();
+                    let mode = modes[(n + t) % modes.len()];
+                    let (st, v) = post(
+                        &c,
+                        &format!("{base}/indexes/tiny/search"),
+                        &json!({"query": "disease risk and treatment", "k": 100, "mode": mode}),
+                    );
+                    if st != 200 {
+                        errors.push(format!("{mode}: {st} {v}"));
+                    } else {
+                        for h in v["results"].as_array().unwrap() {
+                            let id = h["id"].as_str().unwrap();
+                            if deleted_before.iter().any(|d| d == id) {
+                                errors.push(format!(
+                                    "{mode}: {id} returned after its delete was acknowledged"
+                                ));
+                            }
+                        }
+                    }
+                    n += 1;
+                }
+                (n, errors)
+            })
+        })
+        .collect();
+    let c = client();
+    for i in 0..25 {
+        let body = json!({"documents": [{"id": format!("w-{i}"), "text": format!("disease risk study {i}")}]});
+        let (st, v) = post(&c, &format!("{base}/indexes/tiny/documents"), &body);
+        assert_eq!(st, 200, "{v}");
+        let victim = if i % 2 == 0 {
+            format!("w-{i}")
+        } else {
+            format!("doc{}", i / 2 + 1)
+        };
+        let (st, v) = delete_req(&c, &format!("{base}/indexes/tiny/documents/{victim}"));
+        assert_eq!(st, 200, "{victim}: {v}");
+        acked
+            .lock()
+            .unwrap()
+            .push((victim, std::time::Instant::now()));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut total = 0;
+    for t in searchers {
+        let (n, errors) = t.join().unwrap();
+        assert!(errors.is_empty(), "{errors:?}");
+        total += n;
+    }
+    assert!(total > 20, "only {total} searches ran during the writes");
 }

@@ -90,6 +90,9 @@ pub struct AddArgs {
     /// Where the encoder runs: cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
+    /// Documents per forward pass.
+    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: u32,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,

@@ -10,7 +10,7 @@ use crate::cli::{AddArgs, CompactArgs, DeleteArgs, InfoArgs};
 use crate::corpus::{CorpusFormat, OnMalformed};
 use crate::info::IndexReport;
 use crate::pipeline::{self, Source, Write};
-use crate::search::{load_query_encoder, load_splade_encoder, ModelRecord};
+use crate::search::{load_encoder, load_splade_encoder, ModelRecord};
 use crate::{Error, Result};
 
 /// What a write command did.
@@ -54,7 +54,12 @@ pub(super) fn add(args: AddArgs, progress: bool) -> Result<()> {
         .snapshot()
         .expect("an opened writer has a snapshot")
         .clone();
-    let encoder = load_query_encoder(&snapshot, args.model.as_deref(), args.device)?;
+    let encoder = load_encoder(
+        &snapshot,
+        args.model.as_deref(),
+        args.device,
+        Some(args.batch_size as usize),
+    )?;
     let splade = load_splade_encoder(&snapshot, args.device)?;
     let record = ModelRecord::read(snapshot.manifest(), snapshot.dir())?;
     drop(snapshot);

@@ -313,6 +313,16 @@ pub fn load_query_encoder(
     model: Option<&Path>,
     device: DeviceSpec,
 ) -> Result<ColbertEncoder> {
+    load_encoder(index, model, device, None)
+}
+
+/// [`load_query_encoder`] with a batch size for documents (`tessera add`).
+pub fn load_encoder(
+    index: &Index,
+    model: Option<&Path>,
+    device: DeviceSpec,
+    batch_size: Option<usize>,
+) -> Result<ColbertEncoder> {
     let record = ModelRecord::read(index.manifest(), index.dir())?;
     let settings = &record.settings;
     let dir = model
@@ -323,7 +333,7 @@ pub fn load_query_encoder(
         doc_max_len: Some(settings.doc_max_len),
         skip_punctuation: Some(settings.skip_punctuation),
         query_augmentation: Some(settings.query_augmentation),
-        batch_size: None,
+        batch_size,
         dtype: Default::default(),
     };
     let encoder = ColbertEncoder::load(&dir, &options, device)?;
