@@ -309,31 +309,7 @@ impl Index {
         k: usize,
         params: &SearchParams,
     ) -> Result<Vec<ScoredDoc>> {
-        let vectors = || query.vectors.expect("checked by check_query");
-        let deadline = params.deadline;
-        match stage {
-            Stage::Exhaustive => stages::exhaustive(self, vectors(), k, deadline),
-            Stage::Plaid => {
-                let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                let candidates = self.stage_candidates(stage, query, k, params)?;
-                match p.rescore {
-                    crate::Rescore::Exact => {
-                        stages::rescore(self, vectors(), k, &candidates, deadline)
-                    }
-                    crate::Rescore::Decompressed => {
-                        stages::rescore_decompressed(self, vectors(), k, &candidates)
-                    }
-                }
-            }
-            Stage::Muvera => {
-                let candidates = self.stage_candidates(stage, query, k, params)?;
-                stages::rescore(self, vectors(), k, &candidates, deadline)
-            }
-            Stage::Splade | Stage::Bm25 => {
-                let first = stages::prepare(self, stage, query, k, params)?;
-                stages::gather(self, first.as_ref(), k, deadline)
-            }
-        }
+        stages::prepare(self, stage, query, k, params)?.rank(self, k, params.deadline)
     }
 
     /// The documents `stage` hands to MaxSim re-ranking in a `+` mode for a final
@@ -351,27 +327,8 @@ impl Index {
         };
         self.check_mode(&mode)?;
         self.check_query(&mode, query)?;
-        if stage == Stage::Exhaustive {
-            return Ok(self.live_docs().collect());
-        }
-        let depth = match stage {
-            Stage::Plaid => {
-                let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
-                (p.ndocs / 4).max(k)
-            }
-            Stage::Muvera => {
-                params
-                    .muvera
-                    .unwrap_or_else(|| MuveraParams::for_k(k))
-                    .candidates
-            }
-            _ => params
-                .sparse_candidates
-                .unwrap_or_else(|| sparse_candidates_for_k(k)),
-        };
         let first = stages::prepare(self, stage, query, k, params)?;
-        let hits = stages::gather(self, first.as_ref(), depth, params.deadline)?;
-        Ok(hits.into_iter().map(|h| h.addr).collect())
+        first.candidates(self, params.deadline)
     }
 
     /// RRF: `score(d) = Σ_rankings 1 / (RRF_K + rank(d))`, ranks from 1; best `k`, ties by

@@ -22,10 +22,11 @@ use crate::reader::{DocAddress, Index, ScoredDoc};
 use crate::sparse::SparseVector;
 use crate::store::MultiVectorRef;
 
-/// A first stage, prepared for one query.
+/// A first stage, prepared for one query: the work every segment shares is done, and
+/// each segment is asked for its candidates among its allowed documents.
 pub trait FirstStage: Sync {
     /// The stage's best candidates in segment `segment` among `allow`, best first, at
-    /// most `depth`, with the stage's own scores.
+    /// most `depth`, with the stage's own scores (comparable across segments).
     fn segment_candidates(
         &self,
         index: &Index,
@@ -33,15 +34,66 @@ pub trait FirstStage: Sync {
         allow: &Allow,
         depth: usize,
     ) -> Result<Vec<Hit>>;
+
+    /// How many candidates the stage hands to MaxSim re-ranking in a `+` mode.
+    fn depth(&self) -> usize;
+
+    /// Those candidates, over every segment.
+    fn candidates(&self, index: &Index, deadline: Deadline) -> Result<Vec<DocAddress>> {
+        Ok(gather(index, self, self.depth(), deadline)?
+            .into_iter()
+            .map(|h| h.addr)
+            .collect())
+    }
+
+    /// The stage's own top `k`: by default its candidates re-ranked by exact MaxSim
+    /// (the vector stages); the sparse stages rank by their own scores.
+    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>>;
 }
 
-struct PlaidStage {
+/// Every allowed document, scored by exact MaxSim.
+struct ExhaustiveStage<'q> {
+    vectors: MultiVectorRef<'q, f32>,
+}
+
+impl FirstStage for ExhaustiveStage<'_> {
+    fn segment_candidates(
+        &self,
+        index: &Index,
+        s: usize,
+        allow: &Allow,
+        depth: usize,
+    ) -> Result<Vec<Hit>> {
+        let seg = index.segment(s);
+        Scan {
+            allow: allow.clone(),
+            ranks: Some(seg.ids().ranks()),
+            ..Scan::new(seg.store(), self.vectors, depth)
+        }
+        .all()
+    }
+
+    fn depth(&self) -> usize {
+        usize::MAX
+    }
+
+    fn candidates(&self, index: &Index, _deadline: Deadline) -> Result<Vec<DocAddress>> {
+        Ok(index.live_docs().collect())
+    }
+
+    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
+        exhaustive(index, self.vectors, k, deadline)
+    }
+}
+
+struct PlaidStage<'q> {
+    vectors: MultiVectorRef<'q, f32>,
     query: PlaidQuery,
     params: PlaidParams,
     k: usize,
 }
 
-impl FirstStage for PlaidStage {
+impl FirstStage for PlaidStage<'_> {
     fn segment_candidates(
         &self,
         index: &Index,
@@ -55,14 +107,30 @@ impl FirstStage for PlaidStage {
         hits.truncate(depth);
         Ok(hits)
     }
+
+    /// The best `ndocs / 4` by full centroid interaction (one codec: scores compare).
+    fn depth(&self) -> usize {
+        (self.params.ndocs / 4).max(self.k)
+    }
+
+    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
+        let candidates = self.candidates(index, deadline)?;
+        match self.params.rescore {
+            crate::Rescore::Exact => rescore(index, self.vectors, k, &candidates, deadline),
+            crate::Rescore::Decompressed => {
+                rescore_decompressed(index, self.vectors, k, &candidates)
+            }
+        }
+    }
 }
 
-struct MuveraStage {
+struct MuveraStage<'q> {
+    vectors: MultiVectorRef<'q, f32>,
     fde: Vec<f32>,
     params: MuveraParams,
 }
 
-impl FirstStage for MuveraStage {
+impl FirstStage for MuveraStage<'_> {
     fn segment_candidates(
         &self,
         index: &Index,
@@ -77,11 +145,22 @@ impl FirstStage for MuveraStage {
         };
         Ok(muvera.candidates(&self.fde, &params, allow))
     }
+
+    /// The best `candidates` by FDE inner product (one seeded encoder: scores compare).
+    fn depth(&self) -> usize {
+        self.params.candidates
+    }
+
+    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
+        let candidates = self.candidates(index, deadline)?;
+        rescore(index, self.vectors, k, &candidates, deadline)
+    }
 }
 
 struct SpladeStage<'q> {
     query: &'q SparseVector,
     scorer: SparseScorer,
+    depth: usize,
 }
 
 impl FirstStage for SpladeStage<'_> {
@@ -98,12 +177,21 @@ impl FirstStage for SpladeStage<'_> {
             SparseScorer::MaxScore => splade.search(self.query, depth, allow).0,
         })
     }
+
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
+        gather(index, self, k, deadline)
+    }
 }
 
 struct Bm25Stage<'q> {
     text: &'q str,
     params: Option<Bm25Params>,
     stats: Bm25Statistics,
+    depth: usize,
 }
 
 impl FirstStage for Bm25Stage<'_> {
@@ -120,9 +208,18 @@ impl FirstStage for Bm25Stage<'_> {
             Some(p) => bm25.search_with(self.text, depth, p, &self.stats, allow),
         }
     }
+
+    fn depth(&self) -> usize {
+        self.depth
+    }
+
+    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
+        gather(index, self, k, deadline)
+    }
 }
 
-/// Prepare `stage` (not exhaustive) for `query`: the work all segments share.
+/// Prepare `stage` for `query` (checked by the caller): the work all segments share.
+/// The one place a stage name becomes its implementation.
 pub(super) fn prepare<'q>(
     index: &Index,
     stage: Stage,
@@ -131,11 +228,16 @@ pub(super) fn prepare<'q>(
     params: &SearchParams,
 ) -> Result<Box<dyn FirstStage + 'q>> {
     let vectors = || query.vectors.expect("checked by check_query");
+    let sparse_depth = params
+        .sparse_candidates
+        .unwrap_or_else(|| super::sparse_candidates_for_k(k));
     Ok(match stage {
+        Stage::Exhaustive => Box::new(ExhaustiveStage { vectors: vectors() }),
         Stage::Plaid => {
             let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
             let codec = index.codec().expect("the index has plaid");
             Box::new(PlaidStage {
+                vectors: vectors(),
                 query: codec.prepare(vectors(), &p),
                 params: p,
                 k,
@@ -145,6 +247,7 @@ pub(super) fn prepare<'q>(
             let p = params.muvera.unwrap_or_else(|| MuveraParams::for_k(k));
             let encoder = index.fde_encoder().expect("the index has muvera");
             Box::new(MuveraStage {
+                vectors: vectors(),
                 fde: encoder.encode_query(vectors().as_slice()),
                 params: p,
             })
@@ -152,6 +255,7 @@ pub(super) fn prepare<'q>(
         Stage::Splade => Box::new(SpladeStage {
             query: query.sparse.expect("checked by check_query"),
             scorer: params.sparse_scorer,
+            depth: sparse_depth,
         }),
         Stage::Bm25 => {
             let segments: Vec<_> = (0..index.num_segments())
@@ -161,17 +265,17 @@ pub(super) fn prepare<'q>(
                 text: query.text.expect("checked by check_query"),
                 params: params.bm25,
                 stats: Bm25Statistics::new(&segments),
+                depth: sparse_depth,
             })
         }
-        Stage::Exhaustive => unreachable!("exhaustive has no candidates to prepare"),
     })
 }
 
 /// A stage's best `depth` candidates over every segment, by the stage's scores (ties by
 /// external id).
-pub(super) fn gather(
+pub(super) fn gather<S: FirstStage + ?Sized>(
     index: &Index,
-    stage: &dyn FirstStage,
+    stage: &S,
     depth: usize,
     deadline: Deadline,
 ) -> Result<Vec<ScoredDoc>> {
