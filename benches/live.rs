@@ -46,6 +46,7 @@ fn extras(d: &Doc) -> DocExtras<'_> {
     DocExtras {
         text: d.text.as_deref(),
         sparse: d.sparse.as_ref(),
+        fields: None,
     }
 }
 
@@ -343,6 +344,7 @@ fn throughput(s: &Setup) {
                     let x = DocExtras {
                         text: d.text.as_deref(),
                         sparse: sp.as_ref(),
+                        fields: None,
                     };
                     w.add_with(&d.id, &v, x).unwrap();
                 }
@@ -571,6 +573,7 @@ fn synthetic(work: &Path) -> Setup {
             }),
             bm25: true,
             store_text: true,
+            fields: Default::default(),
         },
         queries: Queries {
             ids: (0..5).map(|i| format!("q{i}")).collect(),

@@ -39,6 +39,9 @@ pub enum Error {
     },
     #[error("{0}")]
     Usage(String),
+    /// A filter that does not parse or names what the index lacks ("path: reason").
+    #[error("invalid filter: {0}")]
+    Filter(String),
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;

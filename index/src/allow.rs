@@ -38,6 +38,16 @@ impl Allow {
         }
     }
 
+    /// Whether a filter restricts the set (beyond tombstones).
+    pub fn is_filtered(&self) -> bool {
+        self.only.is_some()
+    }
+
+    /// Whether a filter leaves nothing (a segment to skip).
+    pub fn is_none_allowed(&self) -> bool {
+        self.only.as_ref().is_some_and(|o| o.is_empty())
+    }
+
     /// Whether nothing is excluded (the fast path of every scan).
     pub fn is_all(&self) -> bool {
         self.deleted.is_none() && self.only.is_none()

@@ -21,16 +21,20 @@ pub enum Component {
     Splade,
     /// BM25 over the documents' text (tantivy).
     Bm25,
+    /// Typed metadata fields for filters (tantivy); present when the index declares
+    /// fields.
+    Fields,
 }
 
 impl Component {
     /// Every component, in manifest order.
-    pub const ALL: [Component; 5] = [
+    pub const ALL: [Component; 6] = [
         Component::Store,
         Component::Plaid,
         Component::Muvera,
         Component::Splade,
         Component::Bm25,
+        Component::Fields,
     ];
 
     pub fn name(self) -> &'static str {
@@ -40,6 +44,7 @@ impl Component {
             Component::Muvera => "muvera",
             Component::Splade => "splade",
             Component::Bm25 => "bm25",
+            Component::Fields => "fields",
         }
     }
 

@@ -45,6 +45,8 @@ pub mod codec;
 pub mod component;
 pub mod deadline;
 pub mod error;
+pub mod fields;
+pub mod filter;
 pub mod lexical;
 pub mod maxsim;
 pub mod muvera;
@@ -61,11 +63,15 @@ pub use allow::Allow;
 pub use component::Component;
 pub use deadline::Deadline;
 pub use error::{IndexError, Result};
+pub use fields::{FieldDef, FieldKind, FieldSchema, FieldValues};
+pub use filter::{Filter, FilterError};
 pub use maxsim::Hit;
 pub use muvera::{MuveraConfig, MuveraParams};
 pub use plaid::{PlaidConfig, PlaidParams, Rescore};
 pub use reader::{DocAddress, Index, OpenOptions, ScoredDoc, SegmentReader};
-pub use search::{Fusion, Mode, Query, SearchParams, SparseScorer, Stage};
+pub use search::{
+    Fusion, Mode, Plan, Query, Scope, SearchParams, SparseScorer, Stage, FILTER_EXACT_BELOW,
+};
 pub use segment::{Manifest, ModelInfo};
 pub use sparse::{SparseConfig, SparseVector};
 pub use writer::{DeleteReport, IndexWriter, MergePolicy, WriteOptions};
@@ -91,6 +97,9 @@ pub struct IndexConfig {
     /// segments re-indexes their text).
     #[serde(default)]
     pub store_text: bool,
+    /// Typed metadata fields documents may carry (for filters); none by default.
+    #[serde(default, skip_serializing_if = "FieldSchema::is_empty")]
+    pub fields: FieldSchema,
 }
 
 /// What a document brings besides its token vectors, for the components that need it.
@@ -100,4 +109,6 @@ pub struct DocExtras<'a> {
     pub text: Option<&'a str>,
     /// SPLADE term weights.
     pub sparse: Option<&'a SparseVector>,
+    /// Metadata field values (checked against the index's schema when added).
+    pub fields: Option<&'a FieldValues>,
 }

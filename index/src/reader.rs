@@ -17,6 +17,7 @@ use roaring::RoaringBitmap;
 use crate::allow::Allow;
 use crate::component::Component;
 use crate::error::{IndexError, Result};
+use crate::fields::{FieldSchema, FieldsIndex};
 use crate::lexical::Bm25Index;
 use crate::muvera::{FdeEncoder, MuveraSegment};
 use crate::plaid::{PlaidCodec, PlaidSegment};
@@ -64,6 +65,7 @@ pub struct SegmentReader {
     muvera: Option<MuveraSegment>,
     splade: Option<SparseIndex>,
     bm25: Option<Bm25Index>,
+    fields: Option<FieldsIndex>,
     _lease: FileLease,
 }
 
@@ -73,12 +75,13 @@ impl SegmentReader {
         meta: &SegmentMeta,
         codec: Option<&PlaidCodec>,
         fde: Option<&FdeEncoder>,
+        schema: &FieldSchema,
         dim: usize,
         verify: bool,
     ) -> Result<Self> {
         // Leased before opening, so a writer in this process cannot collect them between.
         let mut names: Vec<&str> = meta.files().iter().map(|f| f.name.as_str()).collect();
-        if let Some(b) = &meta.bm25 {
+        for b in meta.tantivy_dirs() {
             names.push(&b.dir);
         }
         let lease = FileLease::take(dir, names);
@@ -121,6 +124,11 @@ impl SegmentReader {
             .as_ref()
             .map(|f| Bm25Index::open(dir, f, meta.num_docs, verify))
             .transpose()?;
+        let fields = meta
+            .fields
+            .as_ref()
+            .map(|f| FieldsIndex::open(dir, f, schema, meta.num_docs, verify))
+            .transpose()?;
         Ok(SegmentReader {
             meta: meta.clone(),
             store,
@@ -129,6 +137,7 @@ impl SegmentReader {
             muvera,
             splade,
             bm25,
+            fields,
             _lease: lease,
         })
     }
@@ -163,6 +172,11 @@ impl SegmentReader {
 
     pub fn bm25(&self) -> Option<&Bm25Index> {
         self.bm25.as_ref()
+    }
+
+    /// The documents' metadata fields, if the index declares any.
+    pub fn fields(&self) -> Option<&FieldsIndex> {
+        self.fields.as_ref()
     }
 
     pub fn num_docs(&self) -> usize {
@@ -284,6 +298,7 @@ impl Index {
                     meta,
                     codec.as_deref(),
                     fde.as_ref(),
+                    &manifest.settings.fields,
                     manifest.dim,
                     verify,
                 )?),
@@ -399,6 +414,14 @@ impl Index {
     /// A document's stored text, if the index keeps texts.
     pub fn text(&self, a: DocAddress) -> Option<&str> {
         self.segment(a.segment as usize).store.text(a.doc as usize)
+    }
+
+    /// A document's metadata field values (empty when the index declares no fields).
+    pub fn fields(&self, a: DocAddress) -> Result<crate::FieldValues> {
+        match self.segment(a.segment as usize).fields() {
+            Some(f) => f.values(a.doc),
+            None => Ok(crate::FieldValues::new()),
+        }
     }
 
     /// A document's token vectors.

@@ -103,6 +103,7 @@ fn answers_as_recorded(name: &str) {
         let sparse = SparseVector::from_pairs(pairs);
         let text = case["text"].as_str().unwrap();
         let query = Query {
+            filter: None,
             vectors: Some(MultiVectorRef::new(q, dim)),
             sparse: Some(&sparse),
             text: Some(text),

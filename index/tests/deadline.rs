@@ -30,6 +30,7 @@ fn build(dir: &std::path::Path, docs: usize, tokens: usize, dim: usize, all: boo
         encoder: Default::default(),
     };
     let config = IndexConfig {
+        fields: Default::default(),
         plaid: Some(PlaidConfig {
             num_centroids: Some(32),
             ..PlaidConfig::default()
@@ -57,6 +58,7 @@ fn build(dir: &std::path::Path, docs: usize, tokens: usize, dim: usize, all: boo
         let sparse = SparseVector::from_pairs(vec![(i as u32 % 100, 1.0)]);
         let text = format!("word{} common", i % 7);
         let extras = DocExtras {
+            fields: None,
             text: all.then_some(text.as_str()),
             sparse: all.then_some(&sparse),
         };
@@ -75,6 +77,7 @@ fn an_expired_deadline_stops_every_mode() {
     let q = unit_rows(&mut rng, 4, 16);
     let sparse = SparseVector::from_pairs(vec![(3, 1.0), (50, 0.5)]);
     let query = Query {
+        filter: None,
         vectors: Some(MultiVectorRef::new(&q, 16)),
         sparse: Some(&sparse),
         text: Some("word3 common"),

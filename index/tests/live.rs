@@ -33,6 +33,7 @@ fn model() -> ModelInfo {
 
 fn config() -> IndexConfig {
     IndexConfig {
+        fields: Default::default(),
         plaid: Some(PlaidConfig {
             num_centroids: Some(16),
             ..PlaidConfig::default()
@@ -87,6 +88,7 @@ fn random_doc(rng: &mut ChaCha8Rng) -> Doc {
 
 fn extras(d: &Doc) -> DocExtras<'_> {
     DocExtras {
+        fields: None,
         text: Some(&d.text),
         sparse: Some(&d.sparse),
     }
@@ -144,6 +146,7 @@ fn check(
     let q = random_doc(rng);
     let k = 8;
     let query = Query {
+        filter: None,
         vectors: Some(MultiVectorRef::new(&q.vectors, DIM)),
         sparse: Some(&q.sparse),
         text: Some(&q.text),
@@ -267,7 +270,11 @@ proptest! {
                     pending.insert(id, Some(d));
                 }
                 Op::Upsert(x) => {
-                    let id = pick(x).unwrap_or_else(|| format!("d{next}"));
+                    // Nothing visible: upsert a new id (counted, so no later add reuses it).
+                    let id = pick(x).unwrap_or_else(|| {
+                        next += 1;
+                        format!("d{}", next - 1)
+                    });
                     let d = random_doc(&mut rng);
                     w.upsert_with(&id, &d.vectors, extras(&d)).unwrap();
                     pending.insert(id, Some(d));
@@ -448,6 +455,7 @@ fn a_format_1_index_takes_writes() {
         "copy-of-doc1",
         &doc0,
         DocExtras {
+            fields: None,
             text: Some("malaria nets"),
             sparse: Some(&sparse),
         },
@@ -471,6 +479,7 @@ fn a_format_1_index_takes_writes() {
     for mode in ["plaid", "muvera", "bm25", "splade"] {
         let m: Mode = mode.parse().unwrap();
         let query = Query {
+            filter: None,
             vectors: Some(MultiVectorRef::new(q, dim)),
             sparse: Some(&sparse),
             text: Some("malaria"),

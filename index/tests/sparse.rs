@@ -203,6 +203,7 @@ fn splade_mode_runs_through_index_search() {
     assert!(err.to_string().contains("token vectors"), "{err}");
     // With both, the union is re-ranked by MaxSim (every document has the same vector).
     let both = Query {
+        filter: None,
         vectors: Some(MultiVectorRef::new(&v, 2)),
         sparse: Some(&q),
         text: None,

@@ -281,6 +281,7 @@ fn stored_texts_round_trip_and_damage_is_detected() {
     assert!(w.add("no-text", &doc(0, 1)).is_err());
     for (i, t) in texts.iter().enumerate() {
         let extras = tessera_index::DocExtras {
+            fields: None,
             text: Some(t),
             sparse: None,
         };

@@ -38,6 +38,7 @@ fn unit_rows(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
 /// Every component, so the manifest holds a quantiser, MUVERA's seed and SPLADE's scale.
 fn full_config() -> IndexConfig {
     IndexConfig {
+        fields: Default::default(),
         plaid: Some(PlaidConfig {
             num_centroids: Some(8),
             ..PlaidConfig::default()
@@ -67,6 +68,7 @@ fn build(dir: &Path, tag: &str, n: usize) -> Manifest {
         let sparse = SparseVector::from_pairs(vec![(i as u32 % 50, 1.5), (7, 0.25)]);
         let text = format!("{tag} document number {i}");
         let extras = DocExtras {
+            fields: None,
             text: Some(&text),
             sparse: Some(&sparse),
         };
@@ -336,6 +338,7 @@ fn a_failed_write_leaves_the_directory_as_it_found_it() {
     let mut w = IndexWriter::create_with(&fresh, model(), full_config()).unwrap();
     let sparse = SparseVector::default();
     let extras = DocExtras {
+        fields: None,
         text: Some("t"),
         sparse: Some(&sparse),
     };

@@ -21,7 +21,18 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         None => cached_index(&args, &dataset, progress)?,
     };
     let k = args.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
+    let filter = match (args.params.filter(&searcher)?, args.filter_selectivity) {
+        (Some(_), Some(_)) => {
+            return Err(crate::Error::Usage(
+                "--filter and --filter-selectivity cannot be combined".into(),
+            ))
+        }
+        (Some(f), None) => Some(f),
+        (None, Some(share)) => Some(random_filter(searcher.index(), share)?),
+        (None, None) => None,
+    };
     let options = EvalOptions {
+        filter,
         mode: args.mode.clone(),
         params: args.params.params(k)?,
         compare_exhaustive: args.compare_exhaustive,
@@ -52,6 +63,28 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         print!("{}", report.to_table());
     }
     Ok(())
+}
+
+/// `--filter-selectivity`: a filter admitting a seeded random `share` of the live
+/// documents (`has_id` over ids drawn uniformly), so filtered search can be measured on
+/// any index, one without fields too.
+fn random_filter(index: &Index, share: f64) -> Result<tessera_index::Filter> {
+    use rand::seq::SliceRandom;
+    use rand::SeedableRng;
+    if !(share > 0.0 && share <= 1.0) {
+        return Err(crate::Error::Usage(format!(
+            "--filter-selectivity must be in (0, 1], got {share}"
+        )));
+    }
+    let mut ids: Vec<&str> = index.live_docs().map(|a| index.doc_id(a)).collect();
+    ids.sort_unstable();
+    let take = ((ids.len() as f64 * share).round() as usize).max(1);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
+    ids.shuffle(&mut rng);
+    ids.truncate(take);
+    let value = serde_json::json!({"must": [{"has_id": ids}]});
+    tessera_index::Filter::parse(&value, &index.manifest().settings.fields, "filter")
+        .map_err(|e| crate::Error::Filter(e.to_string()))
 }
 
 /// The PLAID latency/recall curve: a grid around the defaults for k, each setting run
@@ -223,6 +256,7 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
             &args.muvera,
             splade.as_ref(),
             !args.corpus_args.no_store_text,
+            &args.corpus_args.fields,
         )?,
         progress,
     );

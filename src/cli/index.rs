@@ -17,7 +17,15 @@ pub(super) fn index_config(
     muvera: &MuveraBuildArgs,
     splade: Option<&SpladeEncoder>,
     store_text: bool,
+    fields: &[tessera_index::FieldDef],
 ) -> Result<IndexConfig> {
+    if components.contains(&Component::Fields) {
+        return Err(Error::Usage(
+            "fields are not chosen with --components: declare them with --field NAME:TYPE".into(),
+        ));
+    }
+    let fields = tessera_index::FieldSchema(fields.to_vec());
+    fields.validate().map_err(Error::Usage)?;
     let has = |c: Component| components.contains(&c);
     if has(Component::Bm25) && !store_text {
         return Err(Error::IndexMetadata {
@@ -36,6 +44,7 @@ pub(super) fn index_config(
         }),
         bm25: has(Component::Bm25),
         store_text,
+        fields,
     })
 }
 
@@ -64,6 +73,7 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         &args.muvera,
         splade.as_ref(),
         !args.corpus_args.no_store_text,
+        &args.corpus_args.fields,
     )?;
     let encoder = ColbertEncoder::load(
         &args.model.model_dir(),
@@ -108,6 +118,7 @@ pub(super) fn index_job(
         format: CorpusFormat {
             id_field: c.id_field.clone(),
             text_fields: c.text_fields.clone(),
+            fields: components.fields.clone(),
         },
         on_malformed: if c.skip_malformed {
             OnMalformed::Skip

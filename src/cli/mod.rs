@@ -362,6 +362,12 @@ pub struct CorpusArgs {
     /// Do not keep documents' text in the index (results then carry ids only).
     #[arg(long)]
     pub no_store_text: bool,
+    /// A metadata field to read from each document, for filters (`--filter`):
+    /// NAME:TYPE with TYPE keyword, int, float, bool or date (RFC 3339). Read from the
+    /// record's top-level key NAME or its `metadata` object (BEIR); a value may be a
+    /// list. Repeat for more fields. `add` reads the fields the index declares.
+    #[arg(long = "field", value_name = "NAME:TYPE", value_parser = tessera_index::FieldDef::parse)]
+    pub fields: Vec<tessera_index::FieldDef>,
 }
 
 /// Token pooling applied to document vectors before they are stored.
@@ -520,6 +526,17 @@ pub struct SearchParamArgs {
     /// bm25: score with this b (Anserini: 0.4); see --bm25-k1.
     #[arg(long)]
     pub bm25_b: Option<f32>,
+    /// With --filter: run plaid and muvera as exact MaxSim over the allowed documents
+    /// when they are at most this share of the collection (0 never, 1 always).
+    /// [default: 0.02]
+    #[arg(long, value_name = "SHARE")]
+    pub filter_exact_below: Option<f32>,
+    /// Only documents this filter admits: Qdrant's filter JSON, inline or @FILE, e.g.
+    /// '{"must": [{"key": "tenant", "match": {"value": "acme"}}, {"key": "year",
+    /// "range": {"gte": 2019}}]}'. Conditions: match (value/any/except), range
+    /// (gt/gte/lt/lte; dates as RFC 3339), is_empty, has_id, nested must/should/must_not.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub filter: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -554,7 +571,28 @@ impl SearchParamArgs {
             }),
             bm25_k1: self.bm25_k1,
             bm25_b: self.bm25_b,
+            filter_exact_below: self.filter_exact_below,
         }
+    }
+
+    /// `--filter` parsed against the index's fields (a file's contents with `@FILE`).
+    pub fn filter(
+        &self,
+        searcher: &crate::search::Searcher,
+    ) -> crate::Result<Option<tessera_index::Filter>> {
+        let Some(arg) = &self.filter else {
+            return Ok(None);
+        };
+        let text = match arg.strip_prefix('@') {
+            Some(path) => std::fs::read_to_string(path).map_err(|e| crate::Error::Io {
+                what: format!("--filter {path}"),
+                source: e,
+            })?,
+            None => arg.clone(),
+        };
+        let value: serde_json::Value = serde_json::from_str(&text)
+            .map_err(|e| crate::Error::Filter(format!("filter: not valid JSON: {e}")))?;
+        searcher.parse_filter(&value, "filter").map(Some)
     }
 
     /// Validated, as the library's parameters for a top-`k` search.
@@ -627,6 +665,9 @@ pub struct SearchArgs {
     /// Print results as JSON.
     #[arg(long)]
     pub json: bool,
+    /// Show each result's metadata fields.
+    #[arg(long)]
+    pub include_fields: bool,
 }
 
 #[derive(Debug, Args)]
@@ -648,6 +689,11 @@ pub struct EvalArgs {
     /// recall against the exhaustive top-k and the latency ratio.
     #[arg(long)]
     pub compare_exhaustive: bool,
+    /// Benchmark helper: filter to a seeded random SHARE of the documents (0 < SHARE
+    /// <= 1; a has_id filter, so any index works), as --filter would. The comparisons
+    /// (--compare-exhaustive) are then against filtered exhaustive search.
+    #[arg(long, value_name = "SHARE")]
+    pub filter_selectivity: Option<f64>,
     /// For every first stage of the mode, its candidates' recall of the exhaustive
     /// MaxSim top-k (what each stage contributes to a `+` mode).
     #[arg(long)]

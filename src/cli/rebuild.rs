@@ -50,6 +50,8 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         &args.muvera,
         splade.as_ref(),
         source.has_texts(),
+        // The source's fields are copied.
+        &source.manifest().settings.fields.0,
     )?;
     let started = Instant::now();
     let src = source.manifest();
@@ -83,9 +85,14 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         };
         for (i, &a) in window.iter().enumerate() {
             let doc = source.vectors(a);
+            let fields = match source.segment(a.segment as usize).fields() {
+                Some(f) => Some(f.values(a.doc)?),
+                None => None,
+            };
             let extras = DocExtras {
                 text: source.text(a),
                 sparse: sparse.as_ref().map(|v| &v[i]),
+                fields: fields.as_ref(),
             };
             if args.pool_factor > 1 {
                 buf.resize(doc.as_slice().len(), 0.0);

@@ -12,27 +12,45 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
     let searcher = Searcher::open(&args.index, args.model.as_deref(), args.device)?;
     let t = Instant::now();
     let params = args.params.params(args.k as usize)?;
-    let hits = searcher.search(&args.query, args.k as usize, &args.mode, &params)?;
+    let filter = args.params.filter(&searcher)?;
+    searcher.index().check_mode(&args.mode)?;
+    let encoded = searcher.encode_query(&args.query)?;
+    let (hits, plan) = searcher.search_planned(
+        &encoded.filtered(filter.as_ref()),
+        args.k as usize,
+        &args.mode,
+        &params,
+    )?;
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let index = searcher.index();
+    let fields = |h: &crate::search::SearchHit| -> Result<Option<serde_json::Value>> {
+        if !args.include_fields {
+            return Ok(None);
+        }
+        Ok(Some(serde_json::Value::Object(index.fields(h.addr)?)))
+    };
     if args.json {
-        let results: Vec<_> = hits
-            .iter()
-            .enumerate()
-            .map(|(i, h)| match index.text(h.addr) {
-                Some(text) => {
-                    serde_json::json!({"rank": i + 1, "id": h.id, "score": h.score, "text": text})
-                }
-                None => serde_json::json!({"rank": i + 1, "id": h.id, "score": h.score}),
-            })
-            .collect();
-        let out = serde_json::json!({
+        let mut results = Vec::with_capacity(hits.len());
+        for (i, h) in hits.iter().enumerate() {
+            let mut r = serde_json::json!({"rank": i + 1, "id": h.id, "score": h.score});
+            if let Some(text) = index.text(h.addr) {
+                r["text"] = text.into();
+            }
+            if let Some(f) = fields(h)? {
+                r["fields"] = f;
+            }
+            results.push(r);
+        }
+        let mut out = serde_json::json!({
             "query": args.query,
             "mode": args.mode.to_string(),
             "k": args.k,
             "latency_ms": ms,
             "results": results,
         });
+        if plan.filtered {
+            out["plan"] = serde_json::to_value(&plan).expect("serialises");
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&out).expect("serialises")
@@ -50,6 +68,22 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
                 ),
                 None => println!("{:>4}  {:>9.4}  {}", i + 1, h.score, h.id),
             }
+            if let Some(f) = fields(h)? {
+                println!("{:>17}{f}", "");
+            }
+        }
+        if plan.filtered {
+            eprintln!(
+                "filter: {} of {} documents allowed ({:.2} ms){}",
+                plan.allowed_docs,
+                plan.live_docs,
+                plan.filter_ms,
+                if plan.exact {
+                    format!("; ran {} (exact over the allowed documents)", plan.mode)
+                } else {
+                    String::new()
+                }
+            );
         }
         eprintln!(
             "{} results in {ms:.1} ms (query encoding included)",

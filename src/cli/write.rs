@@ -69,9 +69,17 @@ pub(super) fn add(args: AddArgs, progress: bool) -> Result<()> {
             "this index keeps documents' texts: --no-store-text cannot apply to documents added to it".into(),
         ));
     }
+    let schema = writer.settings().fields.clone();
+    if !c.fields.is_empty() && c.fields != schema.0 {
+        return Err(Error::Usage(format!(
+            "this index declares the fields {}; --field cannot change them on add (leave it out: add reads the index's fields)",
+            schema.describe()
+        )));
+    }
     let format = CorpusFormat {
         id_field: c.id_field.clone(),
         text_fields: c.text_fields.clone(),
+        fields: schema,
     };
     let source = Source {
         corpus: &args.corpus,

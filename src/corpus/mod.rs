@@ -21,6 +21,8 @@ const UTF8_BOM: &[u8] = b"\xEF\xBB\xBF";
 pub struct Document {
     pub id: String,
     pub text: String,
+    /// Metadata field values (those the format declares), checked.
+    pub fields: tessera_index::FieldValues,
     /// 1-based line number in the corpus file.
     pub line: usize,
 }
@@ -31,6 +33,9 @@ pub struct CorpusFormat {
     pub id_field: String,
     /// Joined in this order with single spaces, skipping missing or empty ones.
     pub text_fields: Vec<String>,
+    /// Metadata fields read from each record's top-level keys or its `metadata` object
+    /// (BEIR); a value of the wrong type makes the line malformed.
+    pub fields: tessera_index::FieldSchema,
 }
 
 impl Default for CorpusFormat {
@@ -39,6 +44,7 @@ impl Default for CorpusFormat {
         CorpusFormat {
             id_field: "_id".into(),
             text_fields: vec!["title".into(), "text".into()],
+            fields: Default::default(),
         }
     }
 }
@@ -200,12 +206,14 @@ impl JsonlReader {
                 self.format.text_fields
             ));
         }
+        let fields = self.format.fields.check(&self.format.fields.extract(obj))?;
         if !self.seen.insert(id.clone()) {
             return Err(format!("duplicate document id {id:?}"));
         }
         Ok(Document {
             id,
             text: parts.join(" "),
+            fields,
             line: self.line,
         })
     }

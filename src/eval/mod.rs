@@ -50,6 +50,8 @@ pub struct EvalOptions {
     /// Threads for search (query encoding uses candle's own threads).
     pub threads: usize,
     pub progress: bool,
+    /// Search (every mode, exhaustive comparisons too) only among documents it admits.
+    pub filter: Option<tessera_index::Filter>,
 }
 
 impl EvalOptions {
@@ -123,6 +125,25 @@ pub struct EvalReport {
     /// When the mode uses splade: MaxScore against exhaustive sparse scoring.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub sparse: Option<SparseReport>,
+    /// With a filter: what it allowed, its cost, and the planner's decision.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub filter: Option<FilterReport>,
+}
+
+/// A filtered evaluation's filter.
+#[derive(Debug, Clone, Serialize)]
+pub struct FilterReport {
+    pub allowed_docs: usize,
+    pub live_docs: usize,
+    /// allowed / live.
+    pub selectivity: f64,
+    /// Evaluating the filter into per-segment allow-sets, per query (inside the search
+    /// latency).
+    pub filter_ms: Latency,
+    /// The mode run (plaid/muvera become exhaustive over the allowed documents below
+    /// `filter_exact_below`).
+    pub ran: String,
+    pub exact: bool,
 }
 
 /// One first stage measured against exhaustive MaxSim (same encoded queries).
@@ -190,6 +211,7 @@ struct Pass {
 struct Passes<'a> {
     dataset: &'a BeirDataset,
     searcher: &'a Searcher,
+    filter: Option<&'a tessera_index::Filter>,
     encoded: Vec<EncodedQuery>,
     pool: rayon::ThreadPool,
     bar: &'a ProgressBar,
@@ -202,12 +224,14 @@ impl<'a> Passes<'a> {
         dataset: &'a BeirDataset,
         searcher: &'a Searcher,
         threads: usize,
+        filter: Option<&'a tessera_index::Filter>,
         bar: &'a ProgressBar,
     ) -> crate::Result<(Self, Vec<f64>)> {
         let (encoded, encode_ms) = encode_all(dataset, searcher, bar)?;
         let passes = Passes {
             dataset,
             searcher,
+            filter,
             encoded,
             pool: thread_pool(threads),
             bar,
@@ -217,7 +241,10 @@ impl<'a> Passes<'a> {
 
     /// Every query through `mode`, timed one by one; self-hits dropped.
     fn run(&self, k: usize, mode: &Mode, params: &SearchParams) -> crate::Result<Pass> {
-        self.run_with(|q| self.searcher.search_encoded(q, k, mode, params))
+        self.run_with(|q| {
+            self.searcher
+                .search_query(&q.filtered(self.filter), k, mode, params)
+        })
     }
 
     /// Every query through `search`, timed one by one on the pool; self-hits dropped.
@@ -326,7 +353,13 @@ pub fn run_sweep(
     let k = options.retrieval_depth();
     let n = dataset.queries.len() as u64;
     let bar = progress(options.progress, n * (2 + grid.len() as u64));
-    let (passes, _) = Passes::encode(dataset, searcher, options.threads, &bar)?;
+    let (passes, _) = Passes::encode(
+        dataset,
+        searcher,
+        options.threads,
+        options.filter.as_ref(),
+        &bar,
+    )?;
     let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
     let mut rows = Vec::with_capacity(grid.len());
@@ -381,7 +414,13 @@ pub fn run_muvera_curve(
         options.progress,
         n * (2 + 2 * candidate_counts.len() as u64),
     );
-    let (passes, _) = Passes::encode(dataset, searcher, options.threads, &bar)?;
+    let (passes, _) = Passes::encode(
+        dataset,
+        searcher,
+        options.threads,
+        options.filter.as_ref(),
+        &bar,
+    )?;
     let exhaustive = passes.run(k, &Mode::default(), &SearchParams::default())?;
     let exh_latency = Latency::from_samples(&exhaustive.latency_ms);
     let vectors: Vec<MultiVector> = passes.encoded.iter().map(|q| q.vectors.clone()).collect();
@@ -517,6 +556,48 @@ pub fn drop_self_hits(run: &mut Run) {
 }
 
 /// Evaluate `searcher` on `dataset`. Returns the report and the run (self-hits dropped).
+/// The filter's selectivity and cost (evaluated once per query, as a search does) and
+/// what the planner ran.
+fn filter_report(
+    passes: &Passes<'_>,
+    filter: &tessera_index::Filter,
+    k: usize,
+    options: &EvalOptions,
+) -> crate::Result<FilterReport> {
+    let index = passes.searcher.index();
+    let mut ms = Vec::with_capacity(passes.encoded.len());
+    let mut scope = None;
+    for _ in &passes.encoded {
+        let t = Instant::now();
+        scope = Some(passes.pool.install(|| index.scope(Some(filter)))?);
+        ms.push(t.elapsed().as_secs_f64() * 1e3);
+    }
+    let scope = match scope {
+        Some(s) => s,
+        None => index.scope(Some(filter))?,
+    };
+    let (ran, exact) = match passes.encoded.first() {
+        Some(q) => {
+            let (_, plan) = index.search_planned(
+                &q.filtered(Some(filter)),
+                k,
+                &options.mode,
+                &options.params,
+            )?;
+            (plan.mode, plan.exact)
+        }
+        None => (options.mode.to_string(), false),
+    };
+    Ok(FilterReport {
+        allowed_docs: scope.allowed,
+        live_docs: scope.live,
+        selectivity: scope.allowed as f64 / scope.live.max(1) as f64,
+        filter_ms: Latency::from_samples(&ms),
+        ran,
+        exact,
+    })
+}
+
 pub fn run_eval(
     dataset: &BeirDataset,
     searcher: &Searcher,
@@ -532,8 +613,18 @@ pub fn run_eval(
             + u64::from(needs_exhaustive)
             + 2 * u64::from(options.stage_recall) * options.mode.stages.len() as u64),
     );
-    let (passes, encode_ms) = Passes::encode(dataset, searcher, options.threads, &bar)?;
+    let (passes, encode_ms) = Passes::encode(
+        dataset,
+        searcher,
+        options.threads,
+        options.filter.as_ref(),
+        &bar,
+    )?;
     let pass = passes.run(k, &options.mode, &options.params)?;
+    let filter = match &options.filter {
+        None => None,
+        Some(f) => Some(filter_report(&passes, f, k, options)?),
+    };
     let latency_ms = Latency::from_samples(&pass.latency_ms);
     let exhaustive = if needs_exhaustive {
         Some(passes.run(k, &Mode::default(), &SearchParams::default())?)
@@ -592,6 +683,7 @@ pub fn run_eval(
         vs_exhaustive,
         stages,
         sparse,
+        filter,
     };
     Ok((report, run))
 }
@@ -714,6 +806,17 @@ impl EvalReport {
             "query encoding p50 {:.2} ms · p95 {:.2} ms\n",
             self.query_encode_ms.p50, self.query_encode_ms.p95
         ));
+        if let Some(f) = &self.filter {
+            s.push_str(&format!(
+                "filter         {} of {} documents ({:.2}%) · evaluated in p50 {:.3} ms · ran {}{}\n",
+                f.allowed_docs,
+                f.live_docs,
+                f.selectivity * 100.0,
+                f.filter_ms.p50,
+                f.ran,
+                if f.exact { " (exact over the allowed documents)" } else { "" }
+            ));
+        }
         s.push_str(&format!(
             "index          {} docs · {} vectors · {:.1} MB · {:.1} bytes/vector\n",
             self.num_docs,

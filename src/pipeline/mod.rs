@@ -310,6 +310,7 @@ pub fn feed(
                 let extras = DocExtras {
                     text: Some(&doc.text),
                     sparse: sparse.as_ref().map(|v| &v[i]),
+                    fields: Some(&doc.fields),
                 };
                 let vectors = pooled.as_deref().unwrap_or(mv.as_slice());
                 if write == Write::Upsert && writer.contains(&doc.id) {

@@ -12,7 +12,9 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use tessera_index::store::MultiVector;
-use tessera_index::{Component, DocAddress, Index, Mode, Query, SearchParams, SparseVector};
+use tessera_index::{
+    Component, DocAddress, Filter, Index, Mode, Plan, Query, SearchParams, SparseVector,
+};
 
 pub use params::{ParamOverrides, RescoreChoice, SparseScorerChoice};
 pub use record::{ModelRecord, SpladeRecord};
@@ -52,10 +54,16 @@ pub struct EncodedQuery {
 
 impl EncodedQuery {
     pub fn as_query(&self) -> Query<'_> {
+        self.filtered(None)
+    }
+
+    /// The query, restricted to documents `filter` admits.
+    pub fn filtered<'a>(&'a self, filter: Option<&'a Filter>) -> Query<'a> {
         Query {
             vectors: Some(self.vectors.view()),
             sparse: self.sparse.as_ref(),
             text: Some(&self.text),
+            filter,
         }
     }
 }
@@ -235,15 +243,34 @@ impl Searcher {
         mode: &Mode,
         params: &SearchParams,
     ) -> Result<Vec<SearchHit>> {
-        let hits = self.index.search(query, k, mode, params)?;
-        Ok(hits
+        Ok(self.search_planned(query, k, mode, params)?.0)
+    }
+
+    /// [`Searcher::search_query`], also saying what ran (the filter's cost, whether a
+    /// filtered approximate stage was run exactly).
+    pub fn search_planned(
+        &self,
+        query: &Query<'_>,
+        k: usize,
+        mode: &Mode,
+        params: &SearchParams,
+    ) -> Result<(Vec<SearchHit>, Plan)> {
+        let (hits, plan) = self.index.search_planned(query, k, mode, params)?;
+        let hits = hits
             .into_iter()
             .map(|h| SearchHit {
                 id: self.index.doc_id(h.addr).to_string(),
                 score: h.score,
                 addr: h.addr,
             })
-            .collect())
+            .collect();
+        Ok((hits, plan))
+    }
+
+    /// Parse a filter (Qdrant's JSON) against this index's fields.
+    pub fn parse_filter(&self, value: &serde_json::Value, root: &str) -> Result<Filter> {
+        Filter::parse(value, &self.index.manifest().settings.fields, root)
+            .map_err(|e| Error::Filter(e.to_string()))
     }
 
     /// Encode `query` and search.

@@ -34,6 +34,10 @@ pub struct ParamOverrides {
     pub bm25_k1: Option<f32>,
     /// bm25: score with this b (Anserini: 0.4).
     pub bm25_b: Option<f32>,
+    /// With a filter: run plaid and muvera as exact MaxSim over the allowed documents
+    /// when they are at most this share of the collection (0 never, 1 always)
+    /// [default: 0.02].
+    pub filter_exact_below: Option<f32>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
@@ -75,6 +79,12 @@ impl ParamOverrides {
         }
         if self.bm25_b.is_some_and(|b| !(0.0..=1.0).contains(&b)) {
             return Err("bm25_b must be in 0..=1".into());
+        }
+        if self
+            .filter_exact_below
+            .is_some_and(|f| !(0.0..=1.0).contains(&f))
+        {
+            return Err("params.filter_exact_below must be in 0..=1".into());
         }
         Ok(())
     }
@@ -127,6 +137,7 @@ impl ParamOverrides {
                 k1: self.bm25_k1.unwrap_or(Bm25Params::TANTIVY.k1),
                 b: self.bm25_b.unwrap_or(Bm25Params::TANTIVY.b),
             }),
+            filter_exact_below: self.filter_exact_below,
             deadline: Default::default(),
         }
     }

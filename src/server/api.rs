@@ -232,6 +232,13 @@ pub struct SearchRequest {
     /// Include each result's stored text.
     #[serde(default)]
     pub include_text: bool,
+    /// Only documents this filter admits (Qdrant's filter JSON: `must`, `should`,
+    /// `must_not` with `match`, `range`, `is_empty`, `has_id` and nested filters).
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<serde_json::Value>,
+    /// Include each result's metadata fields.
+    #[serde(default)]
+    pub include_fields: bool,
 }
 
 /// `POST /indexes/{name}/search/batch`.
@@ -249,6 +256,10 @@ pub struct SearchResult {
     pub score: f32,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// The document's metadata fields (with `include_fields`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub fields: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -260,6 +271,11 @@ pub struct SearchResponse {
     pub query_truncated: bool,
     /// Server time for this query: encoding and search.
     pub took_ms: f64,
+    /// With a filter: documents it allowed, what it cost, whether plaid/muvera ran as
+    /// exact MaxSim over the allowed documents.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub filter: Option<tessera_index::Plan>,
     pub results: Vec<SearchResult>,
 }
 
@@ -311,6 +327,10 @@ pub struct DocumentResponse {
     pub num_vectors: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub text: Option<String>,
+    /// Its metadata fields (when the index declares fields).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    pub fields: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -328,6 +348,8 @@ struct Plan {
     mode: Mode,
     params: SearchParams,
     include_text: bool,
+    filter: Option<tessera_index::Filter>,
+    include_fields: bool,
 }
 
 impl Plan {
@@ -388,6 +410,10 @@ impl Plan {
         check_depths(&args, limits)?;
         let mut params = args.params(k);
         params.deadline = deadline;
+        let filter = match &req.filter {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(searcher.parse_filter(v, "filter")?),
+        };
         Ok(Plan {
             text,
             vectors,
@@ -395,6 +421,8 @@ impl Plan {
             mode,
             params,
             include_text: req.include_text,
+            filter,
+            include_fields: req.include_fields,
         })
     }
 }
@@ -515,29 +543,37 @@ fn execute(
         };
         let query = Query {
             text: plan.text.as_deref(),
-            ..q.as_query()
+            ..q.filtered(plan.filter.as_ref())
         };
-        let hits = searcher.search_query(&query, plan.k, &plan.mode, &plan.params)?;
+        let (hits, ran) = searcher.search_planned(&query, plan.k, &plan.mode, &plan.params)?;
         let index = searcher.index();
+        let mut results = Vec::with_capacity(hits.len());
+        for (i, h) in hits.into_iter().enumerate() {
+            let fields = match plan.include_fields {
+                true => Some(serde_json::Value::Object(
+                    index.fields(h.addr).map_err(crate::Error::from)?,
+                )),
+                false => None,
+            };
+            results.push(SearchResult {
+                rank: i + 1,
+                text: plan
+                    .include_text
+                    .then(|| index.text(h.addr).map(str::to_string))
+                    .flatten(),
+                fields,
+                id: h.id,
+                score: h.score,
+            });
+        }
         out.push(SearchResponse {
             index: name.to_string(),
             mode: plan.mode.to_string(),
             k: plan.k,
             query_truncated: q.truncated,
             took_ms: encode_ms + t.elapsed().as_secs_f64() * 1e3,
-            results: hits
-                .into_iter()
-                .enumerate()
-                .map(|(i, h)| SearchResult {
-                    rank: i + 1,
-                    text: plan
-                        .include_text
-                        .then(|| index.text(h.addr).map(str::to_string))
-                        .flatten(),
-                    id: h.id,
-                    score: h.score,
-                })
-                .collect(),
+            filter: ran.filtered.then_some(ran),
+            results,
         });
     }
     Ok(out)
@@ -740,7 +776,14 @@ pub async fn document(
             format!("index {name:?} has no document {id:?}"),
         )
     })?;
+    let fields = match index.has(tessera_index::Component::Fields) {
+        true => Some(serde_json::Value::Object(
+            index.fields(addr).map_err(crate::Error::from)?,
+        )),
+        false => None,
+    };
     Ok(Json(DocumentResponse {
+        fields,
         num_vectors: index.vectors(addr).len(),
         text: index.text(addr).map(str::to_string),
         id,
@@ -863,11 +906,25 @@ fn prepare_documents(
                 flat
             }
         };
+        let schema = &index.manifest().settings.fields;
+        let fields = match &d.fields {
+            None => tessera_index::FieldValues::new(),
+            Some(_) if schema.is_empty() => {
+                return Err(bad(
+                    i,
+                    "this index declares no fields (create it with --field NAME:TYPE)".into(),
+                ))
+            }
+            Some(f) => schema
+                .check(f)
+                .map_err(|e| bad(i, format!("fields: {e}")))?,
+        };
         ready.push(ReadyDoc {
             id: d.id,
             vectors,
             text: d.text,
             sparse: None,
+            fields,
         });
     }
     let _ = limits;

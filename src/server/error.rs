@@ -51,6 +51,9 @@ pub enum ErrorCode {
     ParamOutOfRange,
     /// The response would exceed `--max-response-bytes`.
     ResponseTooLarge,
+    /// A `filter` that does not parse, names an unknown field or compares a field with a
+    /// value of another type (the message gives the JSON path).
+    InvalidFilter,
     /// The request ran past `--request-timeout`; its search was stopped.
     DeadlineExceeded,
     /// A write to an index served with `--read-only`.
@@ -72,7 +75,7 @@ impl ErrorCode {
         match self {
             InvalidJson | InvalidRequest | KOutOfRange | EmptyQuery | QueryTooLong
             | WrongDimension | InvalidVectors | BadBatchSize | InvalidMode | UnsupportedMode
-            | ParamOutOfRange | ResponseTooLarge => StatusCode::BAD_REQUEST,
+            | ParamOutOfRange | ResponseTooLarge | InvalidFilter => StatusCode::BAD_REQUEST,
             DeadlineExceeded | WriterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             InvalidDocument => StatusCode::BAD_REQUEST,
             ReadOnly => StatusCode::FORBIDDEN,
@@ -106,6 +109,7 @@ impl ErrorCode {
             UnsupportedMode => "unsupported_mode",
             ParamOutOfRange => "param_out_of_range",
             ResponseTooLarge => "response_too_large",
+            InvalidFilter => "invalid_filter",
             DeadlineExceeded => "deadline_exceeded",
             ReadOnly => "read_only",
             InvalidDocument => "invalid_document",
@@ -178,6 +182,7 @@ impl From<crate::Error> for ApiError {
             crate::Error::Index(IndexError::InvalidArgument(_)) => ErrorCode::InvalidRequest,
             crate::Error::Index(IndexError::DeadlineExceeded) => ErrorCode::DeadlineExceeded,
             crate::Error::Index(IndexError::DocumentExists { .. }) => ErrorCode::DocumentExists,
+            crate::Error::Filter(_) => ErrorCode::InvalidFilter,
             _ => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())

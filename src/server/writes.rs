@@ -31,6 +31,7 @@ pub struct ReadyDoc {
     pub vectors: Vec<f32>,
     pub text: Option<String>,
     pub sparse: Option<SparseVector>,
+    pub fields: tessera_index::FieldValues,
 }
 
 pub enum WriteOp {
@@ -204,6 +205,7 @@ fn apply(writer: &mut IndexWriter, op: &WriteOp) -> Result<WriteOutcome, ApiErro
                 let extras = DocExtras {
                     text: d.text.as_deref(),
                     sparse: d.sparse.as_ref(),
+                    fields: Some(&d.fields),
                 };
                 let r = if *upsert {
                     writer.upsert_with(&d.id, &d.vectors, extras)
@@ -255,6 +257,10 @@ pub struct NewDocument {
     pub id: String,
     pub text: Option<String>,
     pub vectors: Option<Vec<Vec<f32>>>,
+    /// Metadata field values (an object; keys are the index's declared fields, values
+    /// of their types or lists of them; dates as RFC 3339 strings).
+    #[schema(value_type = Option<Object>)]
+    pub fields: Option<tessera_index::FieldValues>,
 }
 
 /// `POST /indexes/{name}/documents/delete`.

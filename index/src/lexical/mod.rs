@@ -132,20 +132,7 @@ impl Bm25Builder {
         self.writer
             .wait_merging_threads()
             .map_err(|e| tantivy_err(&self.dir, e))?;
-        let mut names: Vec<String> = std::fs::read_dir(&self.dir)
-            .map_err(|e| IndexError::io(&self.dir, e))?
-            .filter_map(|e| e.ok())
-            .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-            .map(|e| e.file_name().to_string_lossy().into_owned())
-            // Lock files belong to a live writer, not to the index.
-            .filter(|n| !n.ends_with(".lock"))
-            .collect();
-        names.sort();
-        let files = names
-            .iter()
-            .map(|n| foreign_entry(index_dir, &format!("{}/{n}", self.name)))
-            .collect::<Result<Vec<_>>>()?;
-        crate::segment::manifest::sync_dir(&self.dir)?;
+        let files = list_tantivy_files(index_dir, &self.dir, &self.name)?;
         Ok(Bm25Files {
             dir: self.name,
             files,
@@ -156,6 +143,30 @@ impl Bm25Builder {
             }),
         })
     }
+}
+
+/// Every file of a committed tantivy directory `name` (inside `index_dir`, at `dir`),
+/// with size and checksum, the directory synced.
+pub(crate) fn list_tantivy_files(
+    index_dir: &Path,
+    dir: &Path,
+    name: &str,
+) -> Result<Vec<crate::segment::FileEntry>> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map_err(|e| IndexError::io(dir, e))?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        // Lock files belong to a live writer, not to the index.
+        .filter(|n| !n.ends_with(".lock"))
+        .collect();
+    names.sort();
+    let files = names
+        .iter()
+        .map(|n| foreign_entry(index_dir, &format!("{name}/{n}")))
+        .collect::<Result<Vec<_>>>()?;
+    crate::segment::manifest::sync_dir(dir)?;
+    Ok(files)
 }
 
 /// The BM25 component, opened.

@@ -134,6 +134,44 @@ impl PlaidSegment {
         docs
     }
 
+    /// With a filter, the query's own cells may hold fewer than `want` allowed documents:
+    /// probe further cells, best first by their best score against any query token,
+    /// until `want` allowed documents are found or every cell was probed (so a filtered
+    /// search returns k results whenever k documents match).
+    pub fn probe_widened(&self, q: &PlaidQuery, allow: &Allow, want: usize) -> Vec<u32> {
+        let mut docs = self.probe(q, allow);
+        if docs.len() >= want || q.nq == 0 {
+            return docs;
+        }
+        let num_cells = q.scores.len() / q.nq;
+        let best: Vec<f32> = q
+            .scores
+            .chunks_exact(q.nq)
+            .map(|row| row.iter().copied().fold(f32::NEG_INFINITY, f32::max))
+            .collect();
+        let mut order: Vec<u32> = (0..num_cells as u32)
+            .filter(|c| q.cells.binary_search(c).is_err())
+            .collect();
+        order.sort_by(|&a, &b| {
+            best[b as usize]
+                .total_cmp(&best[a as usize])
+                .then(a.cmp(&b))
+        });
+        let mut found: roaring::RoaringBitmap = docs.iter().copied().collect();
+        for c in order {
+            for &d in self.ivf_list(c as usize) {
+                if allow.contains(d) {
+                    found.insert(d);
+                }
+            }
+            if found.len() as usize >= want {
+                break;
+            }
+        }
+        docs = found.into_iter().collect();
+        docs
+    }
+
     /// Centroid interaction: `Σ_i max_{j in doc} scores[code_j, i]` for each document,
     /// where `scores` is centroid-major (`k x nq`).
     pub fn interaction(
@@ -170,11 +208,14 @@ impl PlaidSegment {
         if q.nq == 0 {
             return Vec::new();
         }
-        let docs = self.probe(q, allow);
+        let keep = (params.ndocs / 4).max(k);
+        let docs = match allow.is_filtered() {
+            true => self.probe_widened(q, allow, keep),
+            false => self.probe(q, allow),
+        };
         let approx = self.interaction(store, &q.pruned, q.nq, &docs);
         let docs = top_docs(&docs, &approx, params.ndocs.max(k));
         let approx = self.interaction(store, &q.scores, q.nq, &docs);
-        let keep = (params.ndocs / 4).max(k);
         let mut hits: Vec<Hit> = docs
             .iter()
             .zip(&approx)

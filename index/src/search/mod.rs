@@ -15,9 +15,11 @@ mod stages;
 
 pub use stages::FirstStage;
 
+use crate::allow::Allow;
 use crate::component::Component;
 use crate::deadline::Deadline;
 use crate::error::{IndexError, Result};
+use crate::filter::Filter;
 use crate::muvera::MuveraParams;
 use crate::plaid::PlaidParams;
 use crate::reader::{DocAddress, Index, ScoredDoc};
@@ -146,9 +148,53 @@ pub struct SearchParams {
     /// BM25 parameters; `None` = tantivy's own scorer (k1 1.2, b 0.75).
     #[serde(default)]
     pub bm25: Option<crate::lexical::Bm25Params>,
+    /// With a filter, run `plaid` and `muvera` as exact MaxSim over the allowed documents
+    /// when they are at most this share of the live documents (default
+    /// [`FILTER_EXACT_BELOW`]; 0 never, 1 always).
+    #[serde(default)]
+    pub filter_exact_below: Option<f32>,
     /// Give up (with [`IndexError::DeadlineExceeded`]) once this passes.
     #[serde(skip)]
     pub deadline: Deadline,
+}
+
+/// Default [`SearchParams::filter_exact_below`]: below this share of the collection, a
+/// filtered `plaid` or `muvera` search scores the allowed documents exactly instead.
+pub const FILTER_EXACT_BELOW: f32 = 0.02;
+
+/// The documents a search may return, per segment: the live ones, and with a filter only
+/// those it admits.
+#[derive(Debug, Clone)]
+pub struct Scope {
+    allows: Vec<Allow>,
+    /// Whether a filter restricts it.
+    pub filtered: bool,
+    /// Documents allowed, over every segment.
+    pub allowed: usize,
+    /// Live documents, over every segment.
+    pub live: usize,
+    /// Time spent evaluating the filter.
+    pub filter_seconds: f64,
+}
+
+impl Scope {
+    pub fn allow(&self, segment: usize) -> &Allow {
+        &self.allows[segment]
+    }
+}
+
+/// What a search ran: the mode as executed (a filtered approximate stage may become
+/// exact), and what the filter allowed and cost.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Plan {
+    /// The mode run.
+    pub mode: String,
+    /// Whether `plaid`/`muvera` were replaced by exact MaxSim over the allowed documents.
+    pub exact: bool,
+    pub filtered: bool,
+    pub allowed_docs: usize,
+    pub live_docs: usize,
+    pub filter_ms: f64,
 }
 
 /// Largest L2 norm a query vector may have. Encoders emit unit vectors; a norm far above
@@ -183,6 +229,8 @@ pub struct Query<'a> {
     pub vectors: Option<MultiVectorRef<'a, f32>>,
     pub sparse: Option<&'a SparseVector>,
     pub text: Option<&'a str>,
+    /// Only documents this filter admits.
+    pub filter: Option<&'a Filter>,
 }
 
 impl<'a> Query<'a> {
@@ -252,6 +300,70 @@ impl Index {
         Ok(query.vectors)
     }
 
+    /// The documents `filter` admits among the live ones, per segment (all live
+    /// documents without one).
+    pub fn scope(&self, filter: Option<&Filter>) -> Result<Scope> {
+        let started = std::time::Instant::now();
+        let mut allows = Vec::with_capacity(self.num_segments());
+        let (mut allowed, mut live) = (0, 0);
+        for s in 0..self.num_segments() {
+            let alive = self.allow(s);
+            let n = self.segment(s).num_docs();
+            live += alive.count(n);
+            let allow = match filter {
+                None => alive,
+                Some(f) => {
+                    if f.uses_fields() && self.segment(s).fields().is_none() {
+                        return Err(IndexError::InvalidArgument(
+                            "the filter names fields but the index declares none (index with --field NAME:TYPE)".into(),
+                        ));
+                    }
+                    alive.restricted_to(std::sync::Arc::new(f.evaluate(self.segment(s))?))
+                }
+            };
+            allowed += allow.count(n);
+            allows.push(allow);
+        }
+        Ok(Scope {
+            allows,
+            filtered: filter.is_some(),
+            allowed,
+            live,
+            filter_seconds: filter.map_or(0.0, |_| started.elapsed().as_secs_f64()),
+        })
+    }
+
+    /// The mode to run for `mode` under `scope`: with a selective filter (at most
+    /// `filter_exact_below` of the live documents), `plaid` and `muvera` become exact
+    /// MaxSim over the allowed documents (cheaper there, and exact).
+    fn plan(&self, mode: &Mode, scope: &Scope, params: &SearchParams) -> (Mode, bool) {
+        let below = params.filter_exact_below.unwrap_or(FILTER_EXACT_BELOW);
+        let selective =
+            scope.filtered && (scope.allowed as f64) <= f64::from(below) * scope.live as f64;
+        let approximate = |s: &Stage| matches!(s, Stage::Plaid | Stage::Muvera);
+        if !selective || !mode.stages.iter().any(approximate) || !self.has(Component::Store) {
+            return (mode.clone(), false);
+        }
+        let mut stages: Vec<Stage> = Vec::new();
+        for s in &mode.stages {
+            let s = if approximate(s) {
+                Stage::Exhaustive
+            } else {
+                *s
+            };
+            if !stages.contains(&s) {
+                stages.push(s);
+            }
+        }
+        (
+            Mode {
+                stages,
+                fusion: mode.fusion,
+            },
+            true,
+        )
+    }
+
     /// The best `k` live documents for `query` under `mode`, best first (ties by
     /// external id), over every segment of the snapshot.
     pub fn search(
@@ -261,44 +373,79 @@ impl Index {
         mode: &Mode,
         params: &SearchParams,
     ) -> Result<Vec<ScoredDoc>> {
+        Ok(self.search_planned(query, k, mode, params)?.0)
+    }
+
+    /// [`Index::search`], also saying what ran ([`Plan`]).
+    pub fn search_planned(
+        &self,
+        query: &Query<'_>,
+        k: usize,
+        mode: &Mode,
+        params: &SearchParams,
+    ) -> Result<(Vec<ScoredDoc>, Plan)> {
         self.check_mode(mode)?;
-        let vectors = self.check_query(mode, query)?;
+        self.check_query(mode, query)?;
         let deadline = params.deadline;
         deadline.check()?;
-        let hits = match (mode.fusion, mode.stages.as_slice()) {
-            (_, [stage]) => self.stage_ranking(*stage, query, k, params)?,
+        let scope = self.scope(query.filter)?;
+        let (run, exact) = self.plan(mode, &scope, params);
+        let hits = self.run_mode(query, k, &run, params, &scope)?;
+        deadline.check()?;
+        let plan = Plan {
+            mode: run.to_string(),
+            exact,
+            filtered: scope.filtered,
+            allowed_docs: scope.allowed,
+            live_docs: scope.live,
+            filter_ms: scope.filter_seconds * 1e3,
+        };
+        Ok((hits, plan))
+    }
+
+    fn run_mode(
+        &self,
+        query: &Query<'_>,
+        k: usize,
+        mode: &Mode,
+        params: &SearchParams,
+        scope: &Scope,
+    ) -> Result<Vec<ScoredDoc>> {
+        let deadline = params.deadline;
+        Ok(match (mode.fusion, mode.stages.as_slice()) {
+            (_, [stage]) => self.stage_ranking(*stage, query, k, params, scope)?,
             (Fusion::MaxSimRescore, stages) => {
-                let vectors = vectors.expect("checked by check_query");
+                let vectors = query.vectors.expect("checked by check_query");
                 if stages.contains(&Stage::Exhaustive) {
-                    return stages::exhaustive(self, vectors, k, deadline);
+                    return stages::exhaustive(self, scope, vectors, k, deadline);
                 }
                 let mut union = Vec::new();
                 for s in stages {
-                    union.extend(self.stage_candidates(*s, query, k, params)?);
+                    let first = stages::prepare(self, *s, query, k, params)?;
+                    union.extend(first.candidates(self, scope, deadline)?);
                     deadline.check()?;
                 }
                 union.sort_unstable();
                 union.dedup();
-                stages::rescore(self, vectors, k, &union, deadline)?
+                stages::rescore(self, scope, vectors, k, &union, deadline)?
             }
             (Fusion::Rrf, stages) => {
                 let rankings = stages
                     .iter()
                     .map(|s| {
                         deadline.check()?;
-                        self.stage_ranking(*s, query, k, params)
+                        self.stage_ranking(*s, query, k, params, scope)
                     })
                     .collect::<Result<Vec<_>>>()?;
                 self.reciprocal_rank_fusion(&rankings, k)
             }
-        };
-        deadline.check()?;
-        Ok(hits)
+        })
     }
 
     /// Exact MaxSim against every live document; the best `k`.
     pub fn search_exhaustive(&self, query: MultiVectorRef<'_, f32>, k: usize) -> Vec<ScoredDoc> {
-        stages::exhaustive(self, query, k, Deadline::NONE).expect("no deadline")
+        let scope = self.scope(None).expect("no filter");
+        stages::exhaustive(self, &scope, query, k, Deadline::NONE).expect("no deadline")
     }
 
     /// One stage's own final ranking (the caller has checked mode and query).
@@ -308,8 +455,9 @@ impl Index {
         query: &Query<'_>,
         k: usize,
         params: &SearchParams,
+        scope: &Scope,
     ) -> Result<Vec<ScoredDoc>> {
-        stages::prepare(self, stage, query, k, params)?.rank(self, k, params.deadline)
+        stages::prepare(self, stage, query, k, params)?.rank(self, scope, k, params.deadline)
     }
 
     /// The documents `stage` hands to MaxSim re-ranking in a `+` mode for a final
@@ -327,8 +475,9 @@ impl Index {
         };
         self.check_mode(&mode)?;
         self.check_query(&mode, query)?;
+        let scope = self.scope(query.filter)?;
         let first = stages::prepare(self, stage, query, k, params)?;
-        first.candidates(self, params.deadline)
+        first.candidates(self, &scope, params.deadline)
     }
 
     /// RRF: `score(d) = Σ_rankings 1 / (RRF_K + rank(d))`, ranks from 1; best `k`, ties by

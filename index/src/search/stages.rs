@@ -10,7 +10,7 @@
 //! segments are kept. Final rankings break score ties by external id, so a result does
 //! not depend on how the documents are spread over segments.
 
-use super::{Query, SearchParams, SparseScorer, Stage};
+use super::{Query, Scope, SearchParams, SparseScorer, Stage};
 use crate::allow::Allow;
 use crate::deadline::Deadline;
 use crate::error::Result;
@@ -38,9 +38,14 @@ pub trait FirstStage: Sync {
     /// How many candidates the stage hands to MaxSim re-ranking in a `+` mode.
     fn depth(&self) -> usize;
 
-    /// Those candidates, over every segment.
-    fn candidates(&self, index: &Index, deadline: Deadline) -> Result<Vec<DocAddress>> {
-        Ok(gather(index, self, self.depth(), deadline)?
+    /// Those candidates, over every segment, among the documents `scope` allows.
+    fn candidates(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        deadline: Deadline,
+    ) -> Result<Vec<DocAddress>> {
+        Ok(gather(index, scope, self, self.depth(), deadline)?
             .into_iter()
             .map(|h| h.addr)
             .collect())
@@ -48,7 +53,13 @@ pub trait FirstStage: Sync {
 
     /// The stage's own top `k`: by default its candidates re-ranked by exact MaxSim
     /// (the vector stages); the sparse stages rank by their own scores.
-    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>>;
+    fn rank(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        k: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<ScoredDoc>>;
 }
 
 /// Every allowed document, scored by exact MaxSim.
@@ -77,12 +88,26 @@ impl FirstStage for ExhaustiveStage<'_> {
         usize::MAX
     }
 
-    fn candidates(&self, index: &Index, _deadline: Deadline) -> Result<Vec<DocAddress>> {
-        Ok(index.live_docs().collect())
+    fn candidates(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        _deadline: Deadline,
+    ) -> Result<Vec<DocAddress>> {
+        Ok(index
+            .live_docs()
+            .filter(|a| scope.allow(a.segment as usize).contains(a.doc))
+            .collect())
     }
 
-    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
-        exhaustive(index, self.vectors, k, deadline)
+    fn rank(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        k: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<ScoredDoc>> {
+        exhaustive(index, scope, self.vectors, k, deadline)
     }
 }
 
@@ -113,12 +138,18 @@ impl FirstStage for PlaidStage<'_> {
         (self.params.ndocs / 4).max(self.k)
     }
 
-    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
-        let candidates = self.candidates(index, deadline)?;
+    fn rank(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        k: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<ScoredDoc>> {
+        let candidates = self.candidates(index, scope, deadline)?;
         match self.params.rescore {
-            crate::Rescore::Exact => rescore(index, self.vectors, k, &candidates, deadline),
+            crate::Rescore::Exact => rescore(index, scope, self.vectors, k, &candidates, deadline),
             crate::Rescore::Decompressed => {
-                rescore_decompressed(index, self.vectors, k, &candidates)
+                rescore_decompressed(index, scope, self.vectors, k, &candidates)
             }
         }
     }
@@ -151,9 +182,15 @@ impl FirstStage for MuveraStage<'_> {
         self.params.candidates
     }
 
-    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
-        let candidates = self.candidates(index, deadline)?;
-        rescore(index, self.vectors, k, &candidates, deadline)
+    fn rank(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        k: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<ScoredDoc>> {
+        let candidates = self.candidates(index, scope, deadline)?;
+        rescore(index, scope, self.vectors, k, &candidates, deadline)
     }
 }
 
@@ -182,8 +219,14 @@ impl FirstStage for SpladeStage<'_> {
         self.depth
     }
 
-    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
-        gather(index, self, k, deadline)
+    fn rank(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        k: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<ScoredDoc>> {
+        gather(index, scope, self, k, deadline)
     }
 }
 
@@ -213,8 +256,14 @@ impl FirstStage for Bm25Stage<'_> {
         self.depth
     }
 
-    fn rank(&self, index: &Index, k: usize, deadline: Deadline) -> Result<Vec<ScoredDoc>> {
-        gather(index, self, k, deadline)
+    fn rank(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        k: usize,
+        deadline: Deadline,
+    ) -> Result<Vec<ScoredDoc>> {
+        gather(index, scope, self, k, deadline)
     }
 }
 
@@ -275,14 +324,18 @@ pub(super) fn prepare<'q>(
 /// external id).
 pub(super) fn gather<S: FirstStage + ?Sized>(
     index: &Index,
+    scope: &Scope,
     stage: &S,
     depth: usize,
     deadline: Deadline,
 ) -> Result<Vec<ScoredDoc>> {
     let mut all = Vec::new();
     for s in 0..index.num_segments() {
-        let allow = index.allow(s);
-        for hit in stage.segment_candidates(index, s, &allow, depth)? {
+        let allow = scope.allow(s);
+        if allow.is_none_allowed() {
+            continue;
+        }
+        for hit in stage.segment_candidates(index, s, allow, depth)? {
             all.push(scored(s, hit));
         }
         deadline.check()?;
@@ -310,6 +363,7 @@ fn best(index: &Index, mut all: Vec<ScoredDoc>, k: usize) -> Vec<ScoredDoc> {
 /// Exact MaxSim against every live document of every segment; the best `k`.
 pub(super) fn exhaustive(
     index: &Index,
+    scope: &Scope,
     query: MultiVectorRef<'_, f32>,
     k: usize,
     deadline: Deadline,
@@ -318,7 +372,7 @@ pub(super) fn exhaustive(
     for s in 0..index.num_segments() {
         let seg = index.segment(s);
         let scan = Scan {
-            allow: index.allow(s),
+            allow: scope.allow(s).clone(),
             ranks: Some(seg.ids().ranks()),
             deadline,
             ..Scan::new(seg.store(), query, k)
@@ -347,6 +401,7 @@ fn by_segment(docs: &[DocAddress]) -> Vec<(usize, Vec<u32>)> {
 /// every first stage ends in).
 pub(super) fn rescore(
     index: &Index,
+    scope: &Scope,
     query: MultiVectorRef<'_, f32>,
     k: usize,
     docs: &[DocAddress],
@@ -356,7 +411,7 @@ pub(super) fn rescore(
     for (s, docs) in by_segment(docs) {
         let seg = index.segment(s);
         let scan = Scan {
-            allow: index.allow(s),
+            allow: scope.allow(s).clone(),
             ranks: Some(seg.ids().ranks()),
             deadline,
             ..Scan::new(seg.store(), query, k)
@@ -370,6 +425,7 @@ pub(super) fn rescore(
 /// without the f16 store would do); the best `k`.
 pub(super) fn rescore_decompressed(
     index: &Index,
+    scope: &Scope,
     query: MultiVectorRef<'_, f32>,
     k: usize,
     docs: &[DocAddress],
@@ -378,7 +434,7 @@ pub(super) fn rescore_decompressed(
     let mut all = Vec::new();
     for (s, mut docs) in by_segment(docs) {
         let seg = index.segment(s);
-        let allow = index.allow(s);
+        let allow = scope.allow(s);
         docs.retain(|&d| allow.contains(d));
         let plaid = seg.plaid().expect("the index has plaid");
         let hits =

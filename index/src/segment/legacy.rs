@@ -115,6 +115,7 @@ pub(super) fn read(path: &Path, raw: serde_json::Value) -> Result<Manifest> {
         }),
         bm25: c.bm25.is_some(),
         store_text: c.store.texts.is_some(),
+        fields: Default::default(),
     };
     let codec = c.plaid.as_ref().map(|p| CodecFiles {
         id: 0,
@@ -149,6 +150,7 @@ pub(super) fn read(path: &Path, raw: serde_json::Value) -> Result<Manifest> {
         }),
         splade: c.splade,
         bm25: c.bm25,
+        fields: None,
         deletes: None,
         generation: old.generation,
         build: serde_json::Value::Null,

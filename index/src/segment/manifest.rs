@@ -56,16 +56,20 @@ pub struct SparseFiles {
     pub build: serde_json::Value,
 }
 
-/// The BM25 component: a tantivy index in its own directory `g<N>.bm25/`. Tantivy's
-/// files have no Tessera footer; each is listed here with size and CRC-32C.
+/// A tantivy index in its own directory (BM25's `s<N>.bm25/`, the fields'
+/// `s<N>.fields/`). Tantivy's files have no Tessera footer; each is listed here with
+/// size and CRC-32C.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Bm25Files {
+pub struct TantivyFiles {
     pub dir: String,
-    /// Names relative to the index directory (`g<N>.bm25/<file>`).
+    /// Names relative to the index directory (`s<N>.bm25/<file>`).
     pub files: Vec<FileEntry>,
     #[serde(default)]
     pub build: serde_json::Value,
 }
+
+/// BM25's tantivy directory.
+pub type Bm25Files = TantivyFiles;
 
 /// The PLAID codec every segment of the index is encoded with: k-means centroids (file
 /// `c<id>.plaid.centroids`) and the residual quantiser, trained once on a sample of the
@@ -148,6 +152,9 @@ pub struct SegmentMeta {
     pub splade: Option<SparseFiles>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub bm25: Option<Bm25Files>,
+    /// The documents' metadata fields (when the index declares any).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fields: Option<TantivyFiles>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deletes: Option<DeletesFile>,
     /// Generation of the commit that wrote the segment.
@@ -179,8 +186,8 @@ impl SegmentMeta {
         if let Some(sp) = &self.splade {
             v.push(&sp.postings);
         }
-        if let Some(b) = &self.bm25 {
-            v.extend(&b.files);
+        for t in self.tantivy_dirs() {
+            v.extend(&t.files);
         }
         if let Some(d) = &self.deletes {
             v.push(&d.file);
@@ -210,7 +217,15 @@ impl SegmentMeta {
         if let Some(b) = &self.bm25 {
             out.push((Component::Bm25, sum(b.files.iter().collect())));
         }
+        if let Some(f) = &self.fields {
+            out.push((Component::Fields, sum(f.files.iter().collect())));
+        }
         out
+    }
+
+    /// The segment's tantivy directories (BM25's, the fields').
+    pub fn tantivy_dirs(&self) -> impl Iterator<Item = &TantivyFiles> {
+        self.bm25.iter().chain(self.fields.iter())
     }
 }
 
@@ -356,7 +371,7 @@ impl Manifest {
             if let Some(m) = &s.muvera {
                 names.push(&m.basename);
             }
-            if let Some(b) = &s.bm25 {
+            for b in s.tantivy_dirs() {
                 names.push(&b.dir);
                 if let Some(f) = b
                     .files
@@ -364,7 +379,7 @@ impl Manifest {
                     .find(|f| !f.name.starts_with(&format!("{}/", b.dir)))
                 {
                     return Err(bad(format!(
-                        "bm25 file {:?} is not inside its directory {:?}",
+                        "tantivy file {:?} is not inside its directory {:?}",
                         f.name, b.dir
                     )));
                 }
@@ -389,6 +404,7 @@ impl Manifest {
                 (Component::Muvera, s.muvera.is_some()),
                 (Component::Splade, s.splade.is_some()),
                 (Component::Bm25, s.bm25.is_some()),
+                (Component::Fields, s.fields.is_some()),
             ];
             for (c, present) in has {
                 if present != self.has(c) {

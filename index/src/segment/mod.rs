@@ -15,11 +15,11 @@ pub use legacy::{LegacyComponents, LegacyManifest, MuveraFiles, PlaidFiles};
 pub use lock::{DirLock, LOCK_NAME};
 pub use manifest::{
     check_file_name, Bm25Files, CodecFiles, DeletesFile, Manifest, ModelInfo, MuveraSegmentFiles,
-    PlaidSegmentFiles, SegmentMeta, SparseFiles, StoreFiles, MANIFEST_NAME,
+    PlaidSegmentFiles, SegmentMeta, SparseFiles, StoreFiles, TantivyFiles, MANIFEST_NAME,
 };
 
 /// What follows `<letter><number>.` in the name of a file (or directory) Tessera writes.
-const ENTRY_KINDS: [&str; 10] = [
+const ENTRY_KINDS: [&str; 11] = [
     "vectors.f16",
     "offsets.u64",
     "doc_ids.bin",
@@ -29,6 +29,7 @@ const ENTRY_KINDS: [&str; 10] = [
     "muvera",
     "sparse",
     "bm25",
+    "fields",
     "g",
 ];
 

@@ -22,7 +22,7 @@ fn listed(manifest: &Manifest) -> HashSet<String> {
         .map(|n| top_level(n).to_string())
         .collect();
     for s in &manifest.segments {
-        if let Some(b) = &s.bm25 {
+        for b in s.tantivy_dirs() {
             keep.insert(b.dir.clone());
         }
     }

@@ -91,6 +91,7 @@ mod tests {
             muvera: None,
             splade: None,
             bm25: None,
+            fields: None,
             deletes: None,
             generation: 0,
             build: serde_json::Value::Null,

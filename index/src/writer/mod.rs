@@ -143,6 +143,10 @@ impl IndexWriter {
         if model.dim == 0 {
             return Err(IndexError::InvalidArgument("dim must be positive".into()));
         }
+        config
+            .fields
+            .validate()
+            .map_err(IndexError::InvalidArgument)?;
         let mut config = config;
         // Merging BM25 segments re-indexes their documents' text.
         config.store_text |= config.bm25;
@@ -547,6 +551,9 @@ impl IndexWriter {
         if self.settings.bm25 {
             components.push(Component::Bm25);
         }
+        if !self.settings.fields.is_empty() {
+            components.push(Component::Fields);
+        }
         // A codec no segment uses any more (an empty index) is kept: later segments reuse it.
         Manifest {
             format_version: FORMAT_VERSION,
@@ -709,14 +716,19 @@ fn copy_live_docs(
     let deleted = snapshot.deleted(pos);
     let sparse: Option<Vec<SparseVector>> =
         seg.splade().map(|s| s.document_vectors(store.num_docs()));
+    let mut values = crate::FieldValues::new();
     let mean_norm = seg.meta().plaid.as_ref().and_then(|p| p.mean_residual_norm);
     for d in 0..store.num_docs() {
         if deleted.contains(d as u32) {
             continue;
         }
+        if let Some(f) = seg.fields() {
+            values = f.values(d as u32)?;
+        }
         let extras = DocExtras {
             text: store.text(d),
             sparse: sparse.as_ref().map(|v| &v[d]),
+            fields: Some(&values),
         };
         let codes = match (with_codes, seg.plaid()) {
             (true, Some(p)) => {

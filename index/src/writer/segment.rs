@@ -10,6 +10,7 @@ use half::f16;
 use roaring::RoaringBitmap;
 
 use crate::error::{IndexError, Result};
+use crate::fields::FieldsBuilder;
 use crate::lexical::Bm25Builder;
 use crate::plaid::{encode_segment, train_codec, PlaidCodec, PlaidSegmentWriter};
 use crate::segment::{CodecFiles, ComponentKind, DeletesFile, FileWriter, SegmentMeta};
@@ -57,6 +58,7 @@ pub(crate) struct SegmentBuilder {
     texts: Option<TextsWriter>,
     splade: Option<SparseBuilder>,
     bm25: Option<Bm25Builder>,
+    fields: Option<FieldsBuilder>,
     /// Codes copied from merged segments (same codec), instead of encoding at finish.
     copied_codes: Option<PlaidSegmentWriter>,
     deleted: RoaringBitmap,
@@ -105,6 +107,10 @@ impl SegmentBuilder {
             true => Some(Bm25Builder::create(dir, &prefix)?),
             false => None,
         };
+        let fields = match settings.fields.is_empty() {
+            false => Some(FieldsBuilder::create(dir, &prefix, &settings.fields)?),
+            true => None,
+        };
         let copied_codes = match (copy_codes, &settings.plaid) {
             (Some(codec), Some(_)) => Some(PlaidSegmentWriter::create(dir, &prefix, codec)?),
             _ => None,
@@ -119,6 +125,7 @@ impl SegmentBuilder {
             docs: HashMap::new(),
             texts,
             bm25,
+            fields,
             copied_codes,
             deleted: RoaringBitmap::new(),
             started: Instant::now(),
@@ -169,7 +176,26 @@ impl SegmentBuilder {
         if let (Some(b), Some(v)) = (&self.splade, extras.sparse) {
             b.check(v)?;
         }
+        self.checked_fields(id, extras)?;
         Ok(())
+    }
+
+    /// The document's field values checked against the schema (as they are stored).
+    fn checked_fields(&self, id: &str, extras: &DocExtras<'_>) -> Result<crate::FieldValues> {
+        let empty = crate::FieldValues::new();
+        let given = extras.fields.unwrap_or(&empty);
+        if self.settings.fields.is_empty() {
+            return match given.keys().next() {
+                None => Ok(empty),
+                Some(k) => Err(IndexError::InvalidArgument(format!(
+                    "document {id:?}: field {k:?} given but the index declares no fields"
+                ))),
+            };
+        }
+        self.settings
+            .fields
+            .check(given)
+            .map_err(|e| IndexError::InvalidArgument(format!("document {id:?}: {e}")))
     }
 
     /// Append a document; returns its number. `codes` (codes, packed residuals and, when
@@ -196,6 +222,10 @@ impl SegmentBuilder {
         }
         if let (Some(w), Some(t)) = (&mut self.texts, extras.text) {
             w.add(t)?;
+        }
+        if self.fields.is_some() {
+            let values = self.checked_fields(id, &extras)?;
+            self.fields.as_mut().expect("checked").add(&values)?;
         }
         if let Some(w) = &mut self.copied_codes {
             let c = codes.expect("a merge brings every document's codes");
@@ -298,6 +328,10 @@ impl SegmentBuilder {
             Some(b) => Some(b.finish(&dir)?),
             None => None,
         };
+        let fields = match self.fields {
+            Some(b) => Some(b.finish(&dir)?),
+            None => None,
+        };
         let deletes = match self.deleted.is_empty() {
             true => None,
             false => Some(write_deletes(
@@ -328,6 +362,7 @@ impl SegmentBuilder {
             muvera: muvera_files,
             splade,
             bm25,
+            fields,
             deletes,
             generation,
             build,
