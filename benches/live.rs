@@ -363,7 +363,7 @@ fn throughput(s: &Setup) {
     let mut w = create(&dir, s, MergePolicy::never());
     add_all(&mut w, docs);
     w.commit(serde_json::Value::Null).unwrap();
-    for count in [1usize, 1000.min(n / 10)] {
+    for count in [1usize, 1000.min(n / 5)] {
         let ids: Vec<&str> = docs
             .iter()
             .skip(count)

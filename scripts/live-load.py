@@ -9,10 +9,19 @@ committed and visible). Only the standard library.
 
     scripts/live-load.py INDEX [--bin target/release/tessera] [--seconds 30] [--rate 10]
                                [--clients 1] [--mode plaid] [--corpus datasets/scifact/corpus.jsonl]
+                               [--vectors N]
+
+With --vectors N each written document also carries N pre-encoded token vectors (random
+unit vectors of the index's dimension), so the server encodes no ColBERT vectors for it
+(only SPLADE weights, when the index has splade): the write load of an application that
+encodes elsewhere. Without it the server encodes every document's text, which on a small
+CPU may cost more than the rate allows.
 """
 import argparse
 import http.client
 import json
+import math
+import random
 import shutil
 import subprocess
 import sys
@@ -37,6 +46,7 @@ def main():
     ap.add_argument("--clients", type=int, default=1)
     ap.add_argument("--mode", default="plaid")
     ap.add_argument("--corpus", default="datasets/scifact/corpus.jsonl")
+    ap.add_argument("--vectors", type=int, default=0)
     a = ap.parse_args()
 
     work = tempfile.mkdtemp()
@@ -54,6 +64,19 @@ def main():
             texts.append(f"{d.get('title', '')} {d.get('text', '')}".strip())
             if len(texts) >= 2000:
                 break
+    c = http.client.HTTPConnection(host, int(port), timeout=60)
+    c.request("GET", "/indexes/live")
+    dim = json.loads(c.getresponse().read())["dim"]
+    rng = random.Random(0)
+
+    def unit_rows(n):
+        rows = []
+        for _ in range(n):
+            v = [rng.gauss(0, 1) for _ in range(dim)]
+            norm = math.sqrt(sum(x * x for x in v)) or 1.0
+            rows.append([round(x / norm, 5) for x in v])
+        return rows
+
     query = json.dumps({"query": "vitamin D deficiency is associated with higher mortality",
                         "k": 10, "mode": a.mode})
 
@@ -75,7 +98,10 @@ def main():
 
     def write_one(i, lat, errors):
         c = http.client.HTTPConnection(host, int(port), timeout=120)
-        doc = {"documents": [{"id": f"live-{i}", "text": texts[i % len(texts)]}]}
+        doc = {"id": f"live-{i}", "text": texts[i % len(texts)]}
+        if a.vectors:
+            doc["vectors"] = unit_rows(a.vectors)
+        doc = {"documents": [doc]}
         t = time.time()
         try:
             c.request("POST", "/indexes/live/documents", json.dumps(doc), {"Content-Type": "application/json"})
@@ -133,6 +159,7 @@ def main():
     server.wait()
     shutil.rmtree(work)
     print(json.dumps({"mode": a.mode, "clients": a.clients, "seconds": a.seconds, "rate": a.rate,
+                      "vectors_per_write": a.vectors,
                       "phases": results,
                       "segments_after": len(info["report"]["segments"]),
                       "live_docs_after": info["report"]["live_docs"]}, indent=2))

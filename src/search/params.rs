@@ -36,7 +36,7 @@ pub struct ParamOverrides {
     pub bm25_b: Option<f32>,
     /// With a filter: run plaid and muvera as exact MaxSim over the allowed documents
     /// when they are at most this share of the collection (0 never, 1 always)
-    /// [default: 0.02].
+    /// [default: 0.1].
     pub filter_exact_below: Option<f32>,
 }
 
