@@ -20,10 +20,11 @@ use tantivy::query::Query;
 use tantivy::schema::{
     DateOptions, DateTimePrecision, Field, NumericOptions, Schema, TextOptions, STORED, STRING,
 };
-use tantivy::{DocId, IndexReader, ReloadPolicy, Score, SegmentOrdinal, TantivyDocument};
+use tantivy::{DocId, IndexReader, Score, SegmentOrdinal, TantivyDocument};
 
-use crate::error::{IndexError, Result};
-use crate::segment::{check_foreign, TantivyFiles};
+use crate::error::Result;
+use crate::segment::tantivy_dir::{self, tantivy_err};
+use crate::segment::TantivyFiles;
 
 /// The type of a field's values. Every field may hold one value or a list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -310,10 +311,6 @@ fn tantivy_schema(fields: &FieldSchema) -> (Schema, Field, Field, Vec<Field>) {
     (b.build(), doc, json, columns)
 }
 
-fn tantivy_err(path: &Path, e: impl std::fmt::Display) -> IndexError {
-    IndexError::corrupt(path, format!("tantivy: {e}"))
-}
-
 /// Tantivy's indexing memory budget for fields (one thread: documents keep store order).
 const WRITER_HEAP_BYTES: usize = 50_000_000;
 
@@ -332,18 +329,9 @@ pub struct FieldsBuilder {
 impl FieldsBuilder {
     pub fn create(index_dir: &Path, prefix: &str, schema: &FieldSchema) -> Result<Self> {
         let name = format!("{prefix}.fields");
-        let dir = index_dir.join(&name);
-        if dir.exists() {
-            // Left by an interrupted write; never listed by a manifest.
-            std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
         let (tschema, doc, json, columns) = tantivy_schema(schema);
-        let index =
-            tantivy::Index::create_in_dir(&dir, tschema).map_err(|e| tantivy_err(&dir, e))?;
-        let writer = index
-            .writer_with_num_threads(1, WRITER_HEAP_BYTES)
-            .map_err(|e| tantivy_err(&dir, e))?;
+        let (dir, writer) =
+            tantivy_dir::create(index_dir, &name, tschema, WRITER_HEAP_BYTES, |_| {})?;
         Ok(FieldsBuilder {
             dir,
             name,
@@ -390,15 +378,9 @@ impl FieldsBuilder {
     }
 
     /// Commit tantivy's index and record every file it holds.
-    pub fn finish(mut self, index_dir: &Path) -> Result<TantivyFiles> {
+    pub fn finish(self, index_dir: &Path) -> Result<TantivyFiles> {
         let started = std::time::Instant::now();
-        self.writer
-            .commit()
-            .map_err(|e| tantivy_err(&self.dir, e))?;
-        self.writer
-            .wait_merging_threads()
-            .map_err(|e| tantivy_err(&self.dir, e))?;
-        let files = crate::lexical::list_tantivy_files(index_dir, &self.dir, &self.name)?;
+        let files = tantivy_dir::commit(self.writer, index_dir, &self.dir, &self.name)?;
         Ok(TantivyFiles {
             dir: self.name,
             files,
@@ -428,11 +410,7 @@ impl FieldsIndex {
         num_docs: usize,
         verify: bool,
     ) -> Result<Self> {
-        for f in &files.files {
-            check_foreign(index_dir, f, verify)?;
-        }
-        let dir = index_dir.join(&files.dir);
-        let index = tantivy::Index::open_in_dir(&dir).map_err(|e| tantivy_err(&dir, e))?;
+        let (dir, index, reader) = tantivy_dir::open(index_dir, files, verify)?;
         let tschema = index.schema();
         let json = tschema
             .get_field("_fields")
@@ -444,11 +422,6 @@ impl FieldsIndex {
                 .map_err(|_| tantivy_err(&dir, format!("schema lacks field {:?}", def.name)))?;
             columns.insert(def.name.clone(), (def.kind, f));
         }
-        let reader: IndexReader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(|e| tantivy_err(&dir, e))?;
         let searcher = reader.searcher();
         let mut addresses = vec![None; num_docs];
         for (ord, seg) in searcher.segment_readers().iter().enumerate() {

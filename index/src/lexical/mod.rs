@@ -17,12 +17,13 @@ use tantivy::schema::{
 use tantivy::tokenizer::{
     Language, LowerCaser, RemoveLongFilter, SimpleTokenizer, Stemmer, StopWordFilter, TextAnalyzer,
 };
-use tantivy::{DocAddress, IndexReader, ReloadPolicy, TantivyDocument, Term};
+use tantivy::{DocAddress, IndexReader, TantivyDocument, Term};
 
 use crate::allow::Allow;
 use crate::error::{IndexError, Result};
 use crate::maxsim::Hit;
-use crate::segment::{check_foreign, foreign_entry, Bm25Files};
+use crate::segment::tantivy_dir::{self, tantivy_err};
+use crate::segment::Bm25Files;
 
 /// BM25's free parameters, for [`Bm25Index::search_with`].
 #[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -66,10 +67,6 @@ fn schema() -> (Schema, Field, Field) {
     (b.build(), doc, text)
 }
 
-fn tantivy_err(path: &Path, e: impl std::fmt::Display) -> IndexError {
-    IndexError::corrupt(path, format!("tantivy: {e}"))
-}
-
 /// Streams documents into a new tantivy index in `g<N>.bm25/`.
 pub struct Bm25Builder {
     dir: std::path::PathBuf,
@@ -85,19 +82,11 @@ pub struct Bm25Builder {
 impl Bm25Builder {
     pub fn create(index_dir: &Path, prefix: &str) -> Result<Self> {
         let name = format!("{prefix}.bm25");
-        let dir = index_dir.join(&name);
-        if dir.exists() {
-            // Left by an interrupted write; never listed by a manifest.
-            std::fs::remove_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
-        }
-        std::fs::create_dir_all(&dir).map_err(|e| IndexError::io(&dir, e))?;
         let (schema, doc, text) = schema();
-        let index =
-            tantivy::Index::create_in_dir(&dir, schema).map_err(|e| tantivy_err(&dir, e))?;
-        index.tokenizers().register(ANALYZER, analyzer());
-        let writer = index
-            .writer_with_num_threads(1, WRITER_HEAP_BYTES)
-            .map_err(|e| tantivy_err(&dir, e))?;
+        let (dir, writer) =
+            tantivy_dir::create(index_dir, &name, schema, WRITER_HEAP_BYTES, |index| {
+                index.tokenizers().register(ANALYZER, analyzer())
+            })?;
         Ok(Bm25Builder {
             dir,
             name,
@@ -124,15 +113,9 @@ impl Bm25Builder {
     }
 
     /// Commit tantivy's index, wait for merges, and record every file it holds.
-    pub fn finish(mut self, index_dir: &Path) -> Result<Bm25Files> {
+    pub fn finish(self, index_dir: &Path) -> Result<Bm25Files> {
         let started = std::time::Instant::now();
-        self.writer
-            .commit()
-            .map_err(|e| tantivy_err(&self.dir, e))?;
-        self.writer
-            .wait_merging_threads()
-            .map_err(|e| tantivy_err(&self.dir, e))?;
-        let files = list_tantivy_files(index_dir, &self.dir, &self.name)?;
+        let files = tantivy_dir::commit(self.writer, index_dir, &self.dir, &self.name)?;
         Ok(Bm25Files {
             dir: self.name,
             files,
@@ -143,30 +126,6 @@ impl Bm25Builder {
             }),
         })
     }
-}
-
-/// Every file of a committed tantivy directory `name` (inside `index_dir`, at `dir`),
-/// with size and checksum, the directory synced.
-pub(crate) fn list_tantivy_files(
-    index_dir: &Path,
-    dir: &Path,
-    name: &str,
-) -> Result<Vec<crate::segment::FileEntry>> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map_err(|e| IndexError::io(dir, e))?
-        .filter_map(|e| e.ok())
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_file()))
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        // Lock files belong to a live writer, not to the index.
-        .filter(|n| !n.ends_with(".lock"))
-        .collect();
-    names.sort();
-    let files = names
-        .iter()
-        .map(|n| foreign_entry(index_dir, &format!("{name}/{n}")))
-        .collect::<Result<Vec<_>>>()?;
-    crate::segment::manifest::sync_dir(dir)?;
-    Ok(files)
 }
 
 /// The BM25 component, opened.
@@ -183,22 +142,13 @@ impl Bm25Index {
         num_docs: usize,
         verify: bool,
     ) -> Result<Self> {
-        for f in &files.files {
-            check_foreign(index_dir, f, verify)?;
-        }
-        let dir = index_dir.join(&files.dir);
-        let index = tantivy::Index::open_in_dir(&dir).map_err(|e| tantivy_err(&dir, e))?;
+        let (dir, index, reader) = tantivy_dir::open(index_dir, files, verify)?;
         index.tokenizers().register(ANALYZER, analyzer());
         let schema = index.schema();
         let text = match (schema.get_field("doc"), schema.get_field("text")) {
             (Ok(_), Ok(t)) => t,
             _ => return Err(tantivy_err(&dir, "schema lacks the doc or text field")),
         };
-        let reader = index
-            .reader_builder()
-            .reload_policy(ReloadPolicy::Manual)
-            .try_into()
-            .map_err(|e| tantivy_err(&dir, e))?;
         let found = reader.searcher().num_docs() as usize;
         if found != num_docs {
             return Err(IndexError::corrupt(

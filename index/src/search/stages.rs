@@ -51,15 +51,17 @@ pub trait FirstStage: Sync {
             .collect())
     }
 
-    /// The stage's own top `k`: by default its candidates re-ranked by exact MaxSim
-    /// (the vector stages); the sparse stages rank by their own scores.
+    /// The stage's own top `k`: by default the best `k` by the stage's own scores (the
+    /// sparse stages); the vector stages re-rank their candidates by exact MaxSim.
     fn rank(
         &self,
         index: &Index,
         scope: &Scope,
         k: usize,
         deadline: Deadline,
-    ) -> Result<Vec<ScoredDoc>>;
+    ) -> Result<Vec<ScoredDoc>> {
+        gather(index, scope, self, k, deadline)
+    }
 }
 
 /// Every allowed document, scored by exact MaxSim.
@@ -218,16 +220,6 @@ impl FirstStage for SpladeStage<'_> {
     fn depth(&self) -> usize {
         self.depth
     }
-
-    fn rank(
-        &self,
-        index: &Index,
-        scope: &Scope,
-        k: usize,
-        deadline: Deadline,
-    ) -> Result<Vec<ScoredDoc>> {
-        gather(index, scope, self, k, deadline)
-    }
 }
 
 struct Bm25Stage<'q> {
@@ -254,16 +246,6 @@ impl FirstStage for Bm25Stage<'_> {
 
     fn depth(&self) -> usize {
         self.depth
-    }
-
-    fn rank(
-        &self,
-        index: &Index,
-        scope: &Scope,
-        k: usize,
-        deadline: Deadline,
-    ) -> Result<Vec<ScoredDoc>> {
-        gather(index, scope, self, k, deadline)
     }
 }
 

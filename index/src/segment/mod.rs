@@ -8,6 +8,7 @@ mod legacy;
 pub mod lock;
 pub mod manifest;
 pub mod registry;
+pub(crate) mod tantivy_dir;
 
 pub use file::{check_foreign, foreign_entry, FileEntry, FileWriter, MappedFile};
 pub use footer::{ComponentKind, Footer, FORMAT_VERSION, OLDEST_READABLE_VERSION};
