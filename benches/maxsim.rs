@@ -79,9 +79,12 @@ fn main() {
     {
         let mut g = c.benchmark_group("maxsim_32x240x384");
         g.throughput(Throughput::Elements(FLOPS as u64));
-        g.bench_function(format!("maxsim_{}", scorer.kernel().name()), |b| {
-            b.iter(|| scorer.score(black_box(q), black_box(doc)))
-        });
+        for kernel in Kernel::available().into_iter().skip(1) {
+            let mut s = MaxSim::new(kernel);
+            g.bench_function(format!("maxsim_{}", kernel.name()), |b| {
+                b.iter(|| s.score(black_box(q), black_box(doc)))
+            });
+        }
         g.bench_function("maxsim_scalar", |b| {
             b.iter(|| maxsim_scalar(black_box(q), black_box(doc)))
         });
@@ -102,6 +105,39 @@ fn main() {
     let mm = seconds_per_call(2000, || {
         matmul(black_box(&d.q), black_box(&d.d32), &mut out)
     });
+    // PLAID's centroid score table: 16,384 centroids x a 32-token query, 384 dims.
+    let mut rng = ChaCha8Rng::seed_from_u64(9);
+    let cents: Vec<f32> = (0..16_384 * DIM)
+        .map(|_| rng.gen_range(-0.1..0.1))
+        .collect();
+    let mut table = vec![0.0f32; 16_384 * NQ];
+    let t_gemm = seconds_per_call(20, || {
+        dot_matrix(black_box(&cents), black_box(&d.q), DIM, &mut table)
+    });
+    for kernel in Kernel::available().into_iter().skip(1) {
+        let t = seconds_per_call(20, || {
+            kernel.dot_matrix(black_box(&cents), black_box(&d.q), DIM, &mut table)
+        });
+        println!(
+            "centroid scores 16384x32x384 [{}]: {:.2} ms vs gemm crate {:.2} ms ({:.2}x)",
+            kernel.name(),
+            t * 1e3,
+            t_gemm * 1e3,
+            t_gemm / t
+        );
+    }
+    for kernel in Kernel::available().into_iter().skip(1) {
+        let mut s = MaxSim::new(kernel);
+        let t = seconds_per_call(2000, || {
+            black_box(s.score(black_box(q), black_box(doc)));
+        });
+        println!(
+            "kernel {}: {:.1} us ({:.2}x gemm matmul)",
+            kernel.name(),
+            t * 1e6,
+            t / mm
+        );
+    }
     let gf = |s: f64| FLOPS / s / 1e9;
     println!(
         "\nratio: maxsim[{}] {:.1} GFLOP/s ({:.1} us) / gemm matmul {:.1} GFLOP/s ({:.1} us) = {:.2}; scalar reference {:.1} GFLOP/s",

@@ -496,6 +496,41 @@ fn plaid_index_searches_like_exhaustive_at_maximal_settings() {
         "--quiet",
     ]);
     assert_eq!(sweep.lines().count(), 2 + 27, "{sweep}");
+    // A grid of one's own: the product of the values given, refinement with a margin
+    // large enough to be exact reproducing the unrefined rows' recall.
+    let grid = ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--sweep",
+        "--sweep-grid",
+        "ncells=1,2;margin=off,100;exact_docs=10",
+        "--json",
+        "--quiet",
+    ]);
+    let v: serde_json::Value = serde_json::from_str(&grid).unwrap();
+    let rows = v["rows"].as_array().unwrap();
+    assert_eq!(rows.len(), 4, "{grid}");
+    assert!(rows[0]["params"]["refine_margin"].is_null());
+    assert_eq!(rows[1]["params"]["refine_margin"].as_f64(), Some(100.0));
+    for pair in rows.chunks(2) {
+        assert_eq!(
+            pair[0]["recall_vs_exhaustive"], pair[1]["recall_vs_exhaustive"],
+            "{grid}"
+        );
+    }
+    let err = fails(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--sweep",
+        "--sweep-grid",
+        "ncells=1;cells=2",
+        "--quiet",
+    ]);
+    assert!(err.contains("unknown key \"cells\""), "{err}");
 }
 
 #[test]

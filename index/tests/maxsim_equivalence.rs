@@ -35,9 +35,11 @@ proptest! {
         let d = to_f16(&random_unit_rows(&mut rng, nd, dim));
         let (q, d) = (MultiVectorRef::new(&q, dim), MultiVectorRef::new(&d, dim));
         let want = maxsim_scalar(q, d);
-        let got = MaxSim::new(Kernel::detect()).score(q, d);
-        // Same products, different summation order: within 1e-5 per unit of score.
-        prop_assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "simd {got} scalar {want}");
+        for kernel in Kernel::available() {
+            let got = MaxSim::new(kernel).score(q, d);
+            // Same products, different summation order: within 1e-5 per unit of score.
+            prop_assert!((got - want).abs() <= 1e-5 * want.abs().max(1.0), "{} {got} scalar {want}", kernel.name());
+        }
     }
 }
 
@@ -49,11 +51,14 @@ fn realistic_shape_simd_equals_scalar() {
     let d = to_f16(&random_unit_rows(&mut rng, nd, dim));
     let (q, d) = (MultiVectorRef::new(&q, dim), MultiVectorRef::new(&d, dim));
     let want = maxsim_scalar(q, d);
-    let got = MaxSim::default().score(q, d);
-    assert!(
-        (got - want).abs() <= 1e-5 * want.abs().max(1.0),
-        "simd {got} scalar {want}"
-    );
+    for kernel in Kernel::available() {
+        let got = MaxSim::new(kernel).score(q, d);
+        assert!(
+            (got - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{} {got} scalar {want}",
+            kernel.name()
+        );
+    }
 }
 
 #[test]
@@ -62,7 +67,12 @@ fn this_machine_runs_a_simd_kernel() {
     // to scalar the equivalence tests above would compare scalar with itself.
     #[cfg(target_arch = "x86_64")]
     if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
-        assert_eq!(Kernel::detect(), Kernel::Avx2Fma);
+        assert!(Kernel::detect() >= Kernel::Avx2Fma);
+        assert!(Kernel::available().contains(&Kernel::Avx2Fma));
+    }
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx512f") {
+        assert_eq!(Kernel::detect(), Kernel::Avx512);
     }
 }
 
@@ -120,5 +130,49 @@ fn exhaustive_search_equals_brute_force() {
             500,
             "k larger than the corpus returns every document"
         );
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// PLAID's centroid scores (`Kernel::dot_matrix`) on every kernel against a plain
+    /// triple loop, for shapes that leave partial register blocks on both sides.
+    #[test]
+    fn every_kernel_computes_the_score_table(seed in any::<u64>(), na in 1usize..40, nb in 1usize..12, dim in 1usize..70) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let a = random_unit_rows(&mut rng, na, dim);
+        let b = random_unit_rows(&mut rng, nb, dim);
+        for kernel in Kernel::available() {
+            let mut out = vec![0.0f32; na * nb];
+            kernel.dot_matrix(&a, &b, dim, &mut out);
+            for i in 0..na {
+                for j in 0..nb {
+                    let want: f32 = (0..dim).map(|d| a[i * dim + d] * b[j * dim + d]).sum();
+                    prop_assert!((out[i * nb + j] - want).abs() < 1e-5, "{} [{i},{j}]", kernel.name());
+                }
+            }
+        }
+    }
+
+    /// Centroid interaction's inner loop (`Kernel::max_rows`) on every kernel against the
+    /// scalar loop, query lengths around the 16-lane register and 64-lane group edges.
+    #[test]
+    fn every_kernel_takes_the_same_row_maxima(seed in any::<u64>(), nq in 1usize..140, k in 1usize..30, n in 0usize..50) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let scores: Vec<f32> = (0..k * nq).map(|_| rng.gen_range(-1.0f32..1.0)).collect();
+        let codes: Vec<u32> = (0..n).map(|_| rng.gen_range(0..k as u32)).collect();
+        let start: Vec<f32> = (0..nq).map(|_| rng.gen_range(-1.0f32..0.0)).collect();
+        let mut want = start.clone();
+        Kernel::Scalar.max_rows(&codes, &scores, nq, &mut want);
+        for (i, w) in want.iter().enumerate() {
+            let direct = codes.iter().map(|&c| scores[c as usize * nq + i]).fold(start[i], f32::max);
+            prop_assert_eq!(*w, direct);
+        }
+        for kernel in Kernel::available() {
+            let mut got = start.clone();
+            kernel.max_rows(&codes, &scores, nq, &mut got);
+            prop_assert_eq!(&got, &want, "{}", kernel.name());
+        }
     }
 }

@@ -107,6 +107,60 @@ fn maximal_settings_equal_exhaustive_exactly() {
     }
 }
 
+/// Refinement with an infinite margin is exact MaxSim, so keeping only its best 100 for
+/// the last stage still gives exhaustive search's answer; a finite margin on the
+/// default pipeline loses at most a little of it.
+#[test]
+fn refinement_keeps_the_exhaustive_answer() {
+    let c = corpus(1, 400);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &c, 2);
+    let codec = index.codec().expect("built with plaid");
+    let mode: Mode = "plaid".parse().unwrap();
+    let mut exact_refined = PlaidParams::exhaustive(codec.num_centroids(), 400);
+    exact_refined.refine_margin = Some(f32::INFINITY);
+    exact_refined.exact_docs = 100;
+    let mut rng = ChaCha8Rng::seed_from_u64(2);
+    let (mut kept, mut total) = (0, 0);
+    for rescore in [Rescore::Exact, Rescore::Decompressed] {
+        for _ in 0..10 {
+            let q = query(&c, &mut rng);
+            let q = MultiVectorRef::new(&q, DIM);
+            let search = |p: PlaidParams| {
+                let params = SearchParams {
+                    plaid: Some(PlaidParams { rescore, ..p }),
+                    ..Default::default()
+                };
+                index
+                    .search(&Query::vectors(q), 100, &mode, &params)
+                    .unwrap()
+            };
+            let unrefined = search(PlaidParams {
+                refine_margin: None,
+                ..exact_refined
+            });
+            assert_eq!(search(exact_refined), unrefined, "{rescore:?}");
+            if rescore == Rescore::Exact {
+                assert_eq!(unrefined, index.search_exhaustive(q, 100));
+                let plain = search(PlaidParams::for_k(100));
+                let mut d = PlaidParams::for_k(100);
+                d.refine_margin = Some(f32::INFINITY);
+                d.exact_docs = 120;
+                assert_eq!(search(d), plain, "an infinite margin changes nothing");
+                d.refine_margin = Some(0.2);
+                let got = search(d);
+                total += plain.len();
+                kept += got.iter().filter(|h| plain.contains(h)).count();
+            }
+        }
+    }
+    // Uniform random data is harder than real token vectors (README: SciFact).
+    assert!(
+        kept as f64 >= 0.85 * total as f64,
+        "refined PLAID kept {kept} of {total} of unrefined PLAID's results"
+    );
+}
+
 /// The defaults find most of the exhaustive top 10 on clustered data, and probing a few
 /// cells without pruning finds nearly all of it.
 #[test]
@@ -195,6 +249,7 @@ fn assignment_equals_brute_force() {
         &points,
         DIM,
         KMeansConfig {
+            probe: 0,
             k: 37,
             iterations: 4,
             seed: 9,
@@ -215,11 +270,103 @@ fn assignment_equals_brute_force() {
     }
 }
 
+/// The two-level assignment (`codec::TwoLevel`) finds brute force's nearest centroid
+/// for nearly every point, by inner product and by Euclidean distance, and k-means run
+/// through it reaches nearly the same objective as with exact assignment.
+#[test]
+fn two_level_assignment_agrees_with_brute_force() {
+    use tessera_index::codec::{nearest_l2, Metric, TwoLevel, TWO_LEVEL_MIN_K};
+    let dim = 32;
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let k = TWO_LEVEL_MIN_K;
+    // Centroids around 64 topics (token embeddings cluster by topic); points: a centroid
+    // plus noise, as token vectors lie around their centroids.
+    let topics: Vec<Vec<f32>> = (0..64)
+        .map(|_| unit((0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()))
+        .collect();
+    let mut centroids = Vec::with_capacity(k * dim);
+    for _ in 0..k {
+        let t = &topics[rng.gen_range(0..topics.len())];
+        centroids.extend(unit(
+            (0..dim)
+                .map(|d| t[d] + rng.gen_range(-0.3f32..0.3))
+                .collect(),
+        ));
+    }
+    let mut points = Vec::new();
+    for _ in 0..20_000 {
+        let c = rng.gen_range(0..k);
+        points.extend(unit(
+            (0..dim)
+                .map(|d| centroids[c * dim + d] + rng.gen_range(-0.1f32..0.1))
+                .collect(),
+        ));
+    }
+    for metric in [Metric::InnerProduct, Metric::L2] {
+        let two = TwoLevel::new(&centroids, dim, 8, metric, 5).assign(&centroids, &points);
+        let exact = match metric {
+            Metric::InnerProduct => nearest_ip(&points, &centroids, dim),
+            Metric::L2 => nearest_l2(&points, &centroids, dim),
+        };
+        let agree =
+            two.iter().zip(&exact).filter(|(a, b)| a == b).count() as f64 / exact.len() as f64;
+        // Where it differs, its choice is a near one, and never better than brute force's.
+        let score = |p: usize, c: u32| -> f32 {
+            (0..dim)
+                .map(|d| points[p * dim + d] * centroids[c as usize * dim + d])
+                .sum()
+        };
+        let loss: f32 = (0..exact.len())
+            .map(|p| score(p, exact[p]) - score(p, two[p]))
+            .sum::<f32>()
+            / exact.len() as f32;
+        eprintln!("{metric:?}: agreement {agree:.4}, mean inner-product loss {loss:.5}");
+        assert!(agree >= 0.9, "{metric:?}: two-level agrees on {agree}");
+        if metric == Metric::InnerProduct {
+            assert!((0..exact.len()).all(|p| score(p, two[p]) <= score(p, exact[p]) + 1e-5));
+            assert!(loss < 0.02, "mean loss {loss}");
+        }
+    }
+    // k-means through the two-level assignment: objective within 2% of exact assignment's.
+    let sample = &points[..4096 * 4 * dim];
+    let objective = |c: &[f32]| -> f64 {
+        let a = nearest_l2(sample, c, dim);
+        sample
+            .chunks_exact(dim)
+            .zip(&a)
+            .map(|(p, &i)| {
+                p.iter()
+                    .zip(&c[i as usize * dim..(i as usize + 1) * dim])
+                    .map(|(x, y)| f64::from((x - y) * (x - y)))
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let run = |probe| {
+        kmeans(
+            sample,
+            dim,
+            KMeansConfig {
+                k,
+                iterations: 4,
+                seed: 3,
+                probe,
+            },
+        )
+    };
+    let (exact, two) = (objective(&run(0)), objective(&run(8)));
+    assert!(
+        two <= exact * 1.02,
+        "k-means objective: two-level {two}, exact {exact}"
+    );
+}
+
 #[test]
 fn kmeans_is_reproducible_with_a_seed() {
     let c = corpus(8, 80);
     let points: Vec<f32> = c.docs.concat();
     let cfg = KMeansConfig {
+        probe: 0,
         k: 16,
         iterations: 5,
         seed: 42,
@@ -235,6 +382,7 @@ fn reconstruction_error_shrinks_as_nbits_grows() {
         &points,
         DIM,
         KMeansConfig {
+            probe: 0,
             k: 32,
             iterations: 5,
             seed: 1,

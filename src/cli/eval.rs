@@ -96,20 +96,10 @@ fn sweep(
     options: &EvalOptions,
     k: usize,
 ) -> Result<()> {
-    let base = PlaidParams::for_k(k);
-    let mut grid = Vec::new();
-    for ncells in [1, 2, 4] {
-        for threshold in [0.5, 0.45, 0.4] {
-            for ndocs in [256, 1024, 4096] {
-                grid.push(PlaidParams {
-                    ncells,
-                    centroid_score_threshold: threshold,
-                    ndocs,
-                    ..base
-                });
-            }
-        }
-    }
+    let grid = match &args.sweep_grid {
+        Some(spec) => sweep_grid(spec, k)?,
+        None => sweep_grid(DEFAULT_SWEEP, k)?,
+    };
     let (rows, exhaustive) = eval::run_sweep(dataset, searcher, options, &grid)?;
     if args.json {
         let out = serde_json::json!({
@@ -131,10 +121,13 @@ fn sweep(
         exhaustive.p95
     );
     println!(
-        "{:>6} {:>9} {:>6} {:>10} {:>8} {:>10} {:>9} {:>9} {:>8}",
+        "{:>6} {:>9} {:>6} {:>6} {:>6} {:>9} {:>10} {:>8} {:>10} {:>9} {:>9} {:>8}",
         "ncells",
         "threshold",
         "ndocs",
+        "margin",
+        "exact",
+        "top10 ex",
         "R@k vs ex",
         "nDCG@10",
         "Recall@100",
@@ -143,11 +136,21 @@ fn sweep(
         "speedup"
     );
     for r in rows {
+        let (margin, exact) = match r.params.refine_margin {
+            Some(m) => (format!("{m}"), format!("{}", r.params.exact_docs.max(k))),
+            None => (
+                "off".to_string(),
+                format!("{}", (r.params.ndocs / 4).max(k)),
+            ),
+        };
         println!(
-            "{:>6} {:>9.2} {:>6} {:>10.4} {:>8.4} {:>10.4} {:>9.2} {:>9.2} {:>7.1}x",
+            "{:>6} {:>9.2} {:>6} {:>6} {:>6} {:>9.4} {:>10.4} {:>8.4} {:>10.4} {:>9.2} {:>9.2} {:>7.1}x",
             r.params.ncells,
             r.params.centroid_score_threshold,
             r.params.ndocs,
+            margin,
+            exact,
+            r.recall_at_10_vs_exhaustive,
             r.recall_vs_exhaustive,
             r.metrics.get("ndcg@10").copied().unwrap_or(f64::NAN),
             r.metrics.get("recall@100").copied().unwrap_or(f64::NAN),
@@ -157,6 +160,52 @@ fn sweep(
         );
     }
     Ok(())
+}
+
+/// The grid `--sweep` runs without `--sweep-grid`: the previous pipeline (no refinement)
+/// around the defaults, then refinement at three margins.
+const DEFAULT_SWEEP: &str = "ncells=1,2,4;threshold=0.5,0.45,0.4;ndocs=256,1024,4096;margin=off";
+
+/// `key=v1,v2;key=...` (keys ncells, threshold, ndocs, margin, exact_docs; margin `off`
+/// means no refinement) as the cartesian product of PLAID settings; a key left out keeps
+/// the default for k.
+fn sweep_grid(spec: &str, k: usize) -> Result<Vec<PlaidParams>> {
+    let bad = |msg: String| crate::Error::Usage(format!("--sweep-grid {spec:?}: {msg}"));
+    let mut grid = vec![PlaidParams::for_k(k)];
+    for part in spec.split(';').map(str::trim).filter(|p| !p.is_empty()) {
+        let (key, values) = part
+            .split_once('=')
+            .ok_or_else(|| bad(format!("{part:?} is not key=v1,v2,...")))?;
+        let values: Vec<&str> = values.split(',').map(str::trim).collect();
+        let mut next = Vec::new();
+        for p in &grid {
+            for v in &values {
+                let num = |what: &str| -> Result<f64> {
+                    v.parse::<f64>()
+                        .ok()
+                        .filter(|x| x.is_finite())
+                        .ok_or_else(|| bad(format!("{key} value {v:?} is not {what}")))
+                };
+                let mut p = *p;
+                match key.trim() {
+                    "ncells" => p.ncells = num("a number")?.max(1.0) as usize,
+                    "threshold" => p.centroid_score_threshold = num("a number")? as f32,
+                    "ndocs" => p.ndocs = num("a number")?.max(1.0) as usize,
+                    "exact_docs" => p.exact_docs = num("a number")?.max(1.0) as usize,
+                    "margin" if *v == "off" => p.refine_margin = None,
+                    "margin" => p.refine_margin = Some(num("a number or off")? as f32),
+                    other => {
+                        return Err(bad(format!(
+                            "unknown key {other:?}: expected ncells, threshold, ndocs, margin or exact_docs"
+                        )))
+                    }
+                }
+                next.push(p);
+            }
+        }
+        grid = next;
+    }
+    Ok(grid)
 }
 
 /// MUVERA's recall-vs-candidates curve beside the single-vector baseline.

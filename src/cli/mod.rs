@@ -419,6 +419,11 @@ pub struct PlaidBuildArgs {
     /// Seed for sampling and k-means (builds are reproducible).
     #[arg(long, default_value_t = 12345)]
     pub seed: u64,
+    /// Coarse cells (of ~sqrt(centroids)) searched to assign a vector to its centroid, in
+    /// k-means and in encoding, when there are at least 2,048 centroids; 0 = compare
+    /// every vector with every centroid (exact, slower).
+    #[arg(long, default_value_t = tessera_index::plaid::DEFAULT_ASSIGN_PROBE as u32)]
+    pub assign_probe: u32,
 }
 
 fn parse_nbits(s: &str) -> Result<u32, String> {
@@ -436,6 +441,7 @@ impl PlaidBuildArgs {
             sample_per_centroid: self.kmeans_sample_per_centroid as usize,
             kmeans_iterations: self.kmeans_iterations as usize,
             seed: self.seed,
+            assign_probe: self.assign_probe as usize,
         }
     }
 }
@@ -502,6 +508,16 @@ pub struct SearchParamArgs {
     /// PLAID: score survivors on the stored f16 vectors (exact) or on decompressed residuals.
     #[arg(long, value_enum)]
     pub rescore: Option<RescoreArg>,
+    /// PLAID: refine the ndocs/4 survivors by token-pruned MaxSim: a query token's dot
+    /// products are computed only with document tokens whose centroid score is within
+    /// this margin of its best (a lower bound of MaxSim, exact with a large margin);
+    /// a negative value turns refinement off. [default: by k, see the README]
+    #[arg(long, allow_negative_numbers = true, value_name = "MARGIN")]
+    pub refine_margin: Option<f32>,
+    /// PLAID: with refinement, how many of the best refined documents get full MaxSim
+    /// [default: by k].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub exact_docs: Option<u32>,
     /// MUVERA: documents taken from the HNSW and re-ranked by exact MaxSim
     /// [default: max(10k, 1000)].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
@@ -558,6 +574,8 @@ impl SearchParamArgs {
             ncells: self.ncells,
             centroid_score_threshold: self.centroid_score_threshold,
             ndocs: self.ndocs,
+            refine_margin: self.refine_margin,
+            exact_docs: self.exact_docs,
             rescore: self.rescore.map(|r| match r {
                 RescoreArg::Exact => RescoreChoice::Exact,
                 RescoreArg::Decompressed => RescoreChoice::Decompressed,
@@ -702,6 +720,12 @@ pub struct EvalArgs {
     /// curve), each against exhaustive search.
     #[arg(long)]
     pub sweep: bool,
+    /// With --sweep: the grid, as `key=v1,v2;key=...` over ncells, threshold, ndocs,
+    /// margin (refinement margin, `off` for none) and exact_docs; keys left out keep the
+    /// defaults for k. E.g. 'ncells=2,4;ndocs=1024;margin=off,0.1,0.2;exact_docs=20,50'.
+    /// [default: ncells=1,2,4;threshold=0.5,0.45,0.4;ndocs=256,1024,4096;margin=off]
+    #[arg(long, value_name = "SPEC", requires = "sweep")]
+    pub sweep_grid: Option<String>,
     /// With an index that has MUVERA: Recall@k against exhaustive and nDCG@10 for
     /// 100..2000 candidates, MUVERA beside the single-vector (mean-pooled) baseline.
     #[arg(long)]

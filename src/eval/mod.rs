@@ -193,7 +193,10 @@ pub struct VsExhaustive {
 #[derive(Debug, Clone, Serialize)]
 pub struct SweepRow {
     pub params: PlaidParams,
+    /// Share of the exhaustive top-k found.
     pub recall_vs_exhaustive: f64,
+    /// Share of the exhaustive top-10 found in the top 10.
+    pub recall_at_10_vs_exhaustive: f64,
     pub metrics: BTreeMap<String, f64>,
     pub latency_ms: Latency,
     pub qps: f64,
@@ -373,6 +376,7 @@ pub fn run_sweep(
         rows.push(SweepRow {
             params: *p,
             recall_vs_exhaustive: recall_against(&pass.run, &exhaustive.run, k),
+            recall_at_10_vs_exhaustive: recall_against(&pass.run, &exhaustive.run, k.min(10)),
             metrics: evaluate(&pass.run, &dataset.qrels, &options.metrics).mean,
             qps: passes.encoded.len() as f64 / pass.seconds.max(1e-9),
             speedup_p50: exh_latency.p50 / latency.p50.max(1e-9),

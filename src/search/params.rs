@@ -19,6 +19,12 @@ pub struct ParamOverrides {
     pub ndocs: Option<u32>,
     /// PLAID: score survivors on the stored f16 vectors (exact) or on decompressed residuals.
     pub rescore: Option<RescoreChoice>,
+    /// PLAID: refine the ndocs/4 survivors by token-pruned MaxSim, computing a query
+    /// token's dot products only with document tokens whose centroid score is within this
+    /// margin of its best; a negative value turns refinement off.
+    pub refine_margin: Option<f32>,
+    /// PLAID: with refinement, how many of the best refined documents get full MaxSim.
+    pub exact_docs: Option<u32>,
     /// MUVERA: documents taken from the HNSW and re-ranked by exact MaxSim
     /// [default: max(10k, 1000)].
     pub candidates: Option<u32>,
@@ -60,6 +66,7 @@ impl ParamOverrides {
         for (name, v) in [
             ("ncells", self.ncells),
             ("ndocs", self.ndocs),
+            ("exact_docs", self.exact_docs),
             ("candidates", self.candidates),
             ("ef_search", self.ef_search),
             ("sparse_candidates", self.sparse_candidates),
@@ -73,6 +80,9 @@ impl ParamOverrides {
             .is_some_and(|t| !t.is_finite())
         {
             return Err("params.centroid_score_threshold must be a finite number".into());
+        }
+        if self.refine_margin.is_some_and(|m| m.is_nan()) {
+            return Err("params.refine_margin must be a number".into());
         }
         if self.bm25_k1.is_some_and(|k| !(k.is_finite() && k >= 0.0)) {
             return Err("bm25_k1 must be a finite number >= 0".into());
@@ -105,7 +115,9 @@ impl ParamOverrides {
         let touches_plaid = self.ncells.is_some()
             || self.centroid_score_threshold.is_some()
             || self.ndocs.is_some()
-            || self.rescore.is_some();
+            || self.rescore.is_some()
+            || self.refine_margin.is_some()
+            || self.exact_docs.is_some();
         let plaid = touches_plaid.then(|| {
             let mut p = PlaidParams::for_k(k);
             if let Some(n) = self.ncells {
@@ -116,6 +128,12 @@ impl ParamOverrides {
             }
             if let Some(n) = self.ndocs {
                 p.ndocs = n as usize;
+            }
+            if let Some(m) = self.refine_margin {
+                p.refine_margin = (m >= 0.0).then_some(m);
+            }
+            if let Some(n) = self.exact_docs {
+                p.exact_docs = n as usize;
             }
             if let Some(r) = self.rescore {
                 p.rescore = match r {

@@ -459,6 +459,12 @@ fn check_depths(args: &ParamOverrides, limits: &Limits) -> Result<(), ApiError> 
             "--max-candidates",
         ),
         (
+            "exact_docs",
+            args.exact_docs,
+            limits.max_candidates,
+            "--max-candidates",
+        ),
+        (
             "candidates",
             args.candidates,
             limits.max_candidates,

@@ -6,7 +6,7 @@ pub mod kmeans;
 pub mod linalg;
 pub mod residual;
 
-pub use kmeans::{kmeans, nearest_ip, nearest_l2, KMeansConfig};
+pub use kmeans::{kmeans, nearest_ip, nearest_l2, KMeansConfig, Metric, TwoLevel, TWO_LEVEL_MIN_K};
 pub use residual::{ResidualDecoder, ResidualQuantizer};
 
 /// ColBERTv2's default number of centroids: `2^floor(log2(16 * sqrt(n_vectors)))`.

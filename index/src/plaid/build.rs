@@ -25,6 +25,11 @@ pub struct PlaidConfig {
     pub sample_per_centroid: usize,
     pub kmeans_iterations: usize,
     pub seed: u64,
+    /// Coarse cells searched when assigning a vector to a centroid (k-means' own steps
+    /// and encoding), out of ~sqrt(k) (`codec::TwoLevel`); 0 = exact assignment against
+    /// every centroid (what indexes built before this setting used).
+    #[serde(default)]
+    pub assign_probe: usize,
 }
 
 impl Default for PlaidConfig {
@@ -35,9 +40,14 @@ impl Default for PlaidConfig {
             sample_per_centroid: 16,
             kmeans_iterations: 8,
             seed: 12345,
+            assign_probe: DEFAULT_ASSIGN_PROBE,
         }
     }
 }
+
+/// Default [`PlaidConfig::assign_probe`]: 8 of ~128 coarse cells at SciFact's 16,384
+/// centroids (README "Building PLAID").
+pub const DEFAULT_ASSIGN_PROBE: usize = 8;
 
 /// Vectors encoded per block (bounds memory: block x k scores).
 const ENCODE_BLOCK: usize = 1 << 15;
@@ -131,6 +141,7 @@ pub fn encode_segment(
     prefix: &str,
     store: &TokenStore,
     codec: &PlaidCodec,
+    assign_probe: usize,
 ) -> Result<PlaidSegmentFiles> {
     let mut w = PlaidSegmentWriter::create(dir, prefix, codec)?;
     let packed_len = codec.quantizer().packed_len();
@@ -149,7 +160,7 @@ pub fn encode_segment(
         let end = store.doc_offset(end_doc - 1) + store.doc_len(end_doc - 1);
         let rows = rows_f32(store, start..end);
         let mut packed = Vec::with_capacity((end - start) * packed_len);
-        let (codes, norms) = codec.encode(&rows, &mut packed);
+        let (codes, norms) = codec.encode(&rows, &mut packed, assign_probe);
         for doc in d..end_doc {
             let a = store.doc_offset(doc) - start;
             let b = a + store.doc_len(doc);

@@ -12,9 +12,10 @@ use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
 use super::PlaidConfig;
-use crate::codec::linalg::{dot_matrix, normalize_rows};
+use crate::codec::linalg::normalize_rows;
 use crate::codec::{
-    default_num_centroids, kmeans, nearest_ip, KMeansConfig, ResidualDecoder, ResidualQuantizer,
+    default_num_centroids, kmeans, nearest_ip, KMeansConfig, Metric, ResidualDecoder,
+    ResidualQuantizer, TwoLevel, TWO_LEVEL_MIN_K,
 };
 use crate::error::{IndexError, Result};
 use crate::segment::{CodecFiles, ComponentKind, FileWriter, MappedFile};
@@ -72,6 +73,7 @@ pub fn train_codec(
             k,
             iterations: config.kmeans_iterations,
             seed: config.seed,
+            probe: config.assign_probe,
         },
     );
     normalize_rows(&mut centroids, dim);
@@ -82,6 +84,19 @@ pub fn train_codec(
 
     let heldout = rows_f32(store, heldout_idx.iter().copied());
     let codes = nearest_ip(&heldout, &centroids, dim);
+    // How often the two-level assignment encoding will use agrees with brute force, on
+    // the held-out vectors (kept in the build record).
+    let agreement = (config.assign_probe > 0 && k >= TWO_LEVEL_MIN_K).then(|| {
+        let two = TwoLevel::new(
+            &centroids,
+            dim,
+            config.assign_probe,
+            Metric::InnerProduct,
+            config.seed,
+        )
+        .assign(&centroids, &heldout);
+        two.iter().zip(&codes).filter(|(a, b)| a == b).count() as f64 / codes.len().max(1) as f64
+    });
     let mut residual_values = Vec::with_capacity(heldout.len());
     let mut norm_sum = 0.0f64;
     for (v, &c) in heldout.chunks_exact(dim).zip(&codes) {
@@ -116,6 +131,7 @@ pub fn train_codec(
             "kmeans_sample": train.len() / dim,
             "heldout": heldout_len,
             "kmeans_seconds": kmeans_seconds,
+            "assignment_agreement": agreement,
             "total_seconds": started.elapsed().as_secs_f64(),
         }),
     })
@@ -129,6 +145,8 @@ pub struct PlaidCodec {
     centroids: MappedFile,
     quantizer: ResidualQuantizer,
     decoder: ResidualDecoder,
+    /// The two-level assignment structure, built on first encode, per probe.
+    two_level: std::sync::Mutex<Option<(usize, std::sync::Arc<TwoLevel>)>>,
 }
 
 impl PlaidCodec {
@@ -167,6 +185,7 @@ impl PlaidCodec {
             decoder: ResidualDecoder::new(q),
             quantizer: q.clone(),
             centroids,
+            two_level: std::sync::Mutex::new(None),
         })
     }
 
@@ -198,8 +217,32 @@ impl PlaidCodec {
     pub fn centroid_scores(&self, query: MultiVectorRef<'_, f32>) -> Vec<f32> {
         let nq = query.len();
         let mut out = vec![0.0f32; self.num_centroids * nq];
-        dot_matrix(self.centroids(), query.as_slice(), self.dim, &mut out);
+        crate::maxsim::Kernel::detect().dot_matrix(
+            self.centroids(),
+            query.as_slice(),
+            self.dim,
+            &mut out,
+        );
         out
+    }
+
+    fn two_level(&self, probe: usize) -> std::sync::Arc<TwoLevel> {
+        let mut slot = self.two_level.lock().unwrap_or_else(|e| e.into_inner());
+        match &*slot {
+            Some((p, t)) if *p == probe => t.clone(),
+            _ => {
+                let t = std::sync::Arc::new(TwoLevel::new(
+                    self.centroids(),
+                    self.dim,
+                    probe,
+                    Metric::InnerProduct,
+                    // Seeded by the codec: every segment is encoded through the same cells.
+                    self.id ^ 0x5eed,
+                ));
+                *slot = Some((probe, t.clone()));
+                t
+            }
+        }
     }
 
     /// Decompress one vector (centroid + residual, normalised) into `out`.
@@ -211,9 +254,18 @@ impl PlaidCodec {
     /// Encode row-major f32 vectors: each one's nearest centroid (inner product), its
     /// packed residual appended to `packed`, and each residual's L2 norm (before
     /// quantisation: how far the vector is from the codec's centroids).
-    pub fn encode(&self, rows: &[f32], packed: &mut Vec<u8>) -> (Vec<u32>, Vec<f32>) {
+    /// `assign_probe` as [`PlaidConfig::assign_probe`] (0: exact assignment).
+    pub fn encode(
+        &self,
+        rows: &[f32],
+        packed: &mut Vec<u8>,
+        assign_probe: usize,
+    ) -> (Vec<u32>, Vec<f32>) {
         let dim = self.dim;
-        let codes = nearest_ip(rows, self.centroids(), dim);
+        let codes = match assign_probe > 0 && self.num_centroids >= TWO_LEVEL_MIN_K {
+            true => self.two_level(assign_probe).assign(self.centroids(), rows),
+            false => nearest_ip(rows, self.centroids(), dim),
+        };
         let mut residual = vec![0.0f32; dim];
         let mut buf = vec![0u8; self.quantizer.packed_len()];
         let mut norms = Vec::with_capacity(codes.len());

@@ -7,9 +7,11 @@
 mod build;
 mod codec;
 mod reader;
+mod refine;
 mod search;
 
-pub use build::{encode_segment, PlaidConfig, PlaidSegmentWriter};
+pub use build::{encode_segment, PlaidConfig, PlaidSegmentWriter, DEFAULT_ASSIGN_PROBE};
 pub use codec::{train_codec, PlaidCodec};
 pub use reader::PlaidSegment;
+pub use refine::{pruned_maxsim_scalar, Refiner};
 pub use search::{centroid_interaction, PlaidParams, PlaidQuery, Rescore};

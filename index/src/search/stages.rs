@@ -147,13 +147,55 @@ impl FirstStage for PlaidStage<'_> {
         k: usize,
         deadline: Deadline,
     ) -> Result<Vec<ScoredDoc>> {
-        let candidates = self.candidates(index, scope, deadline)?;
+        let mut candidates = self.candidates(index, scope, deadline)?;
+        if let Some(margin) = self.params.refine_margin {
+            let keep = self.params.exact_docs.max(k);
+            candidates = self.refine(index, scope, &candidates, margin, keep);
+            deadline.check()?;
+        }
         match self.params.rescore {
             crate::Rescore::Exact => rescore(index, scope, self.vectors, k, &candidates, deadline),
             crate::Rescore::Decompressed => {
                 rescore_decompressed(index, scope, self.vectors, k, &candidates)
             }
         }
+    }
+}
+
+impl PlaidStage<'_> {
+    /// The best `keep` of `docs` by token-pruned MaxSim (`plaid/refine.rs`), on the
+    /// vectors the last stage will read (stored or decompressed); scores compare across
+    /// segments (every computed pair is a true dot product), ties by external id.
+    fn refine(
+        &self,
+        index: &Index,
+        scope: &Scope,
+        docs: &[DocAddress],
+        margin: f32,
+        keep: usize,
+    ) -> Vec<DocAddress> {
+        if docs.len() <= keep {
+            return docs.to_vec();
+        }
+        let codec = index.codec().expect("the index has plaid");
+        let mut all = Vec::new();
+        for (s, mut docs) in by_segment(docs) {
+            let seg = index.segment(s);
+            let allow = scope.allow(s);
+            docs.retain(|&d| allow.contains(d));
+            let plaid = seg.plaid().expect("the index has plaid");
+            let hits = plaid.refine(
+                codec,
+                seg.store(),
+                &self.query,
+                self.vectors,
+                &docs,
+                margin,
+                self.params.rescore,
+            );
+            all.extend(hits.into_iter().map(|h| scored(s, h)));
+        }
+        best(index, all, keep).into_iter().map(|h| h.addr).collect()
     }
 }
 

@@ -283,17 +283,18 @@ impl SegmentBuilder {
         let mut trained = None;
         let plaid_files = match (self.copied_codes, &self.settings.plaid, plaid) {
             (Some(w), _, _) => Some(w.finish()?),
-            (None, Some(_), PlaidSource::Encode(codec)) => Some(encode_segment(
+            (None, Some(cfg), PlaidSource::Encode(codec)) => Some(encode_segment(
                 &dir,
                 &self.prefix,
                 reader.as_ref().expect("opened"),
                 codec,
+                cfg.assign_probe,
             )?),
             (None, Some(cfg), PlaidSource::Train(codec_id)) => {
                 let store = reader.as_ref().expect("opened");
                 let mut files = train_codec(&dir, codec_id, store, cfg, generation)?;
                 let codec = PlaidCodec::open(&dir, &files, dim, false)?;
-                let seg = encode_segment(&dir, &self.prefix, store, &codec)?;
+                let seg = encode_segment(&dir, &self.prefix, store, &codec, cfg.assign_probe)?;
                 // Drift is measured against the vectors the codec was trained on, encoded
                 // the same way later segments are (the held-out sample's norm, computed
                 // at training, is kept in the build record).
