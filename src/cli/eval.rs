@@ -136,6 +136,10 @@ fn sweep(
         "speedup"
     );
     for r in rows {
+        let rescore = match r.params.rescore {
+            tessera_index::Rescore::Exact => "",
+            tessera_index::Rescore::Decompressed => " (decompressed)",
+        };
         let (margin, exact) = match r.params.refine_margin {
             Some(m) => (format!("{m}"), format!("{}", r.params.exact_docs.max(k))),
             None => (
@@ -144,7 +148,7 @@ fn sweep(
             ),
         };
         println!(
-            "{:>6} {:>9.2} {:>6} {:>6} {:>6} {:>9.4} {:>10.4} {:>8.4} {:>10.4} {:>9.2} {:>9.2} {:>7.1}x",
+            "{:>6} {:>9.2} {:>6} {:>6} {:>6} {:>9.4} {:>10.4} {:>8.4} {:>10.4} {:>9.2} {:>9.2} {:>7.1}x{rescore}",
             r.params.ncells,
             r.params.centroid_score_threshold,
             r.params.ndocs,
@@ -162,11 +166,10 @@ fn sweep(
     Ok(())
 }
 
-/// The grid `--sweep` runs without `--sweep-grid`: the previous pipeline (no refinement)
-/// around the defaults, then refinement at three margins.
+/// The grid `--sweep` runs without `--sweep-grid`: 27 settings around the defaults.
 const DEFAULT_SWEEP: &str = "ncells=1,2,4;threshold=0.5,0.45,0.4;ndocs=256,1024,4096;margin=off";
 
-/// `key=v1,v2;key=...` (keys ncells, threshold, ndocs, margin, exact_docs; margin `off`
+/// `key=v1,v2;key=...` (keys ncells, threshold, ndocs, margin, exact_docs, rescore; margin `off`
 /// means no refinement) as the cartesian product of PLAID settings; a key left out keeps
 /// the default for k.
 fn sweep_grid(spec: &str, k: usize) -> Result<Vec<PlaidParams>> {
@@ -192,11 +195,16 @@ fn sweep_grid(spec: &str, k: usize) -> Result<Vec<PlaidParams>> {
                     "threshold" => p.centroid_score_threshold = num("a number")? as f32,
                     "ndocs" => p.ndocs = num("a number")?.max(1.0) as usize,
                     "exact_docs" => p.exact_docs = num("a number")?.max(1.0) as usize,
+                    "rescore" if *v == "exact" => p.rescore = tessera_index::Rescore::Exact,
+                    "rescore" if *v == "decompressed" => {
+                        p.rescore = tessera_index::Rescore::Decompressed
+                    }
+                    "rescore" => return Err(bad(format!("rescore {v:?} is not exact or decompressed"))),
                     "margin" if *v == "off" => p.refine_margin = None,
                     "margin" => p.refine_margin = Some(num("a number or off")? as f32),
                     other => {
                         return Err(bad(format!(
-                            "unknown key {other:?}: expected ncells, threshold, ndocs, margin or exact_docs"
+                            "unknown key {other:?}: expected ncells, threshold, ndocs, margin, exact_docs or rescore"
                         )))
                     }
                 }
