@@ -42,8 +42,9 @@ enum Cmd {
         /// auto = f32 on the CPU, f16 on CUDA.
         #[arg(long, default_value = "auto")]
         dtype: DTypeSpec,
-        #[arg(long, default_value_t = 64)]
-        batch_size: usize,
+        /// Documents per forward pass [default: the encoder's, 16 on the CPU].
+        #[arg(long)]
+        batch_size: Option<usize>,
         #[arg(long, default_value_t = 256)]
         doc_max_len: usize,
         /// Encode only the first N documents.
@@ -93,7 +94,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             limit,
         } => {
             let options = LoadOptions {
-                batch_size: Some(batch_size),
+                batch_size,
                 doc_max_len: Some(doc_max_len),
                 dtype,
                 ..Default::default()

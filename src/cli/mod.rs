@@ -90,9 +90,9 @@ pub struct AddArgs {
     /// Where the encoder runs: cpu, cuda, cuda:N, or auto.
     #[arg(long, default_value = "cpu")]
     pub device: DeviceSpec,
-    /// Documents per forward pass.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub batch_size: u32,
+    /// Documents per forward pass [default: 16 on the CPU, 32 on CUDA].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: Option<u32>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -268,9 +268,9 @@ pub struct ModelArgs {
     /// Floating-point type of the model: auto (f32 on the CPU, f16 on CUDA), f32, f16, bf16.
     #[arg(long, default_value = "auto")]
     pub dtype: DTypeSpec,
-    /// Documents per forward pass.
-    #[arg(long, default_value_t = 32, value_parser = clap::value_parser!(u32).range(1..=4096))]
-    pub batch_size: u32,
+    /// Documents per forward pass [default: 16 on the CPU, 32 on CUDA].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
+    pub batch_size: Option<u32>,
     /// Maximum query length in tokens (default: the checkpoint's, else 32).
     #[arg(long, value_parser = clap::value_parser!(u32).range(4..=8192))]
     pub query_max_len: Option<u32>,
@@ -296,7 +296,7 @@ impl ModelArgs {
             doc_max_len: self.doc_max_len.map(|v| v as usize),
             skip_punctuation: self.skip_punctuation,
             query_augmentation: None,
-            batch_size: Some(self.batch_size as usize),
+            batch_size: self.batch_size.map(|b| b as usize),
             dtype: self.dtype,
         }
     }

@@ -58,7 +58,7 @@ pub(super) fn add(args: AddArgs, progress: bool) -> Result<()> {
         &snapshot,
         args.model.as_deref(),
         args.device,
-        Some(args.batch_size as usize),
+        args.batch_size.map(|b| b as usize),
     )?;
     let splade = load_splade_encoder(&snapshot, args.device)?;
     let record = ModelRecord::read(snapshot.manifest(), snapshot.dir())?;

@@ -1,5 +1,5 @@
-//! BERT for token vectors: embeddings built here, candle-transformers' `BertEncoder` for
-//! the layers.
+//! BERT for token vectors: embeddings built here, the layers in `layers.rs` (why not
+//! candle-transformers' `BertEncoder`: see there).
 //!
 //! Why not candle-transformers' `BertModel` (0.11.1): its attention mask is
 //! `(1 - mask) * f32::MIN` cast to the model's dtype. In f16 and bf16 `f32::MIN` becomes
@@ -10,14 +10,16 @@
 
 use candle_core::{DType, Module, Result, Tensor};
 use candle_nn::{embedding, layer_norm, Embedding, LayerNorm, VarBuilder};
-use candle_transformers::models::bert::{BertEncoder, Config};
+use candle_transformers::models::bert::Config;
+
+use super::layers::Layers;
 
 pub(crate) struct Bert {
     word: Embedding,
     position: Embedding,
     token_type: Embedding,
     norm: LayerNorm,
-    encoder: BertEncoder,
+    encoder: Layers,
 }
 
 impl Bert {
@@ -52,7 +54,7 @@ impl Bert {
                 e.pp("token_type_embeddings"),
             )?,
             norm: layer_norm(config.hidden_size, config.layer_norm_eps, e.pp("LayerNorm"))?,
-            encoder: BertEncoder::load(vb.pp("encoder"), config)?,
+            encoder: Layers::load(vb.pp("encoder"), config)?,
         })
     }
 

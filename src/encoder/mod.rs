@@ -6,6 +6,7 @@ mod batch;
 mod bert;
 mod colbert;
 mod config;
+mod layers;
 pub mod device;
 mod splade;
 mod tokenize;

@@ -168,10 +168,12 @@ impl MaxSim {
 
 impl Kernel {
     /// `out[i * nb + j] = ⟨a_i, b_j⟩` for row-major `a` (`na x dim`) and `b` (`nb x dim`),
-    /// on the calling thread. AVX-512: this crate's register-blocked kernel, because the
-    /// `gemm` crate runs AVX2 only: on PLAID's centroid scores (16,384 x 32 x 384) it took
-    /// 2.3 ms against `gemm`'s 4.0 ms on the development machine's AMD EPYC (README,
-    /// `cargo bench --bench maxsim`). Otherwise `gemm` ([`crate::codec::linalg::dot_matrix`]).
+    /// on the calling thread. AVX-512: this crate's register-blocked kernel. Measured on
+    /// PLAID's centroid scores (16,384 x 32 x 384, `cargo bench --bench maxsim`, AMD EPYC):
+    /// 3.80 ms against 6.34 ms when `gemm` ran AVX2 only, and still 5.21-5.58 ms against
+    /// 5.60-5.96 ms (1.07-1.08x, two runs on a busier host) after `gemm`'s own AVX-512
+    /// microkernels were switched on (its `x86-v4` feature). Otherwise `gemm`
+    /// ([`crate::codec::linalg::dot_matrix`]).
     pub fn dot_matrix(self, a: &[f32], b: &[f32], dim: usize, out: &mut [f32]) {
         match self {
             #[cfg(target_arch = "x86_64")]
