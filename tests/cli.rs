@@ -1064,3 +1064,90 @@ fn an_io_error_is_said_once() {
     ]);
     assert_eq!(err.matches("(os error").count(), 1, "{err}");
 }
+
+/// Pooled indexes explain each stored vector by the tokens it pooled: whole-word through
+/// the word ids, hierarchical by repeating the clustering. The similarities still sum to
+/// the search score, every vector names at least one token, and `--explain` adds an
+/// explanation to every result.
+#[test]
+fn pooled_indexes_explain_their_vectors_by_the_tokens_they_pooled() {
+    let dir = tempfile::tempdir().unwrap();
+    // Words the tiny vocabulary splits into pieces ("vitamins" = vitamin ##s), so
+    // whole-word pooling has something to pool.
+    let data = dir.path().join("corpus.jsonl");
+    let docs = [
+        "Vitamins and deficiencies in elderly adults raise mortality.",
+        "Malarial mosquitoes and bed nets in children.",
+        "Antibiotics resistance in wastewaters of hospitals.",
+        "Sleeplessness and obesity risks in adults.",
+        "Exercising lowers blood pressures.",
+        "Smokers have higher cancers risks.",
+    ];
+    let lines: Vec<String> = docs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| serde_json::json!({"_id": format!("d{i}"), "text": t}).to_string())
+        .collect();
+    std::fs::write(&data, lines.join("\n")).unwrap();
+    let model = fixture("tiny-bert");
+    for (name, args, pooling) in [
+        ("ww", vec!["--pooling", "whole-word"], "whole-word"),
+        ("h2", vec!["--pool-factor", "2"], "hierarchical:2"),
+    ] {
+        let idx = dir.path().join(name);
+        let mut cmd = vec![
+            "index",
+            s(&data),
+            "--out",
+            s(&idx),
+            "--model",
+            s(&model),
+            "--quiet",
+        ];
+        cmd.extend(args.iter().copied());
+        ok(&cmd);
+        let out: serde_json::Value = serde_json::from_str(&ok(&[
+            "search",
+            s(&idx),
+            "vitamins deficiencies and mortality in the elderly",
+            "-k",
+            "6",
+            "--explain",
+            "--json",
+        ]))
+        .unwrap();
+        let results = out["results"].as_array().unwrap();
+        assert_eq!(results.len(), 6);
+        let mut merged = 0;
+        for r in results {
+            let e = &r["explanation"];
+            assert_eq!(e["pooling"], pooling);
+            let sum: f64 = e["query_tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["similarity"].as_f64().unwrap())
+                .sum();
+            let score = r["score"].as_f64().unwrap();
+            assert!(
+                (sum - score).abs() < 1e-4,
+                "{name} {}: {sum} vs {score}",
+                r["id"]
+            );
+            for v in e["document_vectors"].as_array().unwrap() {
+                let n = v["tokens"].as_array().unwrap().len();
+                assert!(n >= 1);
+                merged += usize::from(n > 1);
+            }
+        }
+        assert!(merged > 0, "{name}: some vector pools several tokens");
+    }
+    let msg = fails(&[
+        "search",
+        s(&dir.path().join("ww")),
+        "malaria",
+        "--explain-id",
+        "nope",
+    ]);
+    assert!(msg.contains("no document \"nope\""), "{msg}");
+}

@@ -1204,3 +1204,120 @@ fn searches_during_writes_never_fail_nor_return_deleted_documents() {
     }
     assert!(total > 20, "only {total} searches ran during the writes");
 }
+
+/// Every test query's top documents explained over HTTP: the similarities sum to the
+/// exhaustive search score of that document (an independent path: the search kernel),
+/// each matched vector exists, every span lies inside the document's text and spells
+/// the token it names; the command line explains alike; errors have their codes.
+#[test]
+fn explanations_sum_to_the_exact_score_and_point_inside_the_text() {
+    let srv = Server::start(&[]);
+    let c = client();
+    let queries = std::fs::read_to_string(fixture("tiny-beir/queries.jsonl")).unwrap();
+    let mut explained = 0;
+    for line in queries.lines() {
+        let q: Value = serde_json::from_str(line).unwrap();
+        let q = q["text"].as_str().unwrap();
+        let (status, hits) = post(
+            &c,
+            &srv.url("/indexes/tiny/search"),
+            &json!({"query": q, "k": 16, "mode": "exhaustive"}),
+        );
+        assert_eq!(status, 200, "{hits}");
+        for hit in hits["results"].as_array().unwrap() {
+            let id = hit["id"].as_str().unwrap();
+            let (status, e) = post(
+                &c,
+                &srv.url("/indexes/tiny/explain"),
+                &json!({"query": q, "id": id}),
+            );
+            assert_eq!(status, 200, "{e}");
+            let score = hit["score"].as_f64().unwrap();
+            let tokens = e["query_tokens"].as_array().unwrap();
+            let sum: f64 = tokens
+                .iter()
+                .map(|t| t["similarity"].as_f64().unwrap())
+                .sum();
+            assert!(
+                (sum - score).abs() < 1e-4,
+                "{q:?} {id}: sum {sum} vs search score {score}"
+            );
+            assert!((e["score"].as_f64().unwrap() - score).abs() < 1e-4);
+            let vectors = e["document_vectors"].as_array().unwrap();
+            let text: Vec<char> = e["text"].as_str().unwrap().chars().collect();
+            let contributions: f64 = vectors
+                .iter()
+                .map(|v| v["contribution"].as_f64().unwrap())
+                .sum();
+            assert!((contributions - sum).abs() < 1e-4);
+            for t in tokens {
+                let m = t["matched_vector"].as_u64().unwrap() as usize;
+                assert!(m < vectors.len());
+                // The best match: no other vector scores higher is what the sum checks;
+                // here, that the match is a real vector of the document with tokens.
+                assert!(!vectors[m]["tokens"].as_array().unwrap().is_empty());
+            }
+            for v in vectors {
+                for t in v["tokens"].as_array().unwrap() {
+                    if t["chars"].is_null() {
+                        continue;
+                    }
+                    let (a, b) = (
+                        t["chars"]["start"].as_u64().unwrap() as usize,
+                        t["chars"]["end"].as_u64().unwrap() as usize,
+                    );
+                    assert!(a < b && b <= text.len(), "span {a}..{b} of {}", text.len());
+                    let span: String = text[a..b].iter().collect();
+                    assert_eq!(t["text"].as_str().unwrap(), span);
+                    let piece = t["token"].as_str().unwrap().trim_start_matches("##");
+                    if span.is_ascii() && !piece.starts_with('[') {
+                        assert_eq!(
+                            span.to_lowercase(),
+                            piece.to_lowercase(),
+                            "{id}: token {piece:?} at {a}..{b}"
+                        );
+                    }
+                }
+            }
+            explained += 1;
+        }
+    }
+    assert!(explained >= 8 * 16, "{explained} explanations");
+
+    // The command line gives the same explanation.
+    let (_, e) = post(
+        &c,
+        &srv.url("/indexes/tiny/explain"),
+        &json!({"query": "malaria bed nets", "id": "doc2"}),
+    );
+    let cli: Value = serde_json::from_str(&tessera(&[
+        "search",
+        s(index_dir()),
+        "malaria bed nets",
+        "--explain-id",
+        "doc2",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(cli["query_tokens"], e["query_tokens"]);
+    assert_eq!(cli["document_vectors"], e["document_vectors"]);
+
+    let (status, v) = post(
+        &c,
+        &srv.url("/indexes/tiny/explain"),
+        &json!({"query": "malaria", "id": "no-such-doc"}),
+    );
+    assert_eq!((status.as_u16(), error_code(&v)), (404, "unknown_document"));
+    let (status, v) = post(
+        &c,
+        &srv.url("/indexes/tiny/explain"),
+        &json!({"query": " ", "id": "doc2"}),
+    );
+    assert_eq!((status.as_u16(), error_code(&v)), (400, "empty_query"));
+    let (status, v) = post(
+        &c,
+        &srv.url("/indexes/tiny/explain"),
+        &json!({"query": "x"}),
+    );
+    assert_eq!((status.as_u16(), error_code(&v)), (400, "invalid_request"));
+}

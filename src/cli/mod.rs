@@ -686,6 +686,15 @@ pub struct SearchArgs {
     /// Show each result's metadata fields.
     #[arg(long)]
     pub include_fields: bool,
+    /// Explain each result's score token by token: every query token, the document
+    /// token(s) its best-matching stored vector stands for, and the similarity (these sum
+    /// to the exact MaxSim score). Needs the documents' texts. With a non-exhaustive mode
+    /// the results are that mode's, the explanation always exact.
+    #[arg(long)]
+    pub explain: bool,
+    /// Explain this document's score for the query, whether or not it ranks in the top k.
+    #[arg(long, value_name = "ID")]
+    pub explain_id: Option<String>,
 }
 
 #[derive(Debug, Args)]

@@ -10,6 +10,15 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
         return Err(crate::Error::Usage("query text is blank".into()));
     }
     let searcher = Searcher::open(&args.index, args.model.as_deref(), args.device)?;
+    if let Some(id) = &args.explain_id {
+        let e = searcher.explain(&args.query, id)?;
+        if args.json {
+            println!("{}", serde_json::to_string_pretty(&e).expect("serialises"));
+        } else {
+            print_explanation(&e);
+        }
+        return Ok(());
+    }
     let t = Instant::now();
     let params = args.params.params(args.k as usize)?;
     let filter = args.params.filter(&searcher)?;
@@ -38,6 +47,10 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
             }
             if let Some(f) = fields(h)? {
                 r["fields"] = f;
+            }
+            if args.explain {
+                r["explanation"] = serde_json::to_value(searcher.explain(&args.query, &h.id)?)
+                    .expect("serialises");
             }
             results.push(r);
         }
@@ -71,6 +84,9 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
             if let Some(f) = fields(h)? {
                 println!("{:>17}{f}", "");
             }
+            if args.explain {
+                print_explanation(&searcher.explain(&args.query, &h.id)?);
+            }
         }
         if plan.filtered {
             eprintln!(
@@ -100,4 +116,31 @@ fn snippet(text: &str, max: usize) -> String {
         Some((at, _)) => format!("{}…", &one_line[..at]),
         None => one_line,
     }
+}
+
+/// One line per query token: its text, the document tokens its best vector stands for,
+/// the similarity; then the sum against the exact score.
+fn print_explanation(e: &crate::search::Explanation) {
+    for q in &e.query_tokens {
+        let v = &e.document_vectors[q.matched_vector];
+        let matched: Vec<String> = v
+            .tokens
+            .iter()
+            .map(|t| match (&t.text, t.chars) {
+                (Some(text), Some(c)) => format!("{text:?}@{}..{}", c.start, c.end),
+                _ => t.token.clone(),
+            })
+            .collect();
+        println!(
+            "{:>17}{:<16} -> {:<40} {:>7.4}",
+            "",
+            q.token,
+            matched.join(" "),
+            q.similarity
+        );
+    }
+    println!(
+        "{:>17}sum {:.4} = MaxSim {:.4} ({}; pooling {})",
+        "", e.sum_of_similarities, e.score, e.id, e.pooling
+    );
 }

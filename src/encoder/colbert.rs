@@ -209,6 +209,15 @@ impl ColbertEncoder {
         self.tokenizer.tokenize(texts, role)
     }
 
+    /// Tokenise one text, with every position's token string and character span.
+    pub fn tokenize_with_spans(
+        &self,
+        text: &str,
+        role: Role,
+    ) -> Result<(TokenizedText, Vec<super::tokenize::TokenSpan>)> {
+        self.tokenizer.tokenize_with_spans(text, role)
+    }
+
     /// Identifies the tokenizer's behaviour; equal fingerprints tokenise identically.
     pub fn tokenizer_fingerprint(&self) -> &str {
         self.tokenizer.fingerprint()

@@ -73,7 +73,14 @@ impl Layer {
                 .cloned()
                 .ok_or_else(|| candle_core::Error::Msg("attention projection without bias".into()))
         };
-        let weight = Tensor::cat(&[(q.weight() * scale)?, k.weight().clone(), v.weight().clone()], 0)?;
+        let weight = Tensor::cat(
+            &[
+                (q.weight() * scale)?,
+                k.weight().clone(),
+                v.weight().clone(),
+            ],
+            0,
+        )?;
         let b = Tensor::cat(&[(bias(&q)? * scale)?, bias(&k)?, bias(&v)?], 0)?;
         let o = a.pp("output");
         Ok(Layer {
@@ -96,7 +103,12 @@ impl Layer {
             .qkv
             .forward(x)?
             .reshape((b, len, 3, self.heads, self.head_size))?;
-        let part = |i| qkv.narrow(2, i, 1)?.squeeze(2)?.transpose(1, 2)?.contiguous();
+        let part = |i| {
+            qkv.narrow(2, i, 1)?
+                .squeeze(2)?
+                .transpose(1, 2)?
+                .contiguous()
+        };
         let (q, k, v) = (part(0)?, part(1)?, part(2)?);
         let scores = q.matmul(&k.t()?)?.broadcast_add(mask)?;
         let probs = softmax_last_dim(&scores)?;
@@ -109,7 +121,8 @@ impl Layer {
             .attention_norm
             .forward(&(self.attention_out.forward(&context)? + x)?)?;
         let inner = activation(&self.intermediate.forward(&attended)?, self.act)?;
-        self.out_norm.forward(&(self.out.forward(&inner)? + attended)?)
+        self.out_norm
+            .forward(&(self.out.forward(&inner)? + attended)?)
     }
 }
 
@@ -170,7 +183,8 @@ pub fn softmax_rows(src: &[f32], dst: &mut [f32], row: usize) {
             // SAFETY: the CPU has AVX-512F (checked just above).
             return unsafe { softmax_avx512(src, dst, row) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             return unsafe { softmax_avx2(src, dst, row) };
         }
@@ -277,7 +291,8 @@ pub fn gelu_erf_fast(src: &[f32], dst: &mut [f32]) {
             // SAFETY: the CPU has AVX-512F (checked just above).
             return unsafe { gelu_avx512(src, dst) };
         }
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
             // SAFETY: the CPU has AVX2 and FMA (checked just above).
             return unsafe { gelu_avx2(src, dst) };
         }
@@ -348,7 +363,10 @@ mod tests {
             let x = -(i as f32) * 1e-4;
             let exact = f64::from(x).exp();
             let got = f64::from(exp_fast(x));
-            assert!((got - exact).abs() <= 2.5e-7 * exact + 1e-38, "x {x}: {got} vs {exact}");
+            assert!(
+                (got - exact).abs() <= 2.5e-7 * exact + 1e-38,
+                "x {x}: {got} vs {exact}"
+            );
         }
         // Below -87 the clamp gives e^-87 (1.6e-38): nothing that moves a softmax.
         assert_eq!(exp_fast(-100.0), exp_fast(-87.0));
@@ -360,12 +378,16 @@ mod tests {
     fn fast_softmax_equals_the_f64_definition() {
         let row = 37;
         let src: Vec<f32> = (0..row * 50)
-            .map(|i| ((i * 7919) % 1000) as f32 * 0.013 - 6.0 - if i % 11 == 0 { 3e38 } else { 0.0 })
+            .map(|i| {
+                ((i * 7919) % 1000) as f32 * 0.013 - 6.0 - if i % 11 == 0 { 3e38 } else { 0.0 }
+            })
             .collect();
         let mut dst = vec![0f32; src.len()];
         softmax_rows(&src, &mut dst, row);
         for (s, d) in src.chunks(row).zip(dst.chunks(row)) {
-            let max = s.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
+            let max = s
+                .iter()
+                .fold(f64::NEG_INFINITY, |m, &v| m.max(f64::from(v)));
             let sum: f64 = s.iter().map(|&v| (f64::from(v) - max).exp()).sum();
             for (&v, &o) in s.iter().zip(d) {
                 let exact = (f64::from(v) - max).exp() / sum;
@@ -383,8 +405,14 @@ mod tests {
         gelu_loop(&src, &mut plain);
         for ((x, f), p) in src.iter().zip(&fast).zip(&plain) {
             let exact = 0.5 * f64::from(*x) * (1.0 + libm::erf(f64::from(*x) / 2f64.sqrt()));
-            assert!((f64::from(*f) - exact).abs() < 2e-6, "x {x}: {f} vs {exact}");
-            assert!((f - p).abs() <= 1e-6 * p.abs().max(1.0), "x {x}: {f} vs {p}");
+            assert!(
+                (f64::from(*f) - exact).abs() < 2e-6,
+                "x {x}: {f} vs {exact}"
+            );
+            assert!(
+                (f - p).abs() <= 1e-6 * p.abs().max(1.0),
+                "x {x}: {f} vs {p}"
+            );
         }
     }
 }

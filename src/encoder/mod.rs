@@ -6,8 +6,8 @@ mod batch;
 mod bert;
 mod colbert;
 mod config;
-mod layers;
 pub mod device;
+mod layers;
 mod splade;
 mod tokenize;
 
@@ -15,7 +15,7 @@ pub use colbert::{ColbertEncoder, EncodedBatch};
 pub use config::{EncoderSettings, LoadOptions};
 pub use device::{DTypeSpec, DeviceSpec};
 pub use splade::{SpladeEncoder, SpladeOptions, SpladeSettings};
-pub use tokenize::TokenizedText;
+pub use tokenize::{CharSpan, TokenSpan, TokenizedText};
 
 use std::path::PathBuf;
 

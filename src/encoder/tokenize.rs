@@ -24,6 +24,22 @@ pub struct TokenizedText {
     pub body: std::ops::Range<usize>,
 }
 
+/// A position's token and where it came from in the text.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TokenSpan {
+    pub token: String,
+    /// Character (Unicode scalar) offsets in the text; `None` for special tokens,
+    /// markers and padding.
+    pub chars: Option<CharSpan>,
+}
+
+/// `[start, end)` in Unicode scalar values (a JavaScript page indexes `Array.from(text)`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+pub struct CharSpan {
+    pub start: usize,
+    pub end: usize,
+}
+
 /// ASCII punctuation, as in ColBERT's `string.punctuation` skiplist.
 const PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
 
@@ -112,6 +128,34 @@ impl TextTokenizer {
             .iter()
             .map(|enc| self.frame(enc.get_ids(), enc.get_word_ids(), role))
             .collect())
+    }
+
+    /// Tokenise one text as [`TextTokenizer::tokenize`] does, also giving every position
+    /// its token string and its span in `text` (`None` for special tokens and padding).
+    pub fn tokenize_with_spans(
+        &self,
+        text: &str,
+        role: Role,
+    ) -> Result<(TokenizedText, Vec<TokenSpan>)> {
+        let enc = self
+            .tokenizer
+            .encode_char_offsets(text, false)
+            .map_err(|e| EncoderError::Tokenizer(e.to_string()))?;
+        let framed = self.frame(enc.get_ids(), enc.get_word_ids(), role);
+        let offsets = enc.get_offsets();
+        let spans = framed
+            .ids
+            .iter()
+            .enumerate()
+            .map(|(i, &id)| TokenSpan {
+                token: self.tokenizer.id_to_token(id).unwrap_or_default(),
+                chars: framed.body.contains(&i).then(|| {
+                    let (start, end) = offsets[i - framed.body.start];
+                    CharSpan { start, end }
+                }),
+            })
+            .collect();
+        Ok((framed, spans))
     }
 
     /// Add special tokens and marker, truncate, augment, choose kept positions.

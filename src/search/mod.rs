@@ -4,6 +4,7 @@
 //! command line's flags and the HTTP API's `params` both become it); [`ModelRecord`] and
 //! [`SpladeRecord`] are what an index records about its models.
 
+mod explain;
 mod params;
 mod record;
 
@@ -16,6 +17,7 @@ use tessera_index::{
     Component, DocAddress, Filter, Index, Mode, Plan, Query, SearchParams, SparseVector,
 };
 
+pub use explain::{DocumentToken, DocumentVector, Explanation, QueryTokenMatch};
 pub use params::{ParamOverrides, RescoreChoice, SparseScorerChoice};
 pub use record::{ModelRecord, SpladeRecord};
 

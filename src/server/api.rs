@@ -292,6 +292,10 @@ pub struct SearchResponse {
     pub query_truncated: bool,
     /// Server time for this query: encoding and search.
     pub took_ms: f64,
+    /// Of which: encoding the query (its share of a batch's encoding).
+    pub encode_ms: f64,
+    /// Of which: searching and gathering the results.
+    pub search_ms: f64,
     /// With a filter: documents it allowed, what it cost, whether plaid/muvera ran as
     /// exact MaxSim over the allowed documents.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -572,6 +576,8 @@ fn execute(
             text: plan.text.as_deref(),
             ..q.filtered(plan.filter.as_ref())
         };
+        let searched = Instant::now();
+        let plan_encode_ms = encode_ms + (searched - t).as_secs_f64() * 1e3;
         let (hits, ran) = searcher.search_planned(&query, plan.k, &plan.mode, &plan.params)?;
         let index = searcher.index();
         let mut results = Vec::with_capacity(hits.len());
@@ -599,6 +605,8 @@ fn execute(
             k: plan.k,
             query_truncated: q.truncated,
             took_ms: encode_ms + t.elapsed().as_secs_f64() * 1e3,
+            encode_ms: plan_encode_ms,
+            search_ms: searched.elapsed().as_secs_f64() * 1e3,
             filter: ran.filtered.then_some(ran),
             results,
         });
@@ -637,6 +645,58 @@ pub async fn search(
         &responses.pop().expect("one plan, one response"),
         limits.max_response_bytes,
     )
+}
+
+/// `POST /indexes/{name}/explain`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ExplainRequest {
+    /// The query text.
+    pub query: String,
+    /// The document's external id.
+    pub id: String,
+}
+
+/// Why document `id` scores what it does for `query`: per query token, the stored vector
+/// it matched (its tokens and their character spans in the document's text) and the
+/// similarity; the similarities sum to the exact MaxSim score.
+#[utoipa::path(
+    post,
+    path = "/indexes/{name}/explain",
+    params(("name" = String, Path, description = "Index name")),
+    request_body = ExplainRequest,
+    responses(
+        (status = 200, description = "Token-level explanation", body = crate::search::Explanation),
+        (status = 400, description = "Blank query, or a document that cannot be explained (no text kept, pre-encoded vectors)", body = ErrorBody),
+        (status = 404, description = "Unknown index or document", body = ErrorBody),
+    )
+)]
+pub async fn explain(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    ApiJson(req): ApiJson<ExplainRequest>,
+) -> Result<axum::response::Response, ApiError> {
+    let limits = state.limits();
+    let served = state.index(&name)?;
+    let searcher = served.searcher();
+    if req.query.trim().is_empty() {
+        return Err(ApiError::new(ErrorCode::EmptyQuery, "query text is blank"));
+    }
+    if searcher.index().lookup(&req.id).is_none() {
+        return Err(ApiError::new(
+            ErrorCode::UnknownDocument,
+            format!("index {name:?} has no document {:?}", req.id),
+        ));
+    }
+    let explanation = state
+        .blocking(move || {
+            searcher.explain(&req.query, &req.id).map_err(|e| match e {
+                crate::Error::Usage(m) => ApiError::new(ErrorCode::InvalidRequest, m),
+                e => ApiError::from(e),
+            })
+        })
+        .await?;
+    json_within(&explanation, limits.max_response_bytes)
 }
 
 /// The JSON response, or `response_too_large` if it would exceed `max` bytes.
@@ -1119,6 +1179,7 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
     paths(
         search,
         search_batch,
+        explain,
         list_indexes,
         index_info,
         document,

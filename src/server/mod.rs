@@ -47,6 +47,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/indexes/{name}", get(api::index_info))
         .route("/indexes/{name}/search", post(api::search))
         .route("/indexes/{name}/search/batch", post(api::search_batch))
+        .route("/indexes/{name}/explain", post(api::explain))
         .route(
             "/indexes/{name}/documents/{id}",
             get(api::document).delete(api::delete_document),

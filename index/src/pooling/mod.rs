@@ -39,17 +39,58 @@ pub fn pool_hierarchical(
 /// row `i`'s group; `None` rows (special tokens) stay on their own.
 pub fn pool_by_groups(vectors: &[f32], dim: usize, groups: &[Option<u32>]) -> Vec<f32> {
     assert!(dim > 0 && vectors.len() == groups.len() * dim);
+    mean_by_label(vectors, dim, &group_labels(groups))
+}
+
+/// Which output row of [`pool_hierarchical`] each input row went into (for explaining a
+/// pooled vector by the tokens it pooled).
+pub fn hierarchical_assignment(
+    vectors: &[f32],
+    dim: usize,
+    pool_factor: usize,
+    protected: usize,
+) -> Vec<usize> {
+    assert!(dim > 0 && vectors.len().is_multiple_of(dim));
+    let n = vectors.len() / dim;
+    let protected = protected.min(n);
+    let m = n - protected;
+    if pool_factor <= 1 || m <= 1 {
+        return (0..n).collect();
+    }
+    let labels = ward_labels(&vectors[protected * dim..], dim, (m / pool_factor).max(1));
+    let mut out: Vec<usize> = (0..protected).collect();
+    out.extend(first_appearance(&labels).into_iter().map(|r| r + protected));
+    out
+}
+
+/// Which output row of [`pool_by_groups`] each input row went into.
+pub fn group_assignment(groups: &[Option<u32>]) -> Vec<usize> {
+    first_appearance(&group_labels(groups))
+}
+
+fn group_labels(groups: &[Option<u32>]) -> Vec<usize> {
     // Label = index of the first row of the same group; ungrouped rows label themselves.
     let mut first: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
-    let labels: Vec<usize> = groups
+    groups
         .iter()
         .enumerate()
         .map(|(i, g)| match g {
             Some(g) => *first.entry(*g).or_insert(i),
             None => i,
         })
-        .collect();
-    mean_by_label(vectors, dim, &labels)
+        .collect()
+}
+
+/// Each label's rank in order of first appearance: the output row of `mean_by_label`.
+fn first_appearance(labels: &[usize]) -> Vec<usize> {
+    let mut slot: std::collections::HashMap<usize, usize> = std::collections::HashMap::new();
+    labels
+        .iter()
+        .map(|&l| {
+            let next = slot.len();
+            *slot.entry(l).or_insert(next)
+        })
+        .collect()
 }
 
 /// Cluster label per row: Ward linkage on `1 - cos`, cut to `clusters` clusters.
@@ -111,6 +152,48 @@ fn mean_by_label(rows: &[f32], dim: usize, labels: &[usize]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The assignment names, for each input row, the output row whose mean it is part of.
+    #[test]
+    fn assignments_reproduce_the_pooled_rows() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+        let (n, dim) = (23, 8);
+        // Unit rows, as the encoder gives (protected rows pass through as they are).
+        let v: Vec<f32> = (0..n)
+            .flat_map(|_| {
+                unit(
+                    &(0..dim)
+                        .map(|_| rng.gen_range(-1.0..1.0))
+                        .collect::<Vec<f32>>(),
+                )
+            })
+            .collect();
+        let check = |pooled: Vec<f32>, assign: Vec<usize>| {
+            let rows = pooled.len() / dim;
+            assert_eq!(assign.iter().max().unwrap() + 1, rows);
+            let mut sums = vec![0f32; rows * dim];
+            for (r, &a) in assign.iter().enumerate() {
+                for j in 0..dim {
+                    sums[a * dim + j] += v[r * dim + j];
+                }
+            }
+            for (s, p) in sums.chunks(dim).zip(pooled.chunks(dim)) {
+                let s = unit(s);
+                for (a, b) in s.iter().zip(p) {
+                    assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+                }
+            }
+        };
+        check(
+            pool_hierarchical(&v, dim, 3, 1),
+            hierarchical_assignment(&v, dim, 3, 1),
+        );
+        let groups: Vec<Option<u32>> = (0..n)
+            .map(|i| if i == 0 { None } else { Some(i as u32 / 3) })
+            .collect();
+        check(pool_by_groups(&v, dim, &groups), group_assignment(&groups));
+    }
 
     fn unit(v: &[f32]) -> Vec<f32> {
         let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
