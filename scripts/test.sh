@@ -7,6 +7,13 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/fetch-models.sh
+# The browser test (tests/browser.rs) drives Debian's Chromium through chromedriver;
+# install both the way a user would where they are missing.
+if ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then
+  SUDO=$([ "$(id -u)" = 0 ] || echo sudo)
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq chromium chromium-driver
+fi
 cargo test --profile ci --workspace --all-targets "$@"
 cargo test --profile ci --workspace --doc
 # The live index killed with SIGKILL at random moments (20 per command) must always

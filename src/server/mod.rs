@@ -12,6 +12,7 @@ mod api;
 mod conn;
 mod error;
 mod metrics;
+mod page;
 mod writes;
 
 use std::future::Future;
@@ -40,6 +41,9 @@ pub fn router(state: AppState) -> Router {
 pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
     let limits = state.limits();
     extra
+        .route("/", get(page::index_html))
+        .route("/ui/app.js", get(page::app_js))
+        .route("/ui/style.css", get(page::style_css))
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics_text))
         .route("/openapi.json", get(api::openapi_json))
