@@ -1151,3 +1151,126 @@ fn pooled_indexes_explain_their_vectors_by_the_tokens_they_pooled() {
     ]);
     assert!(msg.contains("no document \"nope\""), "{msg}");
 }
+
+/// `eval --report`: every plot is in the file as inline SVG, nothing is fetched, and each
+/// number the tables show equals `--json`'s at full precision (the main evaluation and,
+/// with --sweep, every row).
+#[test]
+fn the_eval_report_has_every_plot_and_the_json_numbers() {
+    use scraper::{Html, Selector};
+    let dir = tempfile::tempdir().unwrap();
+    let idx = dir.path().join("idx");
+    ok(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&idx),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--components",
+        "store,plaid,bm25",
+        "--num-centroids",
+        "8",
+        "--quiet",
+    ]);
+    let values = |doc: &Html, kind: &str| -> Vec<(String, f64)> {
+        let sel = Selector::parse(&format!("td[data-kind=\"{kind}\"]")).unwrap();
+        doc.select(&sel)
+            .map(|td| {
+                let v = td.value();
+                (v.attr("data-key").unwrap().to_string(), v.attr("data-value").unwrap().parse().unwrap())
+            })
+            .collect()
+    };
+    let svg_in = |doc: &Html, id: &str| {
+        let sel = Selector::parse(&format!("figure#{id} svg")).unwrap();
+        let svg = doc.select(&sel).next().unwrap_or_else(|| panic!("no plot {id}"));
+        assert!(svg.html().contains("<rect") || svg.html().contains("<circle"), "{id} draws nothing");
+    };
+
+    let report = dir.path().join("r.html");
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--mode",
+        "bm25+plaid",
+        "--stage-recall",
+        "--json",
+        "--report",
+        s(&report),
+        "--compare",
+        "exhaustive",
+    ]))
+    .unwrap();
+    let html = std::fs::read_to_string(&report).unwrap();
+    // Self-contained: no script, stylesheet, image or font from anywhere (the SVG's
+    // xmlns is a name, not a fetch).
+    for banned in ["<script", "<link", "src=", "url(", "@import"] {
+        assert!(!html.contains(banned), "the report contains {banned}");
+    }
+    let doc = Html::parse_document(&html);
+    for id in ["latency-histogram", "ndcg-scatter"] {
+        svg_in(&doc, id);
+    }
+    let metrics = values(&doc, "metric");
+    assert_eq!(metrics.len(), json["metrics"].as_object().unwrap().len());
+    for (name, v) in &metrics {
+        assert_eq!(*v, json["metrics"][name].as_f64().unwrap(), "{name}");
+    }
+    assert_eq!(values(&doc, "compare-metric").len(), metrics.len());
+    for (key, v) in values(&doc, "latency") {
+        let (what, stat) = key.split_once('.').unwrap();
+        let field = if what == "search" { "latency_ms" } else { "query_encode_ms" };
+        assert_eq!(v, json[field][stat].as_f64().unwrap(), "{key}");
+    }
+    let stages = values(&doc, "stage-top-k");
+    assert_eq!(stages.len(), 2);
+    for (stage, v) in stages {
+        let j = json["stages"].as_array().unwrap().iter().find(|s| s["stage"] == stage.as_str()).unwrap();
+        assert_eq!(v, j["top_k_recall"].as_f64().unwrap());
+    }
+
+    let report = dir.path().join("sweep.html");
+    let json: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--sweep",
+        "--sweep-grid",
+        "ncells=1,2;ndocs=4,16",
+        "--json",
+        "--report",
+        s(&report),
+    ]))
+    .unwrap();
+    let doc = Html::parse_document(&std::fs::read_to_string(&report).unwrap());
+    svg_in(&doc, "sweep-curve");
+    svg_in(&doc, "latency-histogram");
+    let rows = json["rows"].as_array().unwrap();
+    let shares = values(&doc, "sweep-share");
+    assert_eq!(shares.len(), rows.len());
+    for (i, v) in shares {
+        let r = &rows[i.parse::<usize>().unwrap()];
+        assert_eq!(v, r["recall_vs_exhaustive"].as_f64().unwrap());
+    }
+    for (i, v) in values(&doc, "sweep-p50") {
+        assert_eq!(v, rows[i.parse::<usize>().unwrap()]["latency_ms"]["p50"].as_f64().unwrap());
+    }
+
+    let msg = fails(&[
+        "eval",
+        s(&fixture("tiny-beir")),
+        "--index",
+        s(&idx),
+        "--metrics",
+        "recall@10",
+        "--report",
+        s(&report),
+        "--compare",
+        "bm25",
+    ]);
+    assert!(msg.contains("add ndcg@10 to --metrics"), "{msg}");
+}

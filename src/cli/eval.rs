@@ -44,6 +44,11 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
             .max(1),
         progress,
     };
+    if args.compare.is_some() && !args.metrics.iter().any(|m| m.to_string() == "ndcg@10") {
+        return Err(crate::Error::Usage(
+            "--compare plots per-query nDCG@10: add ndcg@10 to --metrics".into(),
+        ));
+    }
     if args.sweep {
         return sweep(&args, &dataset, &searcher, &options, k);
     }
@@ -53,6 +58,9 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
     let (report, run) = eval::run_eval(&dataset, &searcher, &options)?;
     if let Some(path) = &args.run_file {
         eval::run::write_trec(path, &run, &format!("tessera-{}", report.mode))?;
+    }
+    if let Some(path) = &args.report {
+        write_report(path, &args, &dataset, &searcher, &options, &report, None)?;
     }
     if args.json {
         println!(
@@ -101,6 +109,11 @@ fn sweep(
         None => sweep_grid(DEFAULT_SWEEP, k)?,
     };
     let (rows, exhaustive) = eval::run_sweep(dataset, searcher, options, &grid)?;
+    if let Some(path) = &args.report {
+        // The report's metrics and histogram come from the main mode, run beside the sweep.
+        let (report, _) = eval::run_eval(dataset, searcher, options)?;
+        write_report(path, args, dataset, searcher, options, &report, Some((&rows, exhaustive)))?;
+    }
     if args.json {
         let out = serde_json::json!({
             "dataset": dataset.name, "split": dataset.split, "k": k, "threads": options.threads,
@@ -163,6 +176,35 @@ fn sweep(
             r.speedup_p50
         );
     }
+    Ok(())
+}
+
+/// `--report`: the HTML file, with `--compare`'s mode evaluated in the same run.
+fn write_report(
+    path: &Path,
+    args: &EvalArgs,
+    dataset: &BeirDataset,
+    searcher: &Searcher,
+    options: &EvalOptions,
+    report: &eval::EvalReport,
+    sweep: Option<(&[eval::SweepRow], eval::Latency)>,
+) -> Result<()> {
+    let compare = match &args.compare {
+        Some(mode) => {
+            let other = EvalOptions {
+                mode: mode.clone(),
+                ..options.clone()
+            };
+            Some(eval::run_eval(dataset, searcher, &other)?.0)
+        }
+        None => None,
+    };
+    let extras = eval::report::ReportExtras {
+        sweep,
+        compare: compare.as_ref(),
+    };
+    eval::report::write_html(path, report, &extras)?;
+    eprintln!("report written to {}", path.display());
     Ok(())
 }
 

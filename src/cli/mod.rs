@@ -752,6 +752,15 @@ pub struct EvalArgs {
     /// Write the run in TREC format (qid Q0 docid rank score tag).
     #[arg(long, value_name = "PATH")]
     pub run_file: Option<PathBuf>,
+    /// Also write a self-contained HTML report (inline SVG plots, no scripts): metrics,
+    /// latency histogram, per-stage recall when measured, the sweep curve with --sweep,
+    /// and with --compare a per-query nDCG@10 scatter.
+    #[arg(long, value_name = "PATH")]
+    pub report: Option<PathBuf>,
+    /// Evaluate this second mode in the same run; the report plots each query's nDCG@10
+    /// in both (needs ndcg@10 among --metrics).
+    #[arg(long, value_name = "MODE", requires = "report")]
+    pub compare: Option<Mode>,
     /// Print one JSON object instead of the table.
     #[arg(long)]
     pub json: bool,

@@ -3,6 +3,7 @@
 
 pub mod beir;
 pub mod metrics;
+pub mod report;
 pub mod run;
 
 use std::collections::BTreeMap;
@@ -128,6 +129,12 @@ pub struct EvalReport {
     /// With a filter: what it allowed, its cost, and the planner's decision.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub filter: Option<FilterReport>,
+    /// Each query's search latency (for `--report`'s histogram; not in the JSON).
+    #[serde(skip)]
+    pub latency_samples_ms: Vec<f64>,
+    /// Each judged query's metrics (for `--report`'s per-query scatter; not in the JSON).
+    #[serde(skip)]
+    pub per_query: BTreeMap<String, BTreeMap<String, f64>>,
 }
 
 /// A filtered evaluation's filter.
@@ -688,6 +695,8 @@ pub fn run_eval(
         stages,
         sparse,
         filter,
+        latency_samples_ms: pass.latency_ms,
+        per_query: evaluation.per_query,
     };
     Ok((report, run))
 }
