@@ -67,9 +67,9 @@ pub fn render(report: &EvalReport, extras: &ReportExtras<'_>) -> Result<String> 
 
     h.push_str("<h2>Search latency</h2>\n<table id=\"latency\"><tr><th></th><th>p50 ms</th><th>p95 ms</th><th>mean ms</th></tr>\n");
     for (label, l) in [("search", &report.latency_ms), ("query encoding", &report.query_encode_ms)] {
-        let _ = write!(
+        let _ = writeln!(
             h,
-            "<tr><td>{label}</td>{}{}{}</tr>\n",
+            "<tr><td>{label}</td>{}{}{}</tr>",
             cell("latency", &format!("{label}.p50"), l.p50, 2),
             cell("latency", &format!("{label}.p95"), l.p95, 2),
             cell("latency", &format!("{label}.mean"), l.mean, 2)
@@ -81,9 +81,9 @@ pub fn render(report: &EvalReport, extras: &ReportExtras<'_>) -> Result<String> 
     if let Some(stages) = &report.stages {
         h.push_str("<h2>Per-stage recall against the exhaustive top-k</h2>\n<table id=\"stages\"><tr><th>stage</th><th>own top-k</th><th>candidates</th><th>mean candidates</th><th>p50 ms</th></tr>\n");
         for s in stages {
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td>{}</td>{}{}{}{}</tr>\n",
+                "<tr><td>{}</td>{}{}{}{}</tr>",
                 esc(&s.stage),
                 cell("stage-top-k", &s.stage, s.top_k_recall, 4),
                 cell("stage-candidates", &s.stage, s.candidates_recall, 4),
@@ -104,9 +104,9 @@ pub fn render(report: &EvalReport, extras: &ReportExtras<'_>) -> Result<String> 
         h.push_str("<table id=\"sweep\"><tr><th>ncells</th><th>threshold</th><th>ndocs</th><th>share of exhaustive top-k</th><th>nDCG@10</th><th>p50 ms</th><th>p95 ms</th></tr>\n");
         for (i, r) in rows.iter().enumerate() {
             let key = i.to_string();
-            let _ = write!(
+            let _ = writeln!(
                 h,
-                "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}{}{}</tr>\n",
+                "<tr><td>{}</td><td>{}</td><td>{}</td>{}{}{}{}</tr>",
                 r.params.ncells,
                 r.params.centroid_score_threshold,
                 r.params.ndocs,

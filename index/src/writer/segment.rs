@@ -225,7 +225,9 @@ impl SegmentBuilder {
         }
         if self.fields.is_some() {
             let values = self.checked_fields(id, &extras)?;
-            self.fields.as_mut().expect("checked").add(&values)?;
+            if let Some(f) = &mut self.fields {
+                f.add(&values)?;
+            }
         }
         if let Some(w) = &mut self.copied_codes {
             let c = codes.expect("a merge brings every document's codes");
