@@ -40,22 +40,48 @@ impl Drop for Proc {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn build_index(dir: &Path) {
     let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["index", s(&fixture("tiny-beir")), "--out", s(dir), "--model"])
+        .args([
+            "index",
+            s(&fixture("tiny-beir")),
+            "--out",
+            s(dir),
+            "--model",
+        ])
         .arg(fixture("tiny-bert"))
-        .args(["--components", "store,plaid,bm25", "--num-centroids", "8", "--quiet"])
+        .args([
+            "--components",
+            "store,plaid,bm25",
+            "--num-centroids",
+            "8",
+            "--quiet",
+        ])
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn serve(dir: &Path) -> (Proc, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
-        .args(["serve", &format!("tiny={}", s(dir)), "--addr", "127.0.0.1:0", "--read-only"])
+        .args([
+            "serve",
+            &format!("tiny={}", s(dir)),
+            "--addr",
+            "127.0.0.1:0",
+            "--read-only",
+        ])
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -105,11 +131,22 @@ fn api(base: &str, path: &str, body: &Value) -> Value {
     .unwrap()
 }
 
-async fn browser(port: u16) -> Client {
+/// Kills every browser process of this test's profile directory on drop, so a failed
+/// check (a panic skips closing the WebDriver session) leaves no Chromium running.
+struct BrowserGuard(PathBuf);
+
+impl Drop for BrowserGuard {
+    fn drop(&mut self) {
+        let _ = Command::new("pkill").arg("-f").arg(&self.0).status();
+    }
+}
+
+async fn browser(port: u16, profile: &Path) -> Client {
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
-        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"]}),
+        json!({"args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                        "--window-size=1280,1000", format!("--user-data-dir={}", profile.display())]}),
     );
     ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps)
@@ -120,12 +157,15 @@ async fn browser(port: u16) -> Client {
 
 /// Result ids on the page once `status` says they are there.
 async fn page_ids(c: &Client) -> Vec<String> {
-    c.wait()
-        .for_element(Locator::Css("#status"))
-        .await
-        .unwrap();
+    c.wait().for_element(Locator::Css("#status")).await.unwrap();
     for _ in 0..100 {
-        let status = c.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
+        let status = c
+            .find(Locator::Id("status"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         if status.contains("result") {
             break;
         }
@@ -160,9 +200,14 @@ fn the_search_page_shows_what_the_api_answers() {
     let (_driver, port) = chromedriver().expect(
         "chromedriver not found: apt-get install chromium chromium-driver (scripts/test.sh does)",
     );
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let profile = tmp.path().join("chromium-profile");
+    let _guard = BrowserGuard(profile.clone());
     rt.block_on(async {
-        let c = browser(port).await;
+        let c = browser(port, &profile).await;
         let result = run_checks(&c, &base, tmp.path()).await;
         c.close().await.unwrap();
         result
@@ -171,14 +216,26 @@ fn the_search_page_shows_what_the_api_answers() {
 
 async fn run_checks(c: &Client, base: &str, out: &Path) {
     c.goto(&format!("{base}/")).await.unwrap();
-    c.wait().for_element(Locator::Css("body[data-ready=true]")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("body[data-ready=true]"))
+        .await
+        .unwrap();
 
     // The mode selector lists what the index can run, exhaustive first.
     let mut modes = Vec::new();
     for o in c.find_all(Locator::Css("#mode option")).await.unwrap() {
         modes.push(o.attr("value").await.unwrap().unwrap());
     }
-    assert_eq!(modes, ["exhaustive", "plaid", "bm25", "plaid+bm25", "rrf:plaid+bm25"]);
+    assert_eq!(
+        modes,
+        [
+            "exhaustive",
+            "plaid",
+            "bm25",
+            "plaid+bm25",
+            "rrf:plaid+bm25"
+        ]
+    );
 
     // Type a query, press Enter: the ids equal the API's for the same request.
     let q = "vitamin d and mortality in the elderly";
@@ -186,32 +243,77 @@ async fn run_checks(c: &Client, base: &str, out: &Path) {
     input.send_keys(q).await.unwrap();
     input.send_keys(&Key::Enter.to_string()).await.unwrap();
     let shown = page_ids(c).await;
-    let expected = api(base, "/indexes/tiny/search", &json!({"query": q, "k": 10, "mode": "exhaustive"}));
+    let expected = api(
+        base,
+        "/indexes/tiny/search",
+        &json!({"query": q, "k": 10, "mode": "exhaustive"}),
+    );
     assert_eq!(shown, api_ids(&expected));
     // The URL holds the query: reloading it searches again.
     let url = c.current_url().await.unwrap();
     assert!(url.query().unwrap().contains("q=vitamin"), "{url}");
     c.goto(url.as_str()).await.unwrap();
-    c.wait().for_element(Locator::Css("body[data-ready=true]")).await.unwrap();
+    c.wait()
+        .for_element(Locator::Css("body[data-ready=true]"))
+        .await
+        .unwrap();
     assert_eq!(page_ids(c).await, shown);
     std::fs::write(out.join("results.png"), c.screenshot().await.unwrap()).unwrap();
 
     // Switch mode.
-    c.find(Locator::Css("#mode option[value=bm25]")).await.unwrap().click().await.unwrap();
-    c.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
+    c.find(Locator::Css("#mode option[value=bm25]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.find(Locator::Id("go"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let bm25 = api(base, "/indexes/tiny/search", &json!({"query": q, "k": 10, "mode": "bm25"}));
+    let bm25 = api(
+        base,
+        "/indexes/tiny/search",
+        &json!({"query": q, "k": 10, "mode": "bm25"}),
+    );
     assert_eq!(page_ids(c).await, api_ids(&bm25));
-    let status = c.find(Locator::Id("status")).await.unwrap().text().await.unwrap();
-    assert!(status.contains("bm25") && status.contains("query encoding"), "{status}");
+    let status = c
+        .find(Locator::Id("status"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        status.contains("bm25") && status.contains("query encoding"),
+        "{status}"
+    );
 
     // Explain the first result: hovering each query token outlines exactly the document
     // tokens of the vector the API says it matched.
     let first = &api_ids(&bm25)[0];
-    c.find(Locator::Css("#results li.hit .explain-btn")).await.unwrap().click().await.unwrap();
-    c.wait().for_element(Locator::Css(".explanation .qtok")).await.unwrap();
-    let e = api(base, "/indexes/tiny/explain", &json!({"query": q, "id": first}));
-    let chips = c.find_all(Locator::Css(".explanation .qtok")).await.unwrap();
+    c.find(Locator::Css("#results li.hit .explain-btn"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    c.wait()
+        .for_element(Locator::Css(".explanation .qtok"))
+        .await
+        .unwrap();
+    let e = api(
+        base,
+        "/indexes/tiny/explain",
+        &json!({"query": q, "id": first}),
+    );
+    let chips = c
+        .find_all(Locator::Css(".explanation .qtok"))
+        .await
+        .unwrap();
     assert_eq!(chips.len(), e["query_tokens"].as_array().unwrap().len());
     for (i, chip) in chips.iter().enumerate() {
         let matched = e["query_tokens"][i]["matched_vector"].as_u64().unwrap() as usize;
@@ -221,15 +323,26 @@ async fn run_checks(c: &Client, base: &str, out: &Path) {
             .iter()
             .filter_map(|t| t["text"].as_str())
             .collect();
-        let hover = MouseActions::new("mouse".into())
-            .then(PointerAction::MoveToElement { element: chip.clone(), duration: None, x: 0.0, y: 0.0 });
+        let hover = MouseActions::new("mouse".into()).then(PointerAction::MoveToElement {
+            element: chip.clone(),
+            duration: None,
+            x: 0.0,
+            y: 0.0,
+        });
         c.perform_actions(hover).await.unwrap();
         let mut got = String::new();
-        for t in c.find_all(Locator::Css(".explanation .tok.hl")).await.unwrap() {
+        for t in c
+            .find_all(Locator::Css(".explanation .tok.hl"))
+            .await
+            .unwrap()
+        {
             got.push_str(&t.text().await.unwrap());
         }
         let got: String = got.split_whitespace().collect();
-        assert_eq!(got, want, "query token {i}: outlined {got:?}, the API matched {want:?}");
+        assert_eq!(
+            got, want,
+            "query token {i}: outlined {got:?}, the API matched {want:?}"
+        );
     }
     std::fs::write(out.join("explanation.png"), c.screenshot().await.unwrap()).unwrap();
 
@@ -237,10 +350,29 @@ async fn run_checks(c: &Client, base: &str, out: &Path) {
     let k = c.find(Locator::Id("k")).await.unwrap();
     k.clear().await.unwrap();
     k.send_keys("0").await.unwrap();
-    c.find(Locator::Id("go")).await.unwrap().click().await.unwrap();
-    let err = c.wait().for_element(Locator::Css("#error:not([hidden])")).await.unwrap();
+    c.find(Locator::Id("go"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    let err = c
+        .wait()
+        .for_element(Locator::Css("#error:not([hidden])"))
+        .await
+        .unwrap();
     let text = err.text().await.unwrap();
-    let api_err = api(base, "/indexes/tiny/search", &json!({"query": q, "k": 0, "mode": "bm25"}));
-    assert!(text.contains(api_err["error"]["code"].as_str().unwrap()), "{text} vs {api_err}");
-    assert!(text.contains(api_err["error"]["message"].as_str().unwrap()), "{text} vs {api_err}");
+    let api_err = api(
+        base,
+        "/indexes/tiny/search",
+        &json!({"query": q, "k": 0, "mode": "bm25"}),
+    );
+    assert!(
+        text.contains(api_err["error"]["code"].as_str().unwrap()),
+        "{text} vs {api_err}"
+    );
+    assert!(
+        text.contains(api_err["error"]["message"].as_str().unwrap()),
+        "{text} vs {api_err}"
+    );
 }

@@ -1178,14 +1178,23 @@ fn the_eval_report_has_every_plot_and_the_json_numbers() {
         doc.select(&sel)
             .map(|td| {
                 let v = td.value();
-                (v.attr("data-key").unwrap().to_string(), v.attr("data-value").unwrap().parse().unwrap())
+                (
+                    v.attr("data-key").unwrap().to_string(),
+                    v.attr("data-value").unwrap().parse().unwrap(),
+                )
             })
             .collect()
     };
     let svg_in = |doc: &Html, id: &str| {
         let sel = Selector::parse(&format!("figure#{id} svg")).unwrap();
-        let svg = doc.select(&sel).next().unwrap_or_else(|| panic!("no plot {id}"));
-        assert!(svg.html().contains("<rect") || svg.html().contains("<circle"), "{id} draws nothing");
+        let svg = doc
+            .select(&sel)
+            .next()
+            .unwrap_or_else(|| panic!("no plot {id}"));
+        assert!(
+            svg.html().contains("<rect") || svg.html().contains("<circle"),
+            "{id} draws nothing"
+        );
     };
 
     let report = dir.path().join("r.html");
@@ -1222,13 +1231,22 @@ fn the_eval_report_has_every_plot_and_the_json_numbers() {
     assert_eq!(values(&doc, "compare-metric").len(), metrics.len());
     for (key, v) in values(&doc, "latency") {
         let (what, stat) = key.split_once('.').unwrap();
-        let field = if what == "search" { "latency_ms" } else { "query_encode_ms" };
+        let field = if what == "search" {
+            "latency_ms"
+        } else {
+            "query_encode_ms"
+        };
         assert_eq!(v, json[field][stat].as_f64().unwrap(), "{key}");
     }
     let stages = values(&doc, "stage-top-k");
     assert_eq!(stages.len(), 2);
     for (stage, v) in stages {
-        let j = json["stages"].as_array().unwrap().iter().find(|s| s["stage"] == stage.as_str()).unwrap();
+        let j = json["stages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["stage"] == stage.as_str())
+            .unwrap();
         assert_eq!(v, j["top_k_recall"].as_f64().unwrap());
     }
 
@@ -1257,7 +1275,12 @@ fn the_eval_report_has_every_plot_and_the_json_numbers() {
         assert_eq!(v, r["recall_vs_exhaustive"].as_f64().unwrap());
     }
     for (i, v) in values(&doc, "sweep-p50") {
-        assert_eq!(v, rows[i.parse::<usize>().unwrap()]["latency_ms"]["p50"].as_f64().unwrap());
+        assert_eq!(
+            v,
+            rows[i.parse::<usize>().unwrap()]["latency_ms"]["p50"]
+                .as_f64()
+                .unwrap()
+        );
     }
 
     let msg = fails(&[

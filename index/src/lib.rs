@@ -40,6 +40,7 @@
 //! assert_eq!(index.num_docs(), 2);
 //! ```
 
+pub mod activation;
 pub mod allow;
 pub mod codec;
 pub mod component;

@@ -112,7 +112,15 @@ fn sweep(
     if let Some(path) = &args.report {
         // The report's metrics and histogram come from the main mode, run beside the sweep.
         let (report, _) = eval::run_eval(dataset, searcher, options)?;
-        write_report(path, args, dataset, searcher, options, &report, Some((&rows, exhaustive)))?;
+        write_report(
+            path,
+            args,
+            dataset,
+            searcher,
+            options,
+            &report,
+            Some((&rows, exhaustive)),
+        )?;
     }
     if args.json {
         let out = serde_json::json!({

@@ -56,7 +56,12 @@ pub fn render(report: &EvalReport, extras: &ReportExtras<'_>) -> Result<String> 
     }
     h.push_str("</th></tr>\n");
     for (name, value) in &report.metrics {
-        let _ = write!(h, "<tr><td>{}</td>{}", esc(name), cell("metric", name, *value, 4));
+        let _ = write!(
+            h,
+            "<tr><td>{}</td>{}",
+            esc(name),
+            cell("metric", name, *value, 4)
+        );
         if let Some(c) = extras.compare {
             let v = c.metrics.get(name).copied().unwrap_or(f64::NAN);
             h.push_str(&cell("compare-metric", name, v, 4));
@@ -66,7 +71,10 @@ pub fn render(report: &EvalReport, extras: &ReportExtras<'_>) -> Result<String> 
     h.push_str("</table>\n");
 
     h.push_str("<h2>Search latency</h2>\n<table id=\"latency\"><tr><th></th><th>p50 ms</th><th>p95 ms</th><th>mean ms</th></tr>\n");
-    for (label, l) in [("search", &report.latency_ms), ("query encoding", &report.query_encode_ms)] {
+    for (label, l) in [
+        ("search", &report.latency_ms),
+        ("query encoding", &report.query_encode_ms),
+    ] {
         let _ = writeln!(
             h,
             "<tr><td>{label}</td>{}{}{}</tr>",
@@ -76,7 +84,10 @@ pub fn render(report: &EvalReport, extras: &ReportExtras<'_>) -> Result<String> 
         );
     }
     h.push_str("</table>\n");
-    h.push_str(&figure("latency-histogram", &latency_histogram(&report.latency_samples_ms)?));
+    h.push_str(&figure(
+        "latency-histogram",
+        &latency_histogram(&report.latency_samples_ms)?,
+    ));
 
     if let Some(stages) = &report.stages {
         h.push_str("<h2>Per-stage recall against the exhaustive top-k</h2>\n<table id=\"stages\"><tr><th>stage</th><th>own top-k</th><th>candidates</th><th>mean candidates</th><th>p50 ms</th></tr>\n");
@@ -111,7 +122,12 @@ pub fn render(report: &EvalReport, extras: &ReportExtras<'_>) -> Result<String> 
                 r.params.centroid_score_threshold,
                 r.params.ndocs,
                 cell("sweep-share", &key, r.recall_vs_exhaustive, 4),
-                cell("sweep-ndcg", &key, r.metrics.get("ndcg@10").copied().unwrap_or(f64::NAN), 4),
+                cell(
+                    "sweep-ndcg",
+                    &key,
+                    r.metrics.get("ndcg@10").copied().unwrap_or(f64::NAN),
+                    4
+                ),
                 cell("sweep-p50", &key, r.latency_ms.p50, 2),
                 cell("sweep-p95", &key, r.latency_ms.p95, 2)
             );
@@ -132,7 +148,10 @@ table{border-collapse:collapse;margin:.5rem 0 1rem}td,th{border-bottom:1px solid
 td:first-child,th:first-child{text-align:left}.sub{color:#5f6b76}figure{margin:0 0 1rem}";
 
 fn esc(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn cell(kind: &str, key: &str, value: f64, digits: usize) -> String {
@@ -195,15 +214,33 @@ fn sweep_curve(rows: &[SweepRow], exhaustive: Latency) -> Result<String> {
     {
         let root = SVGBackend::with_string(&mut svg, (720, 380)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
-        let lo = rows.iter().map(|r| r.latency_ms.p50).fold(f64::INFINITY, f64::min).min(exhaustive.p50);
-        let hi = rows.iter().map(|r| r.latency_ms.p50).fold(0f64, f64::max).max(exhaustive.p50);
-        let y_lo = rows.iter().map(|r| r.recall_vs_exhaustive).fold(1f64, f64::min).min(0.99);
+        let lo = rows
+            .iter()
+            .map(|r| r.latency_ms.p50)
+            .fold(f64::INFINITY, f64::min)
+            .min(exhaustive.p50);
+        let hi = rows
+            .iter()
+            .map(|r| r.latency_ms.p50)
+            .fold(0f64, f64::max)
+            .max(exhaustive.p50);
+        let y_lo = rows
+            .iter()
+            .map(|r| r.recall_vs_exhaustive)
+            .fold(1f64, f64::min)
+            .min(0.99);
         let mut chart = ChartBuilder::on(&root)
-            .caption("PLAID: p50 latency against share of the exhaustive top-k", ("sans-serif", 16))
+            .caption(
+                "PLAID: p50 latency against share of the exhaustive top-k",
+                ("sans-serif", 16),
+            )
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(50)
-            .build_cartesian_2d((lo * 0.8..hi * 1.25).log_scale(), (y_lo - 0.02).max(0.0)..1.005)
+            .build_cartesian_2d(
+                (lo * 0.8..hi * 1.25).log_scale(),
+                (y_lo - 0.02).max(0.0)..1.005,
+            )
             .map_err(plot_err)?;
         chart
             .configure_mesh()
@@ -211,7 +248,10 @@ fn sweep_curve(rows: &[SweepRow], exhaustive: Latency) -> Result<String> {
             .y_desc("share of exhaustive top-k")
             .draw()
             .map_err(plot_err)?;
-        let mut pts: Vec<(f64, f64)> = rows.iter().map(|r| (r.latency_ms.p50, r.recall_vs_exhaustive)).collect();
+        let mut pts: Vec<(f64, f64)> = rows
+            .iter()
+            .map(|r| (r.latency_ms.p50, r.recall_vs_exhaustive))
+            .collect();
         pts.sort_by(|a, b| a.0.total_cmp(&b.0));
         chart
             .draw_series(pts.iter().map(|&p| Circle::new(p, 4, BLUE.filled())))
@@ -219,7 +259,11 @@ fn sweep_curve(rows: &[SweepRow], exhaustive: Latency) -> Result<String> {
             .label("PLAID settings")
             .legend(|(x, y)| Circle::new((x, y), 4, BLUE.filled()));
         chart
-            .draw_series(std::iter::once(Circle::new((exhaustive.p50, 1.0), 5, RED.filled())))
+            .draw_series(std::iter::once(Circle::new(
+                (exhaustive.p50, 1.0),
+                5,
+                RED.filled(),
+            )))
             .map_err(plot_err)?
             .label("exhaustive")
             .legend(|(x, y)| Circle::new((x, y), 5, RED.filled()));
@@ -242,7 +286,10 @@ fn scatter(a: &EvalReport, b: &EvalReport) -> Result<String> {
         let root = SVGBackend::with_string(&mut svg, (480, 480)).into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         let mut chart = ChartBuilder::on(&root)
-            .caption(format!("nDCG@10 per query: {} vs {}", a.mode, b.mode), ("sans-serif", 15))
+            .caption(
+                format!("nDCG@10 per query: {} vs {}", a.mode, b.mode),
+                ("sans-serif", 15),
+            )
             .margin(10)
             .x_label_area_size(35)
             .y_label_area_size(45)
@@ -263,7 +310,11 @@ fn scatter(a: &EvalReport, b: &EvalReport) -> Result<String> {
             .filter_map(|(q, m)| Some((*m.get("ndcg@10")?, *b.per_query.get(q)?.get("ndcg@10")?)))
             .collect();
         chart
-            .draw_series(points.iter().map(|&p| Circle::new(p, 3, BLUE.mix(0.5).filled())))
+            .draw_series(
+                points
+                    .iter()
+                    .map(|&p| Circle::new(p, 3, BLUE.mix(0.5).filled())),
+            )
             .map_err(plot_err)?;
         root.present().map_err(plot_err)?;
     }
