@@ -13,7 +13,8 @@
 //! - the softmax is candle-nn's fused `softmax_last_dim` (one pass, one allocation);
 //! - the exact (erf) GELU runs through [`gelu_erf_fast`] on the CPU in f32: a rational
 //!   approximation of erf, branch-free and vectorised (AVX-512 or AVX2 where the CPU
-//!   has it); its error against `erf` is tested below (< 1e-6 absolute). Other devices
+//!   has it); its error against `erf` is tested in `tessera_index::activation` (< 1e-6
+//!   absolute). Other devices
 //!   and dtypes keep candle's `gelu_erf`.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Module, Result, Shape, Tensor};
@@ -158,21 +159,12 @@ impl CustomOp1 for SoftmaxFast {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("tessera-softmax-last-dim: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("tessera-softmax-last-dim: input must be contiguous");
-        };
-        let src = &all[start..end];
         let row = layout.shape().dims().last().copied().unwrap_or(1).max(1);
-        let mut dst = vec![0f32; src.len()];
-        // Rows in groups of about 16k values per task.
+        // Whole rows, about 16k values per task.
         let group = row * (16_384 / row).max(1);
-        dst.par_chunks_mut(group)
-            .zip(src.par_chunks(group))
-            .for_each(|(d, s)| softmax_rows(s, d, row));
-        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+        map_f32(self.name(), storage, layout, group, |s, d| {
+            softmax_rows(s, d, row)
+        })
     }
 }
 
@@ -185,17 +177,29 @@ impl CustomOp1 for GeluErfFast {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
-        let CpuStorage::F32(all) = storage else {
-            candle_core::bail!("tessera-gelu-erf: f32 only");
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            candle_core::bail!("tessera-gelu-erf: input must be contiguous");
-        };
-        let src = &all[start..end];
-        let mut dst = vec![0f32; src.len()];
-        dst.par_chunks_mut(1 << 14)
-            .zip(src.par_chunks(1 << 14))
-            .for_each(|(d, s)| gelu_erf_fast(s, d));
-        Ok((CpuStorage::F32(dst), layout.shape().clone()))
+        map_f32(self.name(), storage, layout, 1 << 14, gelu_erf_fast)
     }
+}
+
+/// A contiguous f32 CPU tensor mapped chunk by chunk (in parallel) into a new one of the
+/// same shape: `f(src_chunk, dst_chunk)`.
+fn map_f32(
+    name: &str,
+    storage: &CpuStorage,
+    layout: &Layout,
+    chunk: usize,
+    f: impl Fn(&[f32], &mut [f32]) + Sync,
+) -> Result<(CpuStorage, Shape)> {
+    let CpuStorage::F32(all) = storage else {
+        candle_core::bail!("{name}: f32 only");
+    };
+    let Some((start, end)) = layout.contiguous_offsets() else {
+        candle_core::bail!("{name}: input must be contiguous");
+    };
+    let src = &all[start..end];
+    let mut dst = vec![0f32; src.len()];
+    dst.par_chunks_mut(chunk)
+        .zip(src.par_chunks(chunk))
+        .for_each(|(d, s)| f(s, d));
+    Ok((CpuStorage::F32(dst), layout.shape().clone()))
 }

@@ -24,6 +24,18 @@ pub struct TokenizedText {
     pub body: std::ops::Range<usize>,
 }
 
+impl TokenizedText {
+    /// Whole-word index of each position that becomes a vector, in vector order.
+    pub fn kept_word_ids(&self) -> Vec<Option<u32>> {
+        self.word_ids
+            .iter()
+            .zip(&self.keep)
+            .filter(|(_, k)| **k)
+            .map(|(w, _)| *w)
+            .collect()
+    }
+}
+
 /// A position's token and where it came from in the text.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct TokenSpan {

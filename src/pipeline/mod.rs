@@ -225,16 +225,11 @@ pub fn pool(
             factor,
             1,
         )),
-        Some(Pooling::WholeWord) => {
-            let groups: Vec<Option<u32>> = tokenized
-                .word_ids
-                .iter()
-                .zip(&tokenized.keep)
-                .filter(|(_, k)| **k)
-                .map(|(w, _)| *w)
-                .collect();
-            Some(pool_by_groups(vectors.as_slice(), vectors.dim(), &groups))
-        }
+        Some(Pooling::WholeWord) => Some(pool_by_groups(
+            vectors.as_slice(),
+            vectors.dim(),
+            &tokenized.kept_word_ids(),
+        )),
     }
 }
 

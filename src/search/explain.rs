@@ -77,7 +77,10 @@ impl Searcher {
             .lookup(id)
             .ok_or_else(|| Error::Usage(format!("the index has no document {id:?}")))?;
         let text = index.text(addr).ok_or_else(|| {
-            Error::Usage("the index keeps no texts (built with --store-text false): nothing to explain against".into())
+            Error::Usage(
+                "the index keeps no texts (built with --no-store-text): nothing to explain against"
+                    .into(),
+            )
         })?;
         let stored = index.vectors(addr);
         let dim = stored.dim();
@@ -96,18 +99,12 @@ impl Searcher {
         let (dtok, dspans) = encoder.tokenize_with_spans(text, Role::Document)?;
         let dkept: Vec<&TokenSpan> = kept(&dspans, &dtok.keep);
         let pooling = self.pooling()?;
+        // Hierarchical pooling is traced by encoding the text again (kept to check the
+        // stored vectors once the row count is known to match).
+        let mut reencoded = None;
         let assignment: Vec<usize> = match pooling {
             None => (0..dkept.len()).collect(),
-            Some(Pooling::WholeWord) => {
-                let groups: Vec<Option<u32>> = dtok
-                    .word_ids
-                    .iter()
-                    .zip(&dtok.keep)
-                    .filter(|(_, k)| **k)
-                    .map(|(w, _)| *w)
-                    .collect();
-                group_assignment(&groups)
-            }
+            Some(Pooling::WholeWord) => group_assignment(&dtok.kept_word_ids()),
             Some(Pooling::Hierarchical { factor }) => {
                 let full = encoder
                     .encode_tokenized(std::slice::from_ref(&dtok))?
@@ -115,7 +112,7 @@ impl Searcher {
                     .pop()
                     .expect("one in, one out");
                 let assignment = hierarchical_assignment(full.as_slice(), dim, factor, 1);
-                check_pooled_means(id, full.as_slice(), &assignment, &doc, dim)?;
+                reencoded = Some(full);
                 assignment
             }
         };
@@ -125,6 +122,9 @@ impl Searcher {
                 "document {id:?}: its stored text gives {produced} vectors but the index holds {rows} \
                  (added as pre-encoded vectors, or encoded with other settings): it cannot be explained"
             )));
+        }
+        if let Some(full) = &reencoded {
+            check_pooled_means(id, full.as_slice(), &assignment, &doc, dim)?;
         }
         let chars: Vec<char> = text.chars().collect();
         let mut document_vectors: Vec<DocumentVector> = (0..rows)
@@ -213,9 +213,6 @@ fn check_pooled_means(
     let rows = stored.len() / dim;
     let mut sums = vec![0f32; rows * dim];
     for (v, &a) in full.chunks_exact(dim).zip(assignment) {
-        if a >= rows {
-            break;
-        }
         for (s, x) in sums[a * dim..(a + 1) * dim].iter_mut().zip(v) {
             *s += x;
         }
