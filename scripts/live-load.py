@@ -56,6 +56,12 @@ def main():
                               stderr=subprocess.PIPE, text=True)
     line = server.stderr.readline()
     host, port = line.split("http://")[1].split()[0].rsplit(":", 1)
+    # The server opens its indexes after it starts listening: wait for "ready:".
+    for l in server.stderr:
+        if l.startswith("ready:"):
+            break
+        if l.startswith("error:"):
+            sys.exit(f"tessera serve: {l.strip()}")
     threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
     texts = []
     with open(a.corpus) as f:

@@ -25,7 +25,7 @@ target/release/tessera serve "$index" --addr "127.0.0.1:$port" 2>/tmp/tessera-lo
 server=$!
 trap 'kill $server 2>/dev/null || true' EXIT
 for _ in $(seq 1 120); do
-  curl -sf "http://127.0.0.1:$port/healthz" >/dev/null && break
+  curl -sf "http://127.0.0.1:$port/readyz" >/dev/null && break
   sleep 0.5
 done
 name=$(curl -sf "http://127.0.0.1:$port/indexes" | python3 -c 'import json,sys; print(json.load(sys.stdin)[0]["name"])')

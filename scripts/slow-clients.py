@@ -48,6 +48,12 @@ def main():
     addr = line.split("http://")[1].split()[0]
     host, port = addr.rsplit(":", 1)
     port = int(port)
+    # The server opens its indexes after it starts listening: wait for "ready:".
+    for l in server.stderr:
+        if l.startswith("ready:"):
+            break
+        if l.startswith("error:"):
+            sys.exit(f"tessera serve: {l.strip()}")
     threading.Thread(target=lambda: [None for _ in server.stderr], daemon=True).start()
 
     head = (b"POST /indexes/main/search HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"

@@ -92,6 +92,14 @@ fn serve(dir: &Path) -> (Proc, String) {
         .and_then(|r| r.split_whitespace().next())
         .unwrap_or_else(|| panic!("unexpected first line: {line}"))
         .to_string();
+    // The indexes open after the server starts listening: wait for "ready:".
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        assert!(!line.starts_with("error:"), "tessera serve: {line}");
+        if line.starts_with("ready:") {
+            break;
+        }
+    }
     std::thread::spawn(move || for _ in lines {});
     (Proc(child), format!("http://{addr}"))
 }
@@ -209,6 +217,7 @@ fn the_search_page_shows_what_the_api_answers() {
     rt.block_on(async {
         let c = browser(port, &profile).await;
         let result = run_checks(&c, &base, tmp.path()).await;
+        loading_checks(&c, &base, &dir).await;
         c.close().await.unwrap();
         result
     });
@@ -375,4 +384,82 @@ async fn run_checks(c: &Client, base: &str, out: &Path) {
         text.contains(api_err["error"]["message"].as_str().unwrap()),
         "{text} vs {api_err}"
     );
+}
+
+/// An index served in-process that is still loading: the page says so and keeps Search
+/// disabled; once the index is published it searches the query from its URL on its own.
+async fn loading_checks(c: &Client, base: &str, dir: &Path) {
+    use tessera::server::{AppState, Limits, Served};
+    let state = AppState::new(vec![Served::loading("tiny".into())], Limits::default(), 2);
+    let served = state.served("tiny").unwrap();
+    served.progress("opening segments", 0, 1);
+    let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = std::thread::spawn(move || {
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            addr_tx.send(listener.local_addr().unwrap()).unwrap();
+            tessera::server::serve(listener, state, Default::default(), async {
+                let _ = stopped.await;
+            })
+            .await
+            .unwrap();
+        });
+    });
+    let loading_base = format!("http://{}", addr_rx.recv().unwrap());
+    let q = "vitamin d and mortality in the elderly";
+    c.goto(&format!(
+        "{loading_base}/?index=tiny&q=vitamin+d+and+mortality+in+the+elderly"
+    ))
+    .await
+    .unwrap();
+    c.wait()
+        .for_element(Locator::Css("body[data-ready=true]"))
+        .await
+        .unwrap();
+    let note = c
+        .wait()
+        .for_element(Locator::Css("#loading:not([hidden])"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        note.contains("still loading") && note.contains("0/1 segments"),
+        "{note}"
+    );
+    let option = c
+        .find(Locator::Css("#index option"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(option.contains("loading"), "{option}");
+    let go = c.find(Locator::Id("go")).await.unwrap();
+    assert_eq!(go.attr("disabled").await.unwrap().as_deref(), Some("true"));
+    assert!(c
+        .find_all(Locator::Css("#results li.hit"))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Publish the index: the page notices within its polling interval and searches.
+    let searcher =
+        tessera::search::Searcher::open(dir, None, tessera::encoder::DeviceSpec::Cpu).unwrap();
+    served.open_read_only(searcher);
+    c.wait()
+        .for_element(Locator::Css("#loading[hidden]"))
+        .await
+        .unwrap();
+    let expected = api(
+        base,
+        "/indexes/tiny/search",
+        &json!({"query": q, "k": 10, "mode": "exhaustive"}),
+    );
+    assert_eq!(page_ids(c).await, api_ids(&expected));
+    stop.send(()).unwrap();
+    server.join().unwrap();
 }

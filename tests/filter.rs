@@ -444,6 +444,14 @@ impl Server {
             .and_then(|r| r.split_whitespace().next())
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_string();
+        // The indexes open after the server starts listening: wait for "ready:".
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            assert!(!line.starts_with("error:"), "tessera serve: {line}");
+            if line.starts_with("ready:") {
+                break;
+            }
+        }
         std::thread::spawn(move || for _ in lines {});
         Server {
             child,

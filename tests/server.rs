@@ -104,6 +104,14 @@ impl Server {
             .unwrap_or_else(|| panic!("unexpected first line: {line}"))
             .to_string();
         // Keep draining stderr so the server never blocks on a full pipe.
+        // The indexes open after the server starts listening: wait for "ready:".
+        for line in lines.by_ref() {
+            let line = line.unwrap();
+            assert!(!line.starts_with("error:"), "tessera serve: {line}");
+            if line.starts_with("ready:") {
+                break;
+            }
+        }
         std::thread::spawn(move || for _ in lines {});
         Server {
             child,
@@ -151,11 +159,17 @@ fn every_read_endpoint_answers() {
     let srv = Server::start(&[]);
     let c = client();
     let health: Value = c.get(srv.url("/healthz")).send().unwrap().json().unwrap();
-    assert_eq!(health, json!({"status": "ok", "indexes": 1}));
+    assert_eq!(health, json!({"status": "ok", "indexes": 1, "ready": 1}));
+    let ready = c.get(srv.url("/readyz")).send().unwrap();
+    assert_eq!(ready.status(), 200);
+    let ready: Value = ready.json().unwrap();
+    assert_eq!(ready, json!({"status": "ready", "indexes": 1, "ready": 1}));
 
     let list: Value = c.get(srv.url("/indexes")).send().unwrap().json().unwrap();
     assert_eq!(list[0]["name"], "tiny");
     assert_eq!(list[0]["num_docs"], 16);
+    assert_eq!(list[0]["status"]["state"], "ready");
+    assert!(list[0]["status"]["load_s"].as_f64().unwrap() > 0.0);
     assert_eq!(
         list[0]["components"],
         json!(["store", "plaid", "splade", "bm25"])
@@ -612,6 +626,18 @@ fn in_process(
         },
         2,
     );
+    serve_in_process(state, extra)
+}
+
+/// `state` served in-process (see [`in_process`]).
+fn serve_in_process(
+    state: tessera::server::AppState,
+    extra: axum::Router<tessera::server::AppState>,
+) -> (
+    String,
+    tokio::sync::oneshot::Sender<()>,
+    std::thread::JoinHandle<()>,
+) {
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let (addr_tx, addr_rx) = std::sync::mpsc::channel();
     let handle = std::thread::spawn(move || {
@@ -630,6 +656,190 @@ fn in_process(
     });
     let addr = addr_rx.recv().unwrap();
     (format!("http://{addr}"), stop, handle)
+}
+
+#[test]
+fn an_index_still_loading_is_a_503_and_answers_once_open() {
+    use tessera::encoder::DeviceSpec;
+    use tessera::search::Searcher;
+    use tessera::server::{AppState, Limits, Served};
+    let state = AppState::new(
+        vec![
+            Served::loading("tiny".into()),
+            Served::loading("broken".into()),
+        ],
+        Limits::default(),
+        2,
+    );
+    let tiny = state.served("tiny").unwrap();
+    let broken = state.served("broken").unwrap();
+    tiny.progress("opening segments", 1, 3);
+    let (base, stop, handle) = serve_in_process(state, axum::Router::new());
+    let c = client();
+    let search = json!({"query": "coffee", "k": 5, "mode": "exhaustive"});
+
+    let (st, list) = get(&c, &format!("{base}/indexes"));
+    assert_eq!(st, 200);
+    let status = &list[1]["status"];
+    assert_eq!(list[1]["name"], "tiny");
+    assert_eq!(status["state"], "loading", "{list}");
+    assert_eq!(status["step"], "opening segments");
+    assert_eq!(
+        (
+            status["segments_done"].as_u64(),
+            status["segments"].as_u64()
+        ),
+        (Some(1), Some(3))
+    );
+    assert!(
+        list[1].get("num_docs").is_none(),
+        "no counts before the index is open: {list}"
+    );
+    let r = c
+        .post(format!("{base}/indexes/tiny/search"))
+        .json(&search)
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers()["retry-after"], "1");
+    let v: Value = r.json().unwrap();
+    assert_eq!(error_code(&v), "index_loading");
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("1 of 3 segments"),
+        "{v}"
+    );
+    for path in ["/indexes/tiny", "/indexes/tiny/documents/d1"] {
+        let (st, v) = get(&c, &format!("{base}{path}"));
+        assert_eq!(
+            (st.as_u16(), error_code(&v)),
+            (503, "index_loading"),
+            "{path}"
+        );
+    }
+    let (st, v) = post(
+        &c,
+        &format!("{base}/indexes/tiny/documents"),
+        &json!({"documents": [{"id": "x", "text": "y"}]}),
+    );
+    assert_eq!(
+        (st.as_u16(), error_code(&v)),
+        (503, "index_loading"),
+        "a write is not refused as read-only"
+    );
+    let (st, v) = get(&c, &format!("{base}/readyz"));
+    assert_eq!((st.as_u16(), v["ready"].as_u64()), (503, Some(0)));
+    let (st, v) = get(&c, &format!("{base}/healthz"));
+    assert_eq!(
+        (st.as_u16(), v["status"].as_str()),
+        (200, Some("ok")),
+        "live while loading"
+    );
+
+    broken.fail("manifest.json: not JSON".into());
+    let (st, v) = post(&c, &format!("{base}/indexes/broken/search"), &search);
+    assert_eq!((st.as_u16(), error_code(&v)), (503, "index_unavailable"));
+    assert!(v["error"]["message"]
+        .as_str()
+        .unwrap()
+        .contains("manifest.json: not JSON"));
+
+    tiny.open_read_only(Searcher::open(index_dir(), None, DeviceSpec::Cpu).unwrap());
+    let (st, got) = post(&c, &format!("{base}/indexes/tiny/search"), &search);
+    assert_eq!(st, 200, "{got}");
+    // The same request to a server whose index was open from the start.
+    let (base2, stop2, handle2) = in_process(axum::Router::new());
+    let (_, want) = post(&c, &format!("{base2}/indexes/tiny/search"), &search);
+    let ids = |v: &Value| -> Vec<String> {
+        v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["id"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(ids(&got), ids(&want));
+    assert_eq!(ids(&got).len(), 5);
+    let (_, list) = get(&c, &format!("{base}/indexes"));
+    assert_eq!(list[1]["status"]["state"], "ready");
+    assert_eq!(list[1]["num_docs"], 16);
+    assert_eq!(list[0]["status"]["state"], "failed");
+    let (st, v) = get(&c, &format!("{base}/readyz"));
+    assert_eq!(
+        (st.as_u16(), v["ready"].as_u64()),
+        (503, Some(1)),
+        "one index failed"
+    );
+    for s in [stop, stop2] {
+        s.send(()).unwrap();
+    }
+    handle.join().unwrap();
+    handle2.join().unwrap();
+}
+
+#[test]
+fn loading_is_logged_and_an_index_that_fails_to_load_stops_the_server() {
+    // A good index: the log names each step, then "ready:".
+    let mut child = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "serve",
+            &format!("tiny={}", s(index_dir())),
+            "--addr",
+            "127.0.0.1:0",
+            "--read-only",
+        ])
+        .current_dir(repo())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stderr.take().unwrap()).lines();
+    let mut log = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        let done = line.starts_with("ready:") || line.starts_with("error:");
+        log.push(line);
+        if done {
+            break;
+        }
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = log.join("\n");
+    assert!(log[0].starts_with("listening on http://"), "{text}");
+    assert!(
+        text.contains("loading tiny: 1/1 segments open and checked (16 of 16 documents"),
+        "{text}"
+    );
+    assert!(text.contains("ColBERT model"), "{text}");
+    assert!(text.contains("loading tiny: ready in"), "{text}");
+    assert!(
+        log.last().unwrap().starts_with("ready: 1 index(es) open"),
+        "{text}"
+    );
+
+    // A damaged copy: the server reports the file and exits with status 1.
+    let tmp = index_copy();
+    let bad = tmp.path().join("tiny");
+    std::fs::write(bad.join("manifest.json"), b"{ not json").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_tessera"))
+        .args([
+            "serve",
+            &format!("bad={}", s(&bad)),
+            "--addr",
+            "127.0.0.1:0",
+        ])
+        .current_dir(repo())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.starts_with("listening on http://"), "{err}");
+    assert!(
+        err.contains("error: index bad:") && err.contains("manifest.json"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -69,7 +69,7 @@ pub use filter::{Filter, FilterError};
 pub use maxsim::Hit;
 pub use muvera::{MuveraConfig, MuveraParams};
 pub use plaid::{PlaidConfig, PlaidParams, Rescore};
-pub use reader::{DocAddress, Index, OpenOptions, ScoredDoc, SegmentReader};
+pub use reader::{DocAddress, Index, OpenOptions, OpenProgress, ScoredDoc, SegmentReader};
 pub use search::{
     Fusion, Mode, Plan, Query, Scope, SearchParams, SparseScorer, Stage, FILTER_EXACT_BELOW,
 };

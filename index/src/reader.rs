@@ -41,6 +41,17 @@ impl Default for OpenOptions {
     }
 }
 
+/// How far [`Index::open_observed`] has got: segments (and the documents they hold)
+/// opened and checked, of those the manifest lists. Reported once before the first
+/// segment (the codec is open then) and after each one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OpenProgress {
+    pub segments_done: usize,
+    pub segments: usize,
+    pub docs_done: usize,
+    pub docs: usize,
+}
+
 /// A document of a snapshot: the segment's position in [`Index::segments`] and the
 /// document's number in that segment. Valid for the snapshot that produced it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -218,7 +229,17 @@ impl Index {
     }
 
     pub fn open_with(dir: &Path, options: OpenOptions) -> Result<Self> {
-        Self::open_reusing(dir, options, None)
+        Self::open_reusing(dir, options, None, &mut |_| {})
+    }
+
+    /// [`Index::open_with`], calling `progress` after the codec and after each segment is
+    /// opened (and its files checked): for logging a long load.
+    pub fn open_observed(
+        dir: &Path,
+        options: OpenOptions,
+        progress: &mut dyn FnMut(OpenProgress),
+    ) -> Result<Self> {
+        Self::open_reusing(dir, options, None, progress)
     }
 
     /// The snapshot of the newest commit: `self` again if nothing was committed since,
@@ -234,10 +255,16 @@ impl Index {
                 verify_checksums: true,
             },
             Some(self),
+            &mut |_| {},
         )
     }
 
-    fn open_reusing(dir: &Path, options: OpenOptions, previous: Option<&Index>) -> Result<Self> {
+    fn open_reusing(
+        dir: &Path,
+        options: OpenOptions,
+        previous: Option<&Index>,
+        progress: &mut dyn FnMut(OpenProgress),
+    ) -> Result<Self> {
         let dir = dir.canonicalize().map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => IndexError::NotAnIndex {
                 path: dir.to_path_buf(),
@@ -247,7 +274,7 @@ impl Index {
         let mut attempt = 1;
         loop {
             let manifest = Manifest::read(&dir)?;
-            match Self::open_manifest(&dir, manifest, options, previous) {
+            match Self::open_manifest(&dir, manifest, options, previous, progress) {
                 // A listed file is gone: a newer commit replaced this manifest meanwhile.
                 Err(IndexError::Io { source, .. })
                     if source.kind() == std::io::ErrorKind::NotFound && attempt < OPEN_ATTEMPTS =>
@@ -264,8 +291,15 @@ impl Index {
         manifest: Manifest,
         options: OpenOptions,
         previous: Option<&Index>,
+        progress: &mut dyn FnMut(OpenProgress),
     ) -> Result<Self> {
         let verify = options.verify_checksums;
+        let mut step = OpenProgress {
+            segments_done: 0,
+            segments: manifest.segments.len(),
+            docs_done: 0,
+            docs: manifest.segments.iter().map(|s| s.num_docs).sum(),
+        };
         let prev = previous.map(|p| &p.inner);
         let (codec, codec_lease) = match &manifest.codec {
             None => (None, None),
@@ -280,6 +314,7 @@ impl Index {
                 }
             }
         };
+        progress(step);
         let fde = manifest
             .settings
             .muvera
@@ -323,6 +358,9 @@ impl Index {
                 }
             };
             segments.push(view);
+            step.segments_done += 1;
+            step.docs_done += meta.num_docs;
+            progress(step);
         }
         Ok(Index {
             inner: Arc::new(Snapshot {

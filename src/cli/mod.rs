@@ -135,9 +135,14 @@ pub struct InfoArgs {
 
 #[derive(Debug, Args)]
 #[command(
-    after_help = "Endpoints: POST /indexes/{name}/search, POST /indexes/{name}/search/batch, \
-GET /indexes, GET /indexes/{name}, GET /indexes/{name}/documents/{id}, GET /healthz, GET /metrics, \
-GET /openapi.json. Example:\n  curl -s localhost:8080/indexes/scifact/search -H 'content-type: application/json' \
+    after_help = "Endpoints: GET / (the search page), POST /indexes/{name}/search, \
+POST /indexes/{name}/search/batch, POST /indexes/{name}/explain, POST /indexes/{name}/documents, \
+POST /indexes/{name}/documents/delete, GET /indexes, GET /indexes/{name}, \
+GET /indexes/{name}/documents/{id}, GET /healthz, GET /readyz, GET /metrics, GET /openapi.json.\n\
+The server listens at once and opens the indexes in the background, logging each step: until an \
+index is open its requests get 503 index_loading (with Retry-After), GET /indexes shows its \
+progress, and GET /readyz answers 503 until every index is open. If an index fails to load, the \
+server reports it and exits with status 1. Example:\n  curl -s localhost:8080/indexes/scifact/search -H 'content-type: application/json' \
 -d '{\"query\": \"vitamin D and mortality\", \"k\": 5, \"mode\": \"plaid\"}'"
 )]
 pub struct ServeArgs {

@@ -86,12 +86,16 @@ impl Searcher {
 
     /// Open `index_dir`, taking its encoders from `cache` when an index opened before
     /// used the same model (same directory and weights), loading them otherwise.
+    /// `progress` hears of each step (segments opened, models loaded), for logging.
     pub fn open_shared(
         index_dir: &Path,
         device: DeviceSpec,
         cache: &mut EncoderCache,
+        progress: &mut dyn FnMut(LoadStep),
     ) -> Result<Self> {
-        let index = Index::open(index_dir)?;
+        let index = Index::open_observed(index_dir, Default::default(), &mut |p| {
+            progress(LoadStep::Index(p))
+        })?;
         let record = ModelRecord::read(index.manifest(), index.dir())?;
         let key = (
             record.model_dir,
@@ -100,8 +104,14 @@ impl Searcher {
         let encoder = match cache.colbert.iter().find(|(k, _)| *k == key) {
             Some((_, e)) => e.clone(),
             None => {
+                let t = std::time::Instant::now();
                 let e = Arc::new(load_query_encoder(&index, None, device)?);
-                cache.colbert.push((key, e.clone()));
+                cache.colbert.push((key.clone(), e.clone()));
+                progress(LoadStep::Model {
+                    what: "ColBERT",
+                    dir: key.0,
+                    seconds: t.elapsed().as_secs_f64(),
+                });
                 e
             }
         };
@@ -112,9 +122,15 @@ impl Searcher {
                 match cache.splade.iter().find(|(k, _)| *k == key) {
                     Some((_, e)) => Some(e.clone()),
                     None => {
+                        let t = std::time::Instant::now();
                         let e = load_splade_encoder(&index, device)?.map(Arc::new);
                         if let Some(e) = &e {
-                            cache.splade.push((key, e.clone()));
+                            cache.splade.push((key.clone(), e.clone()));
+                            progress(LoadStep::Model {
+                                what: "SPLADE",
+                                dir: key.0,
+                                seconds: t.elapsed().as_secs_f64(),
+                            });
                         }
                         e
                     }
@@ -319,6 +335,19 @@ fn check_splade(index: &Index, encoder: &SpladeEncoder) -> Result<()> {
         });
     }
     Ok(())
+}
+
+/// A step of [`Searcher::open_shared`].
+#[derive(Debug, Clone)]
+pub enum LoadStep {
+    /// Segments opened and checked so far.
+    Index(tessera_index::OpenProgress),
+    /// A model loaded (not reported when the cache had it).
+    Model {
+        what: &'static str,
+        dir: PathBuf,
+        seconds: f64,
+    },
 }
 
 /// Encoders already loaded, keyed by model directory and weight hash.

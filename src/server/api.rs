@@ -2,7 +2,7 @@
 //! `/openapi.json`) and the handlers.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::Instant;
 
 use axum::extract::{Path, State};
@@ -64,21 +64,51 @@ impl Default for Limits {
 }
 
 /// One served index: the current snapshot with its encoders, and the writer that
-/// changes it (none when the server is read-only).
+/// commits requests (none when served read-only). `tessera serve` answers before its
+/// indexes are open: until an index is loaded its requests get 503 `index_loading`, and
+/// `GET /indexes` shows how far loading has got.
 pub struct Served {
     pub name: String,
+    ready: OnceLock<Ready>,
+    status: Mutex<LoadStatus>,
+}
+
+struct Ready {
     current: Arc<RwLock<Searcher>>,
     writer: Option<WriterHandle>,
+}
+
+/// Where loading an index stands.
+#[derive(Debug, Clone, Serialize, ToSchema)]
+#[serde(rename_all = "snake_case", tag = "state")]
+pub enum LoadStatus {
+    /// Still opening: segments opened and checked so far, of all, and what it is doing.
+    Loading {
+        step: String,
+        segments_done: usize,
+        segments: usize,
+        elapsed_s: f64,
+        #[serde(skip)]
+        #[schema(ignore)]
+        started: Option<Instant>,
+    },
+    Ready {
+        /// Seconds loading took.
+        load_s: f64,
+    },
+    /// Loading failed (`tessera serve` exits after reporting it).
+    Failed { error: String },
 }
 
 impl Served {
     /// A read-only index.
     pub fn new(name: String, searcher: Searcher) -> Self {
-        Served {
-            name,
+        let served = Served::loading(name);
+        served.finish(Ready {
             current: Arc::new(RwLock::new(searcher)),
             writer: None,
-        }
+        });
+        served
     }
 
     /// An index that takes writes: its writer (and lock) is opened now, in a thread that
@@ -89,39 +119,162 @@ impl Served {
         searcher: Searcher,
         group_window: std::time::Duration,
     ) -> crate::Result<Self> {
-        let mut served = Served::new(name, searcher);
-        served.writer = Some(WriterHandle::spawn(
-            &served.name,
-            dir,
-            served.current.clone(),
-            group_window,
-        )?);
+        let served = Served::loading(name);
+        served.open_writable(dir, searcher, group_window)?;
         Ok(served)
     }
 
-    /// The shared cell holding the current snapshot (a reloader publishes into it).
-    pub fn current(&self) -> Arc<RwLock<Searcher>> {
-        self.current.clone()
+    /// An index still being opened: its requests are answered 503 `index_loading` until
+    /// [`Served::open_read_only`] or [`Served::open_writable`] publishes it.
+    pub fn loading(name: String) -> Self {
+        Served {
+            name,
+            ready: OnceLock::new(),
+            status: Mutex::new(LoadStatus::Loading {
+                step: "waiting".into(),
+                segments_done: 0,
+                segments: 0,
+                elapsed_s: 0.0,
+                started: Some(Instant::now()),
+            }),
+        }
     }
 
-    /// The newest snapshot (searches in flight keep the one they started with).
-    pub fn searcher(&self) -> Searcher {
-        self.current
+    /// Record progress of a loading index (shown by `GET /indexes`).
+    pub fn progress(&self, step: impl Into<String>, segments_done: usize, segments: usize) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        if let LoadStatus::Loading {
+            step: s,
+            segments_done: d,
+            segments: n,
+            ..
+        } = &mut *status
+        {
+            *s = step.into();
+            *d = segments_done;
+            *n = segments;
+        }
+    }
+
+    /// Publish a loaded read-only index; returns its snapshot cell (for a reloader).
+    pub fn open_read_only(&self, searcher: Searcher) -> Arc<RwLock<Searcher>> {
+        let current = Arc::new(RwLock::new(searcher));
+        self.finish(Ready {
+            current: current.clone(),
+            writer: None,
+        });
+        current
+    }
+
+    /// Open the index's writer (taking its lock) and publish it.
+    pub fn open_writable(
+        &self,
+        dir: std::path::PathBuf,
+        searcher: Searcher,
+        group_window: std::time::Duration,
+    ) -> crate::Result<()> {
+        let current = Arc::new(RwLock::new(searcher));
+        let writer = WriterHandle::spawn(&self.name, dir, current.clone(), group_window)?;
+        self.finish(Ready {
+            current,
+            writer: Some(writer),
+        });
+        Ok(())
+    }
+
+    /// Record that loading failed.
+    pub fn fail(&self, error: String) {
+        *self.status.lock().unwrap_or_else(|e| e.into_inner()) = LoadStatus::Failed { error };
+    }
+
+    fn finish(&self, ready: Ready) {
+        let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let load_s = match &*status {
+            LoadStatus::Loading {
+                started: Some(t), ..
+            } => t.elapsed().as_secs_f64(),
+            _ => 0.0,
+        };
+        if self.ready.set(ready).is_ok() {
+            *status = LoadStatus::Ready { load_s };
+        }
+    }
+
+    /// Where loading stands, with the time spent so far.
+    pub fn status(&self) -> LoadStatus {
+        let mut status = self
+            .status
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        if let LoadStatus::Loading {
+            elapsed_s,
+            started: Some(t),
+            ..
+        } = &mut status
+        {
+            *elapsed_s = t.elapsed().as_secs_f64();
+        }
+        status
+    }
+
+    fn ready(&self) -> Result<&Ready, ApiError> {
+        if let Some(r) = self.ready.get() {
+            return Ok(r);
+        }
+        Err(match self.status() {
+            LoadStatus::Failed { error } => ApiError::new(
+                ErrorCode::IndexUnavailable,
+                format!("index {:?} failed to load: {error}", self.name),
+            ),
+            LoadStatus::Loading {
+                step,
+                segments_done,
+                segments,
+                elapsed_s,
+                ..
+            } => ApiError::new(
+                ErrorCode::IndexLoading,
+                format!(
+                    "index {:?} is still loading ({step}; {segments_done} of {segments} \
+                     segments open after {elapsed_s:.1} s); retry shortly",
+                    self.name
+                ),
+            ),
+            LoadStatus::Ready { .. } => unreachable!("ready is set before the status says so"),
+        })
+    }
+
+    /// The shared cell holding the current snapshot (a reloader publishes into it).
+    pub fn current(&self) -> Result<Arc<RwLock<Searcher>>, ApiError> {
+        Ok(self.ready()?.current.clone())
+    }
+
+    /// The newest snapshot (searches in flight keep the one they started with), or
+    /// `index_loading` while the index is being opened.
+    pub fn searcher(&self) -> Result<Searcher, ApiError> {
+        Ok(self
+            .ready()?
+            .current
             .read()
             .unwrap_or_else(|e| e.into_inner())
-            .clone()
+            .clone())
     }
 
-    /// Publish a newer snapshot.
+    /// Publish a newer snapshot (ignored while loading).
     pub fn replace(&self, searcher: Searcher) {
-        let mut cur = self.current.write().unwrap_or_else(|e| e.into_inner());
+        let Some(ready) = self.ready.get() else {
+            return;
+        };
+        let mut cur = ready.current.write().unwrap_or_else(|e| e.into_inner());
         if searcher.index().generation() >= cur.index().generation() {
             *cur = searcher;
         }
     }
 
-    pub fn writer(&self) -> Option<&WriterHandle> {
-        self.writer.as_ref()
+    /// The writer (`None` when served read-only), or `index_loading`.
+    pub fn writer(&self) -> Result<Option<&WriterHandle>, ApiError> {
+        Ok(self.ready()?.writer.as_ref())
     }
 }
 
@@ -171,6 +324,20 @@ impl AppState {
 
     pub fn limits(&self) -> Limits {
         self.0.limits
+    }
+
+    /// Indexes loaded and answering.
+    pub fn ready_count(&self) -> usize {
+        self.0
+            .indexes
+            .values()
+            .filter(|s| s.ready.get().is_some())
+            .count()
+    }
+
+    /// A served index by name (loading or not).
+    pub fn served(&self, name: &str) -> Option<Arc<Served>> {
+        self.0.indexes.get(name).cloned()
     }
 
     fn index(&self, name: &str) -> Result<Arc<Served>, ApiError> {
@@ -313,13 +480,22 @@ pub struct BatchResponse {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct IndexSummary {
     pub name: String,
-    pub num_docs: usize,
-    pub num_vectors: usize,
-    pub dim: usize,
-    pub components: Vec<String>,
-    pub model: String,
+    /// `loading` (with progress), `ready` or `failed`; the other fields are there once
+    /// the index is ready.
+    pub status: LoadStatus,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_docs: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub num_vectors: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dim: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub components: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// Whether this server takes writes for the index (not `--read-only`).
-    pub writable: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub writable: Option<bool>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -362,6 +538,8 @@ pub struct DocumentResponse {
 pub struct Health {
     pub status: String,
     pub indexes: usize,
+    /// Indexes loaded and answering (the rest are still loading).
+    pub ready: usize,
 }
 
 /// A validated request, ready to run.
@@ -636,7 +814,7 @@ pub async fn search(
     let limits = state.limits();
     let deadline = Deadline::after(limits.request_timeout);
     let served = state.index(&name)?;
-    let searcher = served.searcher();
+    let searcher = served.searcher()?;
     let plan = Plan::new(req, &searcher, &limits, deadline)?;
     let mut responses = state
         .blocking(move || execute(&name, &searcher, vec![plan]))
@@ -678,7 +856,7 @@ pub async fn explain(
 ) -> Result<axum::response::Response, ApiError> {
     let limits = state.limits();
     let served = state.index(&name)?;
-    let searcher = served.searcher();
+    let searcher = served.searcher()?;
     if req.query.trim().is_empty() {
         return Err(ApiError::new(ErrorCode::EmptyQuery, "query text is blank"));
     }
@@ -734,7 +912,7 @@ pub async fn search_batch(
     ApiJson(req): ApiJson<BatchRequest>,
 ) -> Result<axum::response::Response, ApiError> {
     let served = state.index(&name)?;
-    let searcher = served.searcher();
+    let searcher = served.searcher()?;
     let limits = state.limits();
     let deadline = Deadline::after(limits.request_timeout);
     if req.queries.is_empty() || req.queries.len() > limits.max_batch {
@@ -765,17 +943,26 @@ pub async fn search_batch(
 }
 
 fn summary(served: &Served) -> IndexSummary {
-    let searcher = served.searcher();
-    let m = searcher.index().manifest();
-    IndexSummary {
+    let mut out = IndexSummary {
         name: served.name.clone(),
-        num_docs: m.num_docs,
-        num_vectors: m.num_vectors,
-        dim: m.dim,
-        components: m.components.iter().map(|c| c.to_string()).collect(),
-        model: m.model.name.clone(),
-        writable: served.writer().is_some(),
+        status: served.status(),
+        num_docs: None,
+        num_vectors: None,
+        dim: None,
+        components: None,
+        model: None,
+        writable: None,
+    };
+    if let (Ok(searcher), Ok(writer)) = (served.searcher(), served.writer()) {
+        let m = searcher.index().manifest();
+        out.num_docs = Some(m.num_docs);
+        out.num_vectors = Some(m.num_vectors);
+        out.dim = Some(m.dim);
+        out.components = Some(m.components.iter().map(|c| c.to_string()).collect());
+        out.model = Some(m.model.name.clone());
+        out.writable = Some(writer.is_some());
     }
+    out
 }
 
 /// The served indexes.
@@ -796,7 +983,7 @@ pub async fn index_info(
     Path(name): Path<String>,
 ) -> Result<Json<IndexInfo>, ApiError> {
     let served = state.index(&name)?;
-    let searcher = served.searcher();
+    let searcher = served.searcher()?;
     let index = searcher.index();
     let m = index.manifest();
     let expose = state.0.expose_paths;
@@ -855,7 +1042,7 @@ pub async fn document(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Json<DocumentResponse>, ApiError> {
     let served = state.index(&name)?;
-    let searcher = served.searcher();
+    let searcher = served.searcher()?;
     let index = searcher.index();
     let addr = index.lookup(&id).ok_or_else(|| {
         ApiError::new(
@@ -907,7 +1094,7 @@ pub async fn add_documents(
 ) -> Result<Json<WriteResponse>, ApiError> {
     let started = Instant::now();
     let served = state.index(&name)?;
-    let writer = served.writer().ok_or_else(|| read_only(&name))?.clone();
+    let writer = served.writer()?.ok_or_else(|| read_only(&name))?.clone();
     let limits = state.limits();
     if req.documents.is_empty() || req.documents.len() > limits.max_write_docs {
         return Err(ApiError::new(
@@ -919,7 +1106,7 @@ pub async fn add_documents(
             ),
         ));
     }
-    let searcher = served.searcher();
+    let searcher = served.searcher()?;
     let upsert = req.upsert;
     let docs = state
         .blocking_write(move || prepare_documents(&searcher, req.documents, &limits))
@@ -1072,7 +1259,7 @@ pub async fn delete_document(
 ) -> Result<Json<WriteResponse>, ApiError> {
     let started = Instant::now();
     let served = state.index(&name)?;
-    let writer = served.writer().ok_or_else(|| read_only(&name))?.clone();
+    let writer = served.writer()?.ok_or_else(|| read_only(&name))?.clone();
     let outcome = writer
         .write(WriteOp::Delete {
             ids: vec![id.clone()],
@@ -1109,7 +1296,7 @@ pub async fn delete_documents(
 ) -> Result<Json<WriteResponse>, ApiError> {
     let started = Instant::now();
     let served = state.index(&name)?;
-    let writer = served.writer().ok_or_else(|| read_only(&name))?.clone();
+    let writer = served.writer()?.ok_or_else(|| read_only(&name))?.clone();
     let limits = state.limits();
     if req.ids.is_empty() || req.ids.len() > limits.max_write_docs {
         return Err(ApiError::new(
@@ -1135,7 +1322,27 @@ pub async fn healthz(State(state): State<AppState>) -> Json<Health> {
     Json(Health {
         status: "ok".into(),
         indexes: state.0.indexes.len(),
+        ready: state.ready_count(),
     })
+}
+
+/// Readiness: 200 once every index is loaded, 503 while any is still loading (the
+/// process is live from the start: see `/healthz`).
+#[utoipa::path(get, path = "/readyz", responses((status = 200, body = Health), (status = 503, body = Health)))]
+pub async fn readyz(State(state): State<AppState>) -> axum::response::Response {
+    let ready = state.ready_count();
+    let all = state.0.indexes.len();
+    let body = Health {
+        status: if ready == all { "ready" } else { "loading" }.into(),
+        indexes: all,
+        ready,
+    };
+    let code = if ready == all {
+        axum::http::StatusCode::OK
+    } else {
+        axum::http::StatusCode::SERVICE_UNAVAILABLE
+    };
+    (code, Json(body)).into_response()
 }
 
 /// Prometheus text exposition.
@@ -1187,9 +1394,10 @@ pub async fn method_not_allowed(method: axum::http::Method, uri: axum::http::Uri
         delete_document,
         delete_documents,
         healthz,
+        readyz,
         metrics_text,
         openapi_json
     ),
-    components(schemas(ErrorCode, WriteOutcome))
+    components(schemas(ErrorCode, WriteOutcome, LoadStatus))
 )]
 pub struct ApiDoc;

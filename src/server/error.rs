@@ -65,6 +65,11 @@ pub enum ErrorCode {
     DocumentExists,
     /// The index's writer has stopped (a failed commit it could not recover from).
     WriterUnavailable,
+    /// The index is still being opened (`tessera serve` answers before its indexes are
+    /// loaded); comes with `Retry-After`.
+    IndexLoading,
+    /// The index failed to load (the message says why).
+    IndexUnavailable,
     /// A fault of the server (a bug); the message says what, the server keeps running.
     Internal,
 }
@@ -76,7 +81,9 @@ impl ErrorCode {
             InvalidJson | InvalidRequest | KOutOfRange | EmptyQuery | QueryTooLong
             | WrongDimension | InvalidVectors | BadBatchSize | InvalidMode | UnsupportedMode
             | ParamOutOfRange | ResponseTooLarge | InvalidFilter => StatusCode::BAD_REQUEST,
-            DeadlineExceeded | WriterUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            DeadlineExceeded | WriterUnavailable | IndexLoading | IndexUnavailable => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             InvalidDocument => StatusCode::BAD_REQUEST,
             ReadOnly => StatusCode::FORBIDDEN,
             DocumentExists => StatusCode::CONFLICT,
@@ -115,6 +122,8 @@ impl ErrorCode {
             InvalidDocument => "invalid_document",
             DocumentExists => "document_exists",
             WriterUnavailable => "writer_unavailable",
+            IndexLoading => "index_loading",
+            IndexUnavailable => "index_unavailable",
             Internal => "internal",
         }
     }
@@ -168,7 +177,14 @@ impl IntoResponse for ApiError {
                 message: self.message,
             },
         };
-        (self.code.status(), Json(body)).into_response()
+        let mut response = (self.code.status(), Json(body)).into_response();
+        if self.code == ErrorCode::IndexLoading {
+            response.headers_mut().insert(
+                axum::http::header::RETRY_AFTER,
+                axum::http::HeaderValue::from_static("1"),
+            );
+        }
+        response
     }
 }
 

@@ -17,6 +17,7 @@ mod writes;
 
 use std::future::Future;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
@@ -45,6 +46,7 @@ pub fn router_with(state: AppState, extra: Router<AppState>) -> Router {
         .route("/ui/app.js", get(page::app_js))
         .route("/ui/style.css", get(page::style_css))
         .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz))
         .route("/metrics", get(api::metrics_text))
         .route("/openapi.json", get(api::openapi_json))
         .route("/indexes", get(api::list_indexes))
@@ -166,30 +168,16 @@ pub struct ServeConfig {
     pub group_window: std::time::Duration,
 }
 
-/// Open the indexes (sharing encoders), bind, serve until SIGINT/SIGTERM.
+/// Bind, then open the indexes in the background (sharing encoders) while already
+/// answering: an index's requests get 503 `index_loading` until it is open, `/readyz` is
+/// 503 until all are, and stderr logs each step. Serves until SIGINT/SIGTERM; exits with
+/// the error if an index fails to load.
 pub fn run(config: ServeConfig) -> crate::Result<()> {
-    let mut cache = EncoderCache::default();
-    let mut served = Vec::new();
-    let mut watched = Vec::new();
-    for (name, dir) in &config.indexes {
-        let searcher = Searcher::open_shared(dir, config.device, &mut cache)?;
-        if config.read_only {
-            let s = Served::new(name.clone(), searcher);
-            watched.push((dir.clone(), s.current()));
-            served.push(s);
-        } else {
-            served.push(Served::writable(
-                name.clone(),
-                dir.clone(),
-                searcher,
-                config.group_window,
-            )?);
-        }
-    }
-    if !watched.is_empty() {
-        spawn_reloader(watched, config.reload_interval);
-    }
-    let (colbert, splade) = cache.loaded();
+    let served: Vec<Served> = config
+        .indexes
+        .iter()
+        .map(|(name, _)| Served::loading(name.clone()))
+        .collect();
     let state = AppState::new(served, config.limits, config.concurrent_searches)
         .with_expose_paths(config.expose_paths);
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -212,19 +200,131 @@ pub fn run(config: ServeConfig) -> crate::Result<()> {
         })?;
         let names: Vec<&str> = config.indexes.iter().map(|(n, _)| n.as_str()).collect();
         eprintln!(
-            "listening on http://{addr} · indexes: {} · {colbert} ColBERT and {splade} SPLADE model(s) loaded",
+            "listening on http://{addr} · indexes: {} (loading; /readyz answers 200 once all are open)",
             names.join(", ")
         );
         raise_fd_limit(config.connections.max_connections);
-        serve(listener, state, config.connections, shutdown_signal())
+        let (failed_tx, failed_rx) = tokio::sync::oneshot::channel::<crate::Error>();
+        let failure = Arc::new(std::sync::Mutex::new(None::<String>));
+        spawn_loader(config.clone(), state.clone(), failed_tx);
+        let stop = {
+            let failure = failure.clone();
+            async move {
+                tokio::select! {
+                    _ = shutdown_signal() => {}
+                    Ok(e) = failed_rx => {
+                        *failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
+                    }
+                }
+            }
+        };
+        serve(listener, state, config.connections, stop)
             .await
             .map_err(|e| crate::Error::Io {
                 what: "serving".into(),
                 source: e,
             })?;
+        if let Some(e) = failure.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            return Err(crate::Error::Usage(format!(
+                "not serving: an index failed to load: {e}"
+            )));
+        }
         eprintln!("stopped");
         Ok(())
     })
+}
+
+/// Open each index of `config` in turn on a thread of its own, publish it into `state`
+/// and log the steps; on the first failure, mark the index failed and send the error.
+fn spawn_loader(
+    config: ServeConfig,
+    state: AppState,
+    failed: tokio::sync::oneshot::Sender<crate::Error>,
+) {
+    let _ = std::thread::Builder::new()
+        .name("loader".into())
+        .spawn(move || {
+            let started = std::time::Instant::now();
+            let mut cache = EncoderCache::default();
+            let mut watched = Vec::new();
+            for (name, dir) in &config.indexes {
+                let served = state.served(name).expect("every configured index is served");
+                match load_one(&config, &served, dir, &mut cache) {
+                    Ok(Some(cell)) => watched.push((dir.clone(), cell)),
+                    Ok(None) => {}
+                    Err(e) => {
+                        eprintln!("error: index {name}: {e}");
+                        served.fail(e.to_string());
+                        let _ = failed.send(crate::Error::Usage(format!("index {name}: {e}")));
+                        return;
+                    }
+                }
+            }
+            let (colbert, splade) = cache.loaded();
+            eprintln!(
+                "ready: {} index(es) open in {:.1} s · {colbert} ColBERT and {splade} SPLADE model(s) loaded",
+                config.indexes.len(),
+                started.elapsed().as_secs_f64()
+            );
+            if !watched.is_empty() {
+                spawn_reloader(watched, config.reload_interval);
+            }
+        });
+}
+
+/// Open one index with progress logged (a line per segment, at most about one a
+/// second, and the last), then publish it; a read-only index's cell comes back for the
+/// reloader.
+fn load_one(
+    config: &ServeConfig,
+    served: &Served,
+    dir: &std::path::Path,
+    cache: &mut EncoderCache,
+) -> crate::Result<Option<Arc<std::sync::RwLock<Searcher>>>> {
+    use crate::search::LoadStep;
+    let name = &served.name;
+    let t = std::time::Instant::now();
+    eprintln!("loading {name}: {}", dir.display());
+    let mut last_log = std::time::Instant::now();
+    let mut progress = |step: LoadStep| match step {
+        LoadStep::Index(p) => {
+            served.progress("opening segments", p.segments_done, p.segments);
+            let done = p.segments_done == p.segments;
+            if p.segments_done > 0 && (done || last_log.elapsed().as_secs_f64() >= 1.0) {
+                last_log = std::time::Instant::now();
+                eprintln!(
+                    "loading {name}: {}/{} segments open and checked ({} of {} documents, {:.1} s)",
+                    p.segments_done,
+                    p.segments,
+                    p.docs_done,
+                    p.docs,
+                    t.elapsed().as_secs_f64()
+                );
+            }
+            if done {
+                served.progress("loading models", p.segments_done, p.segments);
+            }
+        }
+        LoadStep::Model { what, dir, seconds } => {
+            eprintln!(
+                "loading {name}: {what} model {} loaded in {seconds:.1} s",
+                dir.display()
+            );
+        }
+    };
+    let searcher = Searcher::open_shared(dir, config.device, cache, &mut progress)?;
+    let cell = if config.read_only {
+        Some(served.open_read_only(searcher))
+    } else {
+        served.progress("opening the writer", 0, 0);
+        served.open_writable(dir.to_path_buf(), searcher, config.group_window)?;
+        None
+    };
+    eprintln!(
+        "loading {name}: ready in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    Ok(cell)
 }
 
 /// Read-only indexes follow commits made by other processes (`tessera add`, another

@@ -57,12 +57,65 @@ function currentSummary() {
   return state.indexes.find((i) => i.name === $("index").value);
 }
 
+function isReady(summary) {
+  return summary && summary.status && summary.status.state === "ready";
+}
+
+// How far loading has got: "opening segments, 3/12 segments, 4 s".
+function loadingDetail(s) {
+  const segs = s.segments ? `, ${s.segments_done}/${s.segments} segments` : "";
+  return `${s.step}${segs}, ${s.elapsed_s.toFixed(0)} s`;
+}
+
+// "name (5183 docs)", or how far loading has got.
+function indexLabel(i) {
+  const s = i.status || {};
+  if (s.state === "loading") return `${i.name} (loading: ${loadingDetail(s)})`;
+  if (s.state === "failed") return `${i.name} (failed to load)`;
+  return `${i.name} (${i.num_docs} docs)`;
+}
+
+function fillIndexes() {
+  const keep = $("index").value;
+  $("index").replaceChildren(...state.indexes.map((i) => el("option", { value: i.name, textContent: indexLabel(i) })));
+  if (keep && state.indexes.some((i) => i.name === keep)) $("index").value = keep;
+}
+
+// While the selected index is loading (or failed), say so and keep Search disabled.
+function showReadiness() {
+  const summary = currentSummary();
+  const ready = isReady(summary);
+  $("go").disabled = !ready;
+  $("loading").hidden = ready || !summary;
+  if (summary && !ready) {
+    const s = summary.status || {};
+    $("loading").textContent = s.state === "failed"
+      ? `Index ${summary.name} failed to load: ${s.error}`
+      : `Index ${summary.name} is still loading (${loadingDetail(s)}). Search is enabled once it is open.`;
+  }
+  return ready;
+}
+
+// Poll GET /indexes every second while any index is loading; then run `whenReady`.
+async function pollLoading(whenReady) {
+  while (state.indexes.some((i) => i.status && i.status.state === "loading")) {
+    await new Promise((r) => setTimeout(r, 1000));
+    try { state.indexes = await api("GET", "/indexes"); } catch { continue; }
+    const mode = $("mode").value;
+    fillIndexes();
+    fillModes(mode);
+    showReadiness();
+  }
+  if (whenReady) whenReady();
+}
+
 function fillModes(keep) {
   const summary = currentSummary();
   const select = $("mode");
-  select.replaceChildren(...(summary ? modesFor(summary) : []).map((m) => el("option", { value: m, textContent: m })));
+  const components = (summary && summary.components) || [];
+  select.replaceChildren(...(isReady(summary) ? modesFor(summary) : []).map((m) => el("option", { value: m, textContent: m })));
   if (keep && [...select.options].some((o) => o.value === keep)) select.value = keep;
-  $("filter-box").hidden = !(summary && summary.components.includes("fields"));
+  $("filter-box").hidden = !components.includes("fields");
 }
 
 function parseJsonField(id, what) {
@@ -204,6 +257,7 @@ function saveToUrl(request) {
 
 async function search() {
   showError("");
+  if (!showReadiness()) return;
   let request;
   try { request = buildRequest(); } catch (e) { showError(e.message); return; }
   saveToUrl(request);
@@ -233,16 +287,16 @@ async function init() {
     showError(`cannot list indexes: ${e.message}`);
     return;
   }
-  $("index").replaceChildren(...state.indexes.map((i) =>
-    el("option", { value: i.name, textContent: `${i.name} (${i.num_docs} docs)` })));
+  fillIndexes();
   const p = new URLSearchParams(location.search);
   if (p.get("index")) $("index").value = p.get("index");
   fillModes(p.get("mode"));
+  showReadiness();
   if (p.get("k")) $("k").value = p.get("k");
   if (p.get("params")) { $("params").value = p.get("params"); }
   if (p.get("filter")) { $("filter").value = p.get("filter"); }
   if (p.get("params") || p.get("filter")) { $("advanced-toggle").checked = true; $("advanced").hidden = false; }
-  $("index").addEventListener("change", () => fillModes($("mode").value));
+  $("index").addEventListener("change", () => { fillModes($("mode").value); showReadiness(); });
   $("advanced-toggle").addEventListener("change", (e) => { $("advanced").hidden = !e.target.checked; });
   $("raw-toggle").addEventListener("change", (e) => { $("raw").hidden = !e.target.checked; });
   $("curl").addEventListener("click", async () => {
@@ -253,7 +307,9 @@ async function init() {
   $("form").addEventListener("submit", (e) => { e.preventDefault(); search(); });
   document.body.dataset.ready = "true";
   state.openExplain = p.get("explain");
-  if (p.get("q")) { $("q").value = p.get("q"); search(); }
+  if (p.get("q")) $("q").value = p.get("q");
+  // A shared link to an index that is still loading searches once it is open.
+  pollLoading(() => { if (p.get("q") && isReady(currentSummary())) search(); });
 }
 
 init();
