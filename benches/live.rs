@@ -66,7 +66,10 @@ fn documents(index: &Index) -> Vec<Doc> {
             }
             out.push(Doc {
                 id: index.doc_id(a).to_string(),
-                vectors: index.vectors(a).as_slice().to_vec(),
+                vectors: match index.vectors(a) {
+                    tessera_index::store::DocRows::F16(m) => m.as_slice().to_vec(),
+                    _ => panic!("the live bench reads an f16 index"),
+                },
                 text: index.text(a).map(str::to_string),
                 sparse: sparse.as_ref().map(|v| v[d as usize].clone()),
             });
@@ -562,6 +565,7 @@ fn synthetic(work: &Path) -> Setup {
             encoder: serde_json::Value::Null,
         },
         settings: IndexConfig {
+            store: Default::default(),
             plaid: Some(PlaidConfig {
                 num_centroids: Some(32),
                 ..PlaidConfig::default()

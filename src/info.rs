@@ -53,6 +53,8 @@ pub struct IndexReport {
     pub bytes: u64,
     pub bytes_per_vector: f64,
     pub components: Vec<String>,
+    /// How new segments keep vectors: f16 (exact), int8 or none (`--store`).
+    pub store: String,
     pub segments: Vec<SegmentInfo>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub codec: Option<CodecInfo>,
@@ -112,6 +114,7 @@ impl IndexReport {
             bytes: m.index_bytes(),
             bytes_per_vector: m.index_bytes() as f64 / m.num_vectors.max(1) as f64,
             components: m.components.iter().map(|c| c.to_string()).collect(),
+            store: m.settings.store.as_str().to_string(),
             segments,
             codec,
         }
@@ -120,7 +123,7 @@ impl IndexReport {
     /// The report as a few lines for a terminal.
     pub fn to_text(&self) -> String {
         let mut s = format!(
-            "format {} · generation {} · {} live documents, {} deleted · {} vectors · {:.1} MB ({:.1} bytes/vector)\ncomponents {}\n",
+            "format {} · generation {} · {} live documents, {} deleted · {} vectors · {:.1} MB ({:.1} bytes/vector)\ncomponents {} · vectors kept as {}\n",
             self.format_version,
             self.generation,
             self.live_docs,
@@ -128,7 +131,8 @@ impl IndexReport {
             self.vectors,
             self.bytes as f64 / 1e6,
             self.bytes_per_vector,
-            self.components.join(",")
+            self.components.join(","),
+            self.store
         );
         s.push_str(&format!("{} segments:\n", self.segments.len()));
         s.push_str("      id      docs      live   deleted     vectors        MB  gen  kind\n");

@@ -1297,3 +1297,114 @@ fn the_eval_report_has_every_plot_and_the_json_numbers() {
     ]);
     assert!(msg.contains("add ndcg@10 to --metrics"), "{msg}");
 }
+
+/// `--store int8|none`: indexes rebuilt from an f16 one search in every mode, explain
+/// (saying they approximate), are smaller, and `eval --reference-run` measures them
+/// against exhaustive search on the f16 index (which scores 1 against its own run).
+#[test]
+fn compact_stores_search_explain_and_compare_with_a_reference_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let f16 = dir.path().join("f16");
+    ok(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&f16),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--components",
+        "store,plaid",
+        "--num-centroids",
+        "8",
+        "--quiet",
+    ]);
+    let reference = dir.path().join("exhaustive.trec");
+    let data = fixture("tiny-beir");
+    let eval = |idx: &Path, mode: &str, extra: &[&str]| -> serde_json::Value {
+        let mut args = vec![
+            "eval",
+            s(&data),
+            "--index",
+            s(idx),
+            "--mode",
+            mode,
+            "--json",
+            "--threads",
+            "1",
+        ];
+        args.extend_from_slice(extra);
+        serde_json::from_str(&ok(&args)).unwrap()
+    };
+    let exact = eval(&f16, "exhaustive", &["--run-file", s(&reference)]);
+    let own = eval(&f16, "exhaustive", &["--reference-run", s(&reference)]);
+    assert_eq!(own["vs_reference"]["share_at_k"], 1.0, "{own}");
+    assert_eq!(own["vs_reference"]["share_at_10"], 1.0);
+
+    let mut sizes = vec![exact["index_bytes"].as_u64().unwrap()];
+    for kind in ["int8", "none"] {
+        let idx = dir.path().join(kind);
+        ok(&[
+            "rebuild",
+            s(&f16),
+            "--out",
+            s(&idx),
+            "--components",
+            "store,plaid",
+            "--num-centroids",
+            "8",
+            "--store",
+            kind,
+        ]);
+        let info: serde_json::Value =
+            serde_json::from_str(&ok(&["info", s(&idx), "--json"])).unwrap();
+        assert_eq!(info["store"], kind, "{info}");
+        for mode in ["exhaustive", "plaid"] {
+            let r = eval(&idx, mode, &["--reference-run", s(&reference)]);
+            let share = r["vs_reference"]["share_at_k"].as_f64().unwrap();
+            assert!(share > 0.5 && share <= 1.0, "{kind} {mode}: share {share}");
+            let ndcg = r["metrics"]["ndcg@10"].as_f64().unwrap();
+            assert!(ndcg > 0.0, "{kind} {mode}");
+            if mode == "exhaustive" {
+                sizes.push(r["index_bytes"].as_u64().unwrap());
+            }
+        }
+        let out: serde_json::Value = serde_json::from_str(&ok(&[
+            "search",
+            s(&idx),
+            "vitamin d and mortality",
+            "-k",
+            "3",
+            "--explain",
+            "--json",
+        ]))
+        .unwrap();
+        for r in out["results"].as_array().unwrap() {
+            let e = &r["explanation"];
+            assert_eq!(e["approximate"], true, "{kind}");
+            let sum: f64 = e["query_tokens"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| t["similarity"].as_f64().unwrap())
+                .sum();
+            let score = r["score"].as_f64().unwrap();
+            assert!((sum - score).abs() < 1e-3, "{kind}: {sum} vs {score}");
+        }
+    }
+    assert!(
+        sizes[0] > sizes[1] && sizes[1] > sizes[2],
+        "f16 > int8 > none bytes: {sizes:?}"
+    );
+    let msg = fails(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&dir.path().join("bad")),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--store",
+        "none",
+        "--quiet",
+    ]);
+    assert!(msg.contains("plaid"), "{msg}");
+}

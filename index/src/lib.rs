@@ -73,6 +73,7 @@ pub use reader::{DocAddress, Index, OpenOptions, OpenProgress, ScoredDoc, Segmen
 pub use search::{
     Fusion, Mode, Plan, Query, Scope, SearchParams, SparseScorer, Stage, FILTER_EXACT_BELOW,
 };
+pub use segment::StoreKind;
 pub use segment::{Manifest, ModelInfo};
 pub use sparse::{SparseConfig, SparseVector};
 pub use writer::{DeleteReport, IndexWriter, MergePolicy, WriteOptions};
@@ -101,6 +102,10 @@ pub struct IndexConfig {
     /// Typed metadata fields documents may carry (for filters); none by default.
     #[serde(default, skip_serializing_if = "FieldSchema::is_empty")]
     pub fields: FieldSchema,
+    /// How segments keep the token vectors: f16 (exact MaxSim, the default), int8, or
+    /// none (scores from PLAID's codes; needs plaid). Old manifests read f16.
+    #[serde(default, skip_serializing_if = "StoreKind::is_f16")]
+    pub store: StoreKind,
 }
 
 /// What a document brings besides its token vectors, for the components that need it.

@@ -11,7 +11,6 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use half::f16;
 use roaring::RoaringBitmap;
 
 use crate::allow::Allow;
@@ -24,7 +23,7 @@ use crate::plaid::{PlaidCodec, PlaidSegment};
 use crate::segment::registry::FileLease;
 use crate::segment::{ComponentKind, DeletesFile, Manifest, MappedFile, SegmentMeta};
 use crate::sparse::SparseIndex;
-use crate::store::{IdOrder, MultiVectorRef, TokenStore};
+use crate::store::{IdOrder, MultiVector, TokenStore};
 
 /// How to open an index.
 #[derive(Debug, Clone, Copy)]
@@ -462,9 +461,32 @@ impl Index {
         }
     }
 
-    /// A document's token vectors.
-    pub fn vectors(&self, a: DocAddress) -> MultiVectorRef<'_, f16> {
-        self.segment(a.segment as usize).store.doc(a.doc as usize)
+    /// A document's token vectors as its segment keeps them.
+    pub fn vectors(&self, a: DocAddress) -> crate::store::DocRows<'_> {
+        self.segment(a.segment as usize).store.rows(a.doc as usize)
+    }
+
+    /// A document's token vectors as f32: the f16 rows, dequantised int8 rows, or (a
+    /// segment without vectors) rows decoded from PLAID's codes and residuals. Exact
+    /// only where [`Index::store_kind`] is f16.
+    pub fn vectors_f32(&self, a: DocAddress) -> MultiVector {
+        let seg = self.segment(a.segment as usize);
+        let dim = self.inner.manifest.dim;
+        let mut out = Vec::new();
+        if !seg.store.rows(a.doc as usize).to_f32(&mut out) {
+            let (plaid, codec) = seg
+                .plaid()
+                .zip(self.codec())
+                .expect("a store without vectors is only built with plaid");
+            out = plaid.decompress_doc(codec, &seg.store, a.doc as usize);
+        }
+        MultiVector::new(out, dim)
+    }
+
+    /// How new segments keep vectors (`IndexConfig::store`); every segment of an index
+    /// keeps them alike unless it was rebuilt.
+    pub fn store_kind(&self) -> crate::StoreKind {
+        self.inner.manifest.settings.store
     }
 
     /// Whether the index keeps documents' texts.

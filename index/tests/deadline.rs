@@ -30,6 +30,7 @@ fn build(dir: &std::path::Path, docs: usize, tokens: usize, dim: usize, all: boo
         encoder: Default::default(),
     };
     let config = IndexConfig {
+        store: Default::default(),
         fields: Default::default(),
         plaid: Some(PlaidConfig {
             num_centroids: Some(32),

@@ -52,6 +52,7 @@ fn schema() -> FieldSchema {
 
 fn config(fields: bool) -> IndexConfig {
     IndexConfig {
+        store: Default::default(),
         plaid: Some(PlaidConfig {
             num_centroids: Some(16),
             ..PlaidConfig::default()

@@ -33,6 +33,7 @@ fn model() -> ModelInfo {
 
 fn config() -> IndexConfig {
     IndexConfig {
+        store: Default::default(),
         fields: Default::default(),
         plaid: Some(PlaidConfig {
             num_centroids: Some(16),
@@ -440,12 +441,7 @@ fn a_format_1_index_takes_writes() {
     let old = Index::open(tmp.path()).unwrap();
     assert_eq!(old.manifest().format_version, 1);
     let dim = old.dim();
-    let doc0: Vec<f32> = old
-        .vectors(old.lookup("doc1").unwrap())
-        .as_slice()
-        .iter()
-        .map(|x| x.to_f32())
-        .collect();
+    let doc0: Vec<f32> = old.vectors_f32(old.lookup("doc1").unwrap()).into_vec();
     drop(old);
     let mut w = IndexWriter::open(tmp.path()).unwrap();
     w.delete(&["doc2"]);

@@ -122,7 +122,7 @@ fn rewrite(path: &Path, f: impl FnOnce(&mut Vec<u8>)) {
 fn truncated_vectors_file_is_a_typed_error_naming_it() {
     assert_damage_detected(
         |dir, m| {
-            let p = dir.join(&m.segments[0].store.vectors.name);
+            let p = dir.join(&m.segments[0].store.vectors.as_ref().unwrap().name);
             rewrite(&p, |b| b.truncate(b.len() - 5));
         },
         "s1.vectors.f16",
@@ -133,7 +133,7 @@ fn truncated_vectors_file_is_a_typed_error_naming_it() {
 fn flipped_vector_byte_fails_the_checksum() {
     assert_damage_detected(
         |dir, m| {
-            let p = dir.join(&m.segments[0].store.vectors.name);
+            let p = dir.join(&m.segments[0].store.vectors.as_ref().unwrap().name);
             rewrite(&p, |b| b[3] ^= 0x40);
         },
         "checksum mismatch",

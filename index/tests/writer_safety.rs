@@ -39,6 +39,7 @@ fn unit_rows(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
 fn full_config() -> IndexConfig {
     IndexConfig {
         fields: Default::default(),
+        store: Default::default(),
         plaid: Some(PlaidConfig {
             num_centroids: Some(8),
             ..PlaidConfig::default()
@@ -321,7 +322,7 @@ fn a_manifest_may_name_only_files_inside_its_directory() {
     ];
     for name in escapes {
         let mut bad = m.clone();
-        bad.segments[0].store.vectors.name = name.clone();
+        bad.segments[0].store.vectors.as_mut().unwrap().name = name.clone();
         bad.commit(&dir).unwrap(); // sealed with a valid checksum: confinement must catch it
         let err = Index::open(&dir)
             .err()

@@ -55,7 +55,16 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
     if args.muvera_curve {
         return muvera_curve(&args, &dataset, &searcher, &options, k);
     }
-    let (report, run) = eval::run_eval(&dataset, &searcher, &options)?;
+    let (mut report, run) = eval::run_eval(&dataset, &searcher, &options)?;
+    if let Some(path) = &args.reference_run {
+        let reference = eval::run::read_trec(path)?;
+        report.vs_reference = Some(eval::VsReference {
+            file: path.clone(),
+            share_at_k: eval::share_of_reference(&run, &reference, k),
+            k,
+            share_at_10: eval::share_of_reference(&run, &reference, k.min(10)),
+        });
+    }
     if let Some(path) = &args.run_file {
         eval::run::write_trec(path, &run, &format!("tessera-{}", report.mode))?;
     }

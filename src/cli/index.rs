@@ -27,6 +27,13 @@ pub(super) fn index_config(
     let fields = tessera_index::FieldSchema(fields.to_vec());
     fields.validate().map_err(Error::Usage)?;
     let has = |c: Component| components.contains(&c);
+    if plaid.store == tessera_index::StoreKind::None && !has(Component::Plaid) {
+        return Err(Error::Usage(
+            "--store none keeps no vectors, so every score comes from PLAID's codes: \
+             add plaid to --components"
+                .into(),
+        ));
+    }
     if has(Component::Bm25) && !store_text {
         return Err(Error::IndexMetadata {
             index: out.to_path_buf(),
@@ -45,6 +52,7 @@ pub(super) fn index_config(
         bm25: has(Component::Bm25),
         store_text,
         fields,
+        store: plaid.store,
     })
 }
 

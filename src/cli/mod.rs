@@ -409,6 +409,12 @@ impl PoolingArgs {
 /// How the PLAID component is built (`--components plaid`).
 #[derive(Debug, Clone, Args)]
 pub struct PlaidBuildArgs {
+    /// How the token vectors are kept for scoring: f16 (exact MaxSim, 2 bytes per value),
+    /// int8 (1 byte per value and a scale per vector; approximate), or none (no vectors:
+    /// every score from PLAID's codes and residuals, approximate; needs plaid). Only f16
+    /// gives exact MaxSim and exact explanations.
+    #[arg(long, default_value = "f16", value_name = "KIND")]
+    pub store: tessera_index::StoreKind,
     /// Bits per residual dimension.
     #[arg(long, default_value_t = 2, value_parser = parse_nbits)]
     pub nbits: u32,
@@ -754,6 +760,11 @@ pub struct EvalArgs {
     /// Search threads (default: all cores). Use 1 for single-thread latency.
     #[arg(long)]
     pub threads: Option<usize>,
+    /// Compare the run with this TREC run (for example `--mode exhaustive --run-file` on
+    /// the f16 index): the share of each query's top-k (and top-10) it holds. For indexes
+    /// whose own exhaustive search is approximate (`--store int8|none`).
+    #[arg(long, value_name = "FILE")]
+    pub reference_run: Option<PathBuf>,
     /// Write the run in TREC format (qid Q0 docid rank score tag).
     #[arg(long, value_name = "PATH")]
     pub run_file: Option<PathBuf>,

@@ -1,6 +1,5 @@
 use std::time::Instant;
 
-use half::slice::HalfFloatSliceExt;
 use tessera_index::pooling::pool_hierarchical;
 use tessera_index::{Component, DocAddress, DocExtras, Index, IndexWriter, WriteOptions};
 
@@ -71,7 +70,6 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
     let options = WriteOptions { force: args.force };
     let mut writer = IndexWriter::create_with_options(&args.out, model, config.clone(), options)?;
     let docs: Vec<DocAddress> = source.live_docs().collect();
-    let mut buf = Vec::new();
     for window in docs.chunks(WINDOW) {
         let sparse = match &splade {
             Some(s) => {
@@ -84,7 +82,6 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
             None => None,
         };
         for (i, &a) in window.iter().enumerate() {
-            let doc = source.vectors(a);
             let fields = match source.segment(a.segment as usize).fields() {
                 Some(f) => Some(f.values(a.doc)?),
                 None => None,
@@ -94,13 +91,22 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
                 sparse: sparse.as_ref().map(|v| &v[i]),
                 fields: fields.as_ref(),
             };
-            if args.pool_factor > 1 {
-                buf.resize(doc.as_slice().len(), 0.0);
-                doc.as_slice().convert_to_f32_slice(&mut buf);
-                let pooled = pool_hierarchical(&buf, doc.dim(), args.pool_factor as usize, 1);
-                writer.add_with(source.doc_id(a), &pooled, extras)?;
-            } else {
-                writer.add_f16_with(source.doc_id(a), doc.as_slice(), extras)?;
+            match source.vectors(a) {
+                // f16 rows go over unchanged (no rounding twice).
+                tessera_index::store::DocRows::F16(rows) if args.pool_factor <= 1 => {
+                    writer.add_f16_with(source.doc_id(a), rows.as_slice(), extras)?;
+                }
+                // Otherwise as f32: dequantised int8 rows, or rows decoded from PLAID.
+                _ => {
+                    let doc = source.vectors_f32(a);
+                    if args.pool_factor > 1 {
+                        let f = args.pool_factor as usize;
+                        let pooled = pool_hierarchical(doc.as_slice(), doc.dim(), f, 1);
+                        writer.add_with(source.doc_id(a), &pooled, extras)?;
+                    } else {
+                        writer.add_with(source.doc_id(a), doc.as_slice(), extras)?;
+                    }
+                }
             }
         }
     }

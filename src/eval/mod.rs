@@ -120,6 +120,9 @@ pub struct EvalReport {
     /// With `--compare-exhaustive`: the mode against exhaustive MaxSim in the same run.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub vs_exhaustive: Option<VsExhaustive>,
+    /// With `--reference-run`: the run against the reference run.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vs_reference: Option<VsReference>,
     /// With `--stage-recall`: each first stage against the exhaustive MaxSim top-k.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stages: Option<Vec<StageRecall>>,
@@ -194,6 +197,41 @@ pub struct VsExhaustive {
     /// Exhaustive p50 / mode p50, and the same for p95.
     pub speedup_p50: f64,
     pub speedup_p95: f64,
+}
+
+/// A run compared with a reference run read from a TREC file (`--reference-run`), for
+/// example exhaustive search on the f16 index when this index keeps compact vectors.
+#[derive(Debug, Clone, Serialize)]
+pub struct VsReference {
+    pub file: PathBuf,
+    /// Mean over the reference's queries of |top-k ∩ reference top-k| / |reference top-k|.
+    pub share_at_k: f64,
+    pub k: usize,
+    /// The same at 10.
+    pub share_at_10: f64,
+}
+
+/// Mean share of each reference query's top `k` that `run`'s top `k` holds (both ranked
+/// by score as trec_eval does); queries the run lacks count as 0.
+pub fn share_of_reference(run: &metrics::Run, reference: &metrics::Run, k: usize) -> f64 {
+    let top = |r: &Vec<(String, f64)>| -> Vec<String> {
+        let mut r = r.clone();
+        metrics::trec_order(&mut r);
+        r.into_iter().take(k).map(|(d, _)| d).collect()
+    };
+    let mut sum = 0.0;
+    for (qid, want) in reference {
+        let want = top(want);
+        if want.is_empty() {
+            continue;
+        }
+        let got: std::collections::HashSet<String> = run
+            .get(qid)
+            .map(|r| top(r).into_iter().collect())
+            .unwrap_or_default();
+        sum += want.iter().filter(|d| got.contains(*d)).count() as f64 / want.len() as f64;
+    }
+    sum / reference.len().max(1) as f64
 }
 
 /// One row of `--sweep`.
@@ -692,6 +730,7 @@ pub fn run_eval(
         encode_tokens_per_s: build_stat("encode_tokens_per_s"),
         component_bytes: manifest.component_bytes(),
         vs_exhaustive,
+        vs_reference: None,
         stages,
         sparse,
         filter,
@@ -852,6 +891,15 @@ impl EvalReport {
             s.push_str(&format!(
                 "vs exhaustive  recall@{} {:.4} · exhaustive p50 {:.2} ms · speedup p50 {:.1}x, p95 {:.1}x\n",
                 v.k, v.recall_at_k, v.exhaustive_latency_ms.p50, v.speedup_p50, v.speedup_p95
+            ));
+        }
+        if let Some(v) = &self.vs_reference {
+            s.push_str(&format!(
+                "vs reference   share of top-{} {:.4} · of top-10 {:.4} ({})\n",
+                v.k,
+                v.share_at_k,
+                v.share_at_10,
+                v.file.display()
             ));
         }
         for st in self.stages.iter().flatten() {

@@ -25,7 +25,8 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Explanation {
     pub id: String,
-    /// Exact MaxSim of the query against the stored vectors, as exhaustive search gives it.
+    /// MaxSim of the query against the stored vectors, as exhaustive search gives it
+    /// (exact unless `approximate`).
     pub score: f32,
     /// Sum of `query_tokens[].similarity`: equals `score` up to f32 rounding.
     pub sum_of_similarities: f32,
@@ -34,6 +35,9 @@ pub struct Explanation {
     pub query_tokens: Vec<QueryTokenMatch>,
     /// The query had more tokens than the model's query length and was cut.
     pub query_truncated: bool,
+    /// The index keeps no f16 vectors (`--store int8|none`): similarities come from
+    /// int8 rows or from vectors decoded from PLAID's codes, not the encoder's output.
+    pub approximate: bool,
     /// The document's vectors in stored order.
     pub document_vectors: Vec<DocumentVector>,
     pub text: String,
@@ -82,9 +86,11 @@ impl Searcher {
                     .into(),
             )
         })?;
-        let stored = index.vectors(addr);
+        // Exact on an f16 store; int8 rows or PLAID-decoded rows otherwise (`approximate`).
+        let stored = index.vectors_f32(addr);
         let dim = stored.dim();
-        let doc: Vec<f32> = stored.as_slice().iter().map(|v| v.to_f32()).collect();
+        let approximate = index.store_kind() != tessera_index::StoreKind::F16;
+        let doc: Vec<f32> = stored.into_vec();
         let rows = doc.len() / dim;
 
         let encoder = self.encoder();
@@ -123,7 +129,7 @@ impl Searcher {
                  (added as pre-encoded vectors, or encoded with other settings): it cannot be explained"
             )));
         }
-        if let Some(full) = &reencoded {
+        if let (Some(full), false) = (&reencoded, approximate) {
             check_pooled_means(id, full.as_slice(), &assignment, &doc, dim)?;
         }
         let chars: Vec<char> = text.chars().collect();
@@ -165,7 +171,13 @@ impl Searcher {
                 similarity: sim,
             });
         }
-        let score = MaxSim::default().score(qvec.view(), stored);
+        let score = match index.vectors(addr) {
+            tessera_index::store::DocRows::F16(m) => MaxSim::default().score(qvec.view(), m),
+            _ => MaxSim::default().score_f32(
+                qvec.view(),
+                tessera_index::store::MultiVectorRef::new(&doc, dim),
+            ),
+        };
         Ok(Explanation {
             id: id.to_string(),
             score,
@@ -177,6 +189,7 @@ impl Searcher {
             },
             query_tokens,
             query_truncated: qtok.truncated,
+            approximate,
             document_vectors,
             text: text.to_string(),
         })

@@ -131,6 +131,29 @@ impl MaxSim {
         }
     }
 
+    /// MaxSim against a document's vectors as the store keeps them: f16 directly, int8
+    /// dequantised into the scratch first (a pass over the rows, small beside MaxSim's
+    /// `query.len()` passes). Panics on a document whose vectors are not kept.
+    pub fn score_rows(
+        &mut self,
+        query: MultiVectorRef<'_, f32>,
+        rows: crate::store::DocRows<'_>,
+    ) -> f32 {
+        match rows {
+            crate::store::DocRows::F16(doc) => self.score(query, doc),
+            crate::store::DocRows::Missing { .. } => {
+                panic!("MaxSim needs kept vectors; this store has none")
+            }
+            int8 => {
+                let mut buf = std::mem::take(&mut self.doc_f32);
+                int8.to_f32(&mut buf);
+                let score = self.score_f32(query, MultiVectorRef::new(&buf, query.dim()));
+                self.doc_f32 = buf;
+                score
+            }
+        }
+    }
+
     /// MaxSim of an f32 query against an f16 document of the same dimension.
     /// An empty query scores 0; an empty document scores 0 too.
     pub fn score(&mut self, query: MultiVectorRef<'_, f32>, doc: MultiVectorRef<'_, f16>) -> f32 {

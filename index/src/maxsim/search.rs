@@ -111,7 +111,7 @@ impl<'a> Scan<'a> {
                         stop.store(true, Ordering::Relaxed);
                     }
                     if !stop.load(Ordering::Relaxed) && allow.contains(i as u32) {
-                        let score = scorer.score(query, store.doc(i));
+                        let score = scorer.score_rows(query, store.rows(i));
                         let tie = ranks.map_or(i as u32, |r| r[i]);
                         top.push_tied(
                             Hit {

@@ -94,6 +94,22 @@ impl PlaidSegment {
     }
 
     /// Centroid id of every vector, in store order.
+    /// Document `d`'s vectors decoded from codes and residuals (row-major f32).
+    pub fn decompress_doc(
+        &self,
+        codec: &PlaidCodec,
+        store: &crate::store::TokenStore,
+        d: usize,
+    ) -> Vec<f32> {
+        let dim = codec.dim();
+        let (start, len) = (store.doc_offset(d), store.doc_len(d));
+        let mut out = vec![0f32; len * dim];
+        for (j, row) in out.chunks_exact_mut(dim).enumerate() {
+            codec.decode(self.codes()[start + j], self.residual(start + j), row);
+        }
+        out
+    }
+
     pub fn codes(&self) -> &[u32] {
         bytemuck::cast_slice(self.codes.payload())
     }

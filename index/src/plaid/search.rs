@@ -287,9 +287,9 @@ impl PlaidSegment {
             .map_init(Refiner::default, |refiner, &d| {
                 let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
                 let doc_codes = &codes[start..start + len];
-                let score = match source {
-                    Rescore::Exact => {
-                        let rows = store.doc(d as usize);
+                let rows = store.rows(d as usize);
+                let score = match (source, rows) {
+                    (Rescore::Exact, crate::store::DocRows::F16(rows)) => {
                         let kernel = refiner.kernel();
                         refiner.score(
                             query.as_slice(),
@@ -300,7 +300,22 @@ impl PlaidSegment {
                             |j, out| kernel.convert_f16(rows.row(j), out),
                         )
                     }
-                    Rescore::Decompressed => refiner.score(
+                    (Rescore::Exact, crate::store::DocRows::Int8 { values, scales }) => refiner
+                        .score(
+                            query.as_slice(),
+                            dim,
+                            &q.scores,
+                            doc_codes,
+                            margin,
+                            |j, out| {
+                                let s = scales[j];
+                                for (o, &v) in out.iter_mut().zip(values.row(j)) {
+                                    *o = f32::from(v) * s;
+                                }
+                            },
+                        ),
+                    // Decompressed, or no vectors kept.
+                    _ => refiner.score(
                         query.as_slice(),
                         dim,
                         &q.scores,

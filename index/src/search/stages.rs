@@ -77,13 +77,7 @@ impl FirstStage for ExhaustiveStage<'_> {
         allow: &Allow,
         depth: usize,
     ) -> Result<Vec<Hit>> {
-        let seg = index.segment(s);
-        Scan {
-            allow: allow.clone(),
-            ranks: Some(seg.ids().ranks()),
-            ..Scan::new(seg.store(), self.vectors, depth)
-        }
-        .all()
+        maxsim_segment(index, s, allow, self.vectors, depth, None, Deadline::NONE)
     }
 
     fn depth(&self) -> usize {
@@ -384,7 +378,50 @@ fn best(index: &Index, mut all: Vec<ScoredDoc>, k: usize) -> Vec<ScoredDoc> {
     all
 }
 
-/// Exact MaxSim against every live document of every segment; the best `k`.
+/// MaxSim in segment `s` over `docs` (all when `None`) among `allow`: on the kept
+/// vectors (exact for f16, approximate for int8), or, in a segment that keeps none, on
+/// vectors decoded from PLAID's codes and residuals (approximate).
+fn maxsim_segment(
+    index: &Index,
+    s: usize,
+    allow: &Allow,
+    query: MultiVectorRef<'_, f32>,
+    k: usize,
+    docs: Option<&[u32]>,
+    deadline: Deadline,
+) -> Result<Vec<Hit>> {
+    let seg = index.segment(s);
+    if seg.store().has_vectors() {
+        let scan = Scan {
+            allow: allow.clone(),
+            ranks: Some(seg.ids().ranks()),
+            deadline,
+            ..Scan::new(seg.store(), query, k)
+        };
+        return match docs {
+            None => scan.all(),
+            Some(d) => scan.candidates(d),
+        };
+    }
+    let (codec, plaid) = index
+        .codec()
+        .zip(seg.plaid())
+        .expect("a store without vectors is only built with plaid");
+    let n = seg.store().num_docs() as u32;
+    let docs: Vec<u32> = match docs {
+        None => (0..n).filter(|&d| allow.contains(d)).collect(),
+        Some(d) => d
+            .iter()
+            .copied()
+            .filter(|&d| d < n && allow.contains(d))
+            .collect(),
+    };
+    deadline.check()?;
+    Ok(plaid.rescore_decompressed(codec, seg.store(), query, k, &docs, seg.ids().ranks()))
+}
+
+/// MaxSim against every live document of every segment (exact on f16 stores); the
+/// best `k`.
 pub(super) fn exhaustive(
     index: &Index,
     scope: &Scope,
@@ -394,14 +431,8 @@ pub(super) fn exhaustive(
 ) -> Result<Vec<ScoredDoc>> {
     let mut all = Vec::new();
     for s in 0..index.num_segments() {
-        let seg = index.segment(s);
-        let scan = Scan {
-            allow: scope.allow(s).clone(),
-            ranks: Some(seg.ids().ranks()),
-            deadline,
-            ..Scan::new(seg.store(), query, k)
-        };
-        all.extend(scan.all()?.into_iter().map(|h| scored(s, h)));
+        let hits = maxsim_segment(index, s, scope.allow(s), query, k, None, deadline)?;
+        all.extend(hits.into_iter().map(|h| scored(s, h)));
     }
     Ok(best(index, all, k))
 }
@@ -421,8 +452,8 @@ fn by_segment(docs: &[DocAddress]) -> Vec<(usize, Vec<u32>)> {
     out
 }
 
-/// Exact MaxSim over the live documents among `docs`; the best `k` (the re-ranking step
-/// every first stage ends in).
+/// MaxSim over the live documents among `docs` (exact on f16 stores, see
+/// [`maxsim_segment`]); the best `k` (the re-ranking step every first stage ends in).
 pub(super) fn rescore(
     index: &Index,
     scope: &Scope,
@@ -433,14 +464,8 @@ pub(super) fn rescore(
 ) -> Result<Vec<ScoredDoc>> {
     let mut all = Vec::new();
     for (s, docs) in by_segment(docs) {
-        let seg = index.segment(s);
-        let scan = Scan {
-            allow: scope.allow(s).clone(),
-            ranks: Some(seg.ids().ranks()),
-            deadline,
-            ..Scan::new(seg.store(), query, k)
-        };
-        all.extend(scan.candidates(&docs)?.into_iter().map(|h| scored(s, h)));
+        let hits = maxsim_segment(index, s, scope.allow(s), query, k, Some(&docs), deadline)?;
+        all.extend(hits.into_iter().map(|h| scored(s, h)));
     }
     Ok(best(index, all, k))
 }

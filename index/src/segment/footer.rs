@@ -19,6 +19,8 @@ pub const FOOTER_LEN: usize = 32;
 pub enum ComponentKind {
     /// Flat f16 token-vector matrix.
     Vectors,
+    /// Token vectors as int8 rows, then one f32 scale per row (`store::Int8Rows`).
+    VectorsI8,
     /// Per-document start offsets into the vector matrix (`n_docs + 1` u64).
     Offsets,
     /// External document ids.
@@ -45,6 +47,7 @@ impl ComponentKind {
     fn tag(self) -> [u8; 8] {
         match self {
             ComponentKind::Vectors => *b"vectors\0",
+            ComponentKind::VectorsI8 => *b"vec_i8\0\0",
             ComponentKind::Offsets => *b"offsets\0",
             ComponentKind::DocIds => *b"doc_ids\0",
             ComponentKind::Centroids => *b"centroid",

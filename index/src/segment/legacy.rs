@@ -116,6 +116,7 @@ pub(super) fn read(path: &Path, raw: serde_json::Value) -> Result<Manifest> {
         bm25: c.bm25.is_some(),
         store_text: c.store.texts.is_some(),
         fields: Default::default(),
+        store: Default::default(),
     };
     let codec = c.plaid.as_ref().map(|p| CodecFiles {
         id: 0,

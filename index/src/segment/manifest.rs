@@ -30,10 +30,55 @@ pub struct ModelInfo {
     pub encoder: serde_json::Value,
 }
 
+/// How a segment keeps its token vectors for exact scoring.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StoreKind {
+    /// IEEE half floats, 2 bytes per value: exact MaxSim (to f16 precision).
+    #[default]
+    F16,
+    /// One signed byte per value and an f32 scale per vector (max |x| / 127): MaxSim
+    /// from dequantised rows, approximate.
+    Int8,
+    /// No vectors kept: every score comes from PLAID's codes and residuals (the index
+    /// must have plaid), approximate.
+    None,
+}
+
+impl StoreKind {
+    pub fn is_f16(&self) -> bool {
+        *self == StoreKind::F16
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StoreKind::F16 => "f16",
+            StoreKind::Int8 => "int8",
+            StoreKind::None => "none",
+        }
+    }
+}
+
+impl std::str::FromStr for StoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s {
+            "f16" => Ok(StoreKind::F16),
+            "int8" => Ok(StoreKind::Int8),
+            "none" => Ok(StoreKind::None),
+            other => Err(format!("unknown store kind {other:?} (f16, int8 or none)")),
+        }
+    }
+}
+
 /// Files of the token store.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct StoreFiles {
-    pub vectors: FileEntry,
+    /// The vectors file: f16 or int8 rows as `kind` says; absent when `kind` is `none`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vectors: Option<FileEntry>,
+    #[serde(default, skip_serializing_if = "StoreKind::is_f16")]
+    pub kind: StoreKind,
     pub offsets: FileEntry,
     pub doc_ids: FileEntry,
     /// Documents' texts, when the index keeps them (`IndexConfig::store_text`).
@@ -174,7 +219,8 @@ impl SegmentMeta {
     /// Every file of the segment, with size and checksum.
     pub fn files(&self) -> Vec<&FileEntry> {
         let s = &self.store;
-        let mut v = vec![&s.vectors, &s.offsets, &s.doc_ids];
+        let mut v: Vec<&FileEntry> = s.vectors.iter().collect();
+        v.extend([&s.offsets, &s.doc_ids]);
         v.extend(&s.texts);
         v.extend(&self.ids);
         if let Some(p) = &self.plaid {
@@ -200,7 +246,8 @@ impl SegmentMeta {
     pub fn component_bytes(&self) -> Vec<(Component, u64)> {
         let sum = |files: Vec<&FileEntry>| files.iter().map(|f| f.bytes).sum::<u64>();
         let s = &self.store;
-        let mut store = vec![&s.vectors, &s.offsets, &s.doc_ids];
+        let mut store: Vec<&FileEntry> = s.vectors.iter().collect();
+        store.extend([&s.offsets, &s.doc_ids]);
         store.extend(&s.texts);
         store.extend(&self.ids);
         store.extend(self.deletes.as_ref().map(|d| &d.file));

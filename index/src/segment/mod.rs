@@ -16,7 +16,8 @@ pub use legacy::{LegacyComponents, LegacyManifest, MuveraFiles, PlaidFiles};
 pub use lock::{DirLock, LOCK_NAME};
 pub use manifest::{
     check_file_name, Bm25Files, CodecFiles, DeletesFile, Manifest, ModelInfo, MuveraSegmentFiles,
-    PlaidSegmentFiles, SegmentMeta, SparseFiles, StoreFiles, TantivyFiles, MANIFEST_NAME,
+    PlaidSegmentFiles, SegmentMeta, SparseFiles, StoreFiles, StoreKind, TantivyFiles,
+    MANIFEST_NAME,
 };
 
 /// What follows `<letter><number>.` in the name of a file (or directory) Tessera writes.

@@ -8,8 +8,10 @@ mod texts;
 mod writer;
 
 pub use ids::{write_id_order, IdOrder};
-pub use reader::TokenStore;
+pub(crate) use reader::int8_scales_at;
+pub use reader::{DocRows, TokenStore};
 pub use texts::{DocTexts, TextsWriter};
+pub(crate) use writer::write_int8;
 pub use writer::StoreWriter;
 
 /// A borrowed multi-vector: `len()` rows of `dim` values, row-major, no copy.

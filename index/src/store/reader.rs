@@ -4,14 +4,75 @@ use half::f16;
 
 use super::MultiVectorRef;
 use crate::error::{IndexError, Result};
-use crate::segment::{ComponentKind, MappedFile, StoreFiles};
+use crate::segment::{ComponentKind, MappedFile, StoreFiles, StoreKind};
+
+/// The vectors file of a store, as its kind says.
+enum Rows {
+    F16(MappedFile),
+    /// int8 values, then (from byte `scales_at`) one f32 scale per vector.
+    Int8 {
+        file: MappedFile,
+        scales_at: usize,
+    },
+    None,
+}
+
+/// One document's vectors as the store keeps them.
+#[derive(Clone, Copy)]
+pub enum DocRows<'a> {
+    F16(MultiVectorRef<'a, f16>),
+    /// Row `r` is `values.row(r) * scales[r]`.
+    Int8 {
+        values: MultiVectorRef<'a, i8>,
+        scales: &'a [f32],
+    },
+    /// Not kept (`StoreKind::None`): the document has this many vectors.
+    Missing {
+        len: usize,
+    },
+}
+
+impl DocRows<'_> {
+    pub fn len(&self) -> usize {
+        match self {
+            DocRows::F16(m) => m.len(),
+            DocRows::Int8 { values, .. } => values.len(),
+            DocRows::Missing { len } => *len,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The rows as f32 into `out` (cleared first); false when they are not kept.
+    pub fn to_f32(&self, out: &mut Vec<f32>) -> bool {
+        out.clear();
+        match self {
+            DocRows::F16(m) => out.extend(m.as_slice().iter().map(|v| v.to_f32())),
+            DocRows::Int8 { values, scales } => {
+                for (row, &s) in values.rows().zip(scales.iter()) {
+                    out.extend(row.iter().map(|&v| f32::from(v) * s));
+                }
+            }
+            DocRows::Missing { .. } => return false,
+        }
+        true
+    }
+}
+
+/// Byte where an int8 vectors payload's scales start: after the values, padded to 4.
+pub(crate) fn int8_scales_at(num_vectors: usize, dim: usize) -> usize {
+    (num_vectors * dim).div_ceil(4) * 4
+}
 
 /// Read side of the token store, straight off memory maps. Every offset is checked once
 /// at open, so `doc(i)` for `i < num_docs()` never fails and never copies.
 pub struct TokenStore {
     dim: usize,
     num_docs: usize,
-    vectors: MappedFile,
+    num_vectors: usize,
+    vectors: Rows,
     offsets: MappedFile,
     ids: MappedFile,
     /// Byte ranges of the ids inside the ids payload start at `ids_base`.
@@ -29,12 +90,61 @@ impl TokenStore {
         num_vectors: usize,
         verify_checksums: bool,
     ) -> Result<Self> {
-        let vectors = MappedFile::open(
-            dir,
-            &files.vectors,
-            ComponentKind::Vectors,
-            verify_checksums,
-        )?;
+        let vectors = match (files.kind, &files.vectors) {
+            (StoreKind::None, _) => Rows::None,
+            (kind, None) => {
+                return Err(IndexError::corrupt(
+                    dir,
+                    format!(
+                        "the manifest lists no vectors file for a {} store",
+                        kind.as_str()
+                    ),
+                ))
+            }
+            (StoreKind::F16, Some(entry)) => {
+                let file = MappedFile::open(dir, entry, ComponentKind::Vectors, verify_checksums)?;
+                let expect = num_vectors
+                    .checked_mul(dim)
+                    .and_then(|v| v.checked_mul(2))
+                    .ok_or_else(|| IndexError::corrupt(file.path(), "vector count overflows"))?;
+                if file.payload().len() != expect {
+                    return Err(IndexError::corrupt(
+                        file.path(),
+                        format!(
+                            "holds {} bytes, expected {num_vectors} vectors x {dim} dims x 2 = {expect}",
+                            file.payload().len()
+                        ),
+                    ));
+                }
+                cast_f16(file.path(), file.payload())?;
+                Rows::F16(file)
+            }
+            (StoreKind::Int8, Some(entry)) => {
+                let file =
+                    MappedFile::open(dir, entry, ComponentKind::VectorsI8, verify_checksums)?;
+                let scales_at = int8_scales_at(num_vectors, dim);
+                let expect = scales_at + 4 * num_vectors;
+                if file.payload().len() != expect {
+                    return Err(IndexError::corrupt(
+                        file.path(),
+                        format!(
+                            "holds {} bytes, expected {num_vectors} int8 vectors x {dim} dims \
+                             plus padding and {num_vectors} f32 scales = {expect}",
+                            file.payload().len()
+                        ),
+                    ));
+                }
+                let scales: &[f32] = bytemuck::try_cast_slice(&file.payload()[scales_at..])
+                    .map_err(|e| IndexError::corrupt(file.path(), format!("scales: {e}")))?;
+                if let Some(i) = scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
+                    return Err(IndexError::corrupt(
+                        file.path(),
+                        format!("vector {i} has scale {}", scales[i]),
+                    ));
+                }
+                Rows::Int8 { file, scales_at }
+            }
+        };
         let offsets = MappedFile::open(
             dir,
             &files.offsets,
@@ -42,21 +152,6 @@ impl TokenStore {
             verify_checksums,
         )?;
         let ids = MappedFile::open(dir, &files.doc_ids, ComponentKind::DocIds, verify_checksums)?;
-
-        let expect_vec_bytes = num_vectors
-            .checked_mul(dim)
-            .and_then(|v| v.checked_mul(2))
-            .ok_or_else(|| IndexError::corrupt(vectors.path(), "vector count overflows"))?;
-        if vectors.payload().len() != expect_vec_bytes {
-            return Err(IndexError::corrupt(
-                vectors.path(),
-                format!(
-                    "holds {} bytes, expected {num_vectors} vectors x {dim} dims x 2 = {expect_vec_bytes}",
-                    vectors.payload().len()
-                ),
-            ));
-        }
-        cast_f16(vectors.path(), vectors.payload())?;
 
         let offs = cast_u64(offsets.path(), offsets.payload())?;
         if offs.len() != num_docs + 1 {
@@ -94,6 +189,7 @@ impl TokenStore {
         Ok(TokenStore {
             dim,
             num_docs,
+            num_vectors,
             vectors,
             offsets,
             ids,
@@ -121,20 +217,64 @@ impl TokenStore {
     }
 
     pub fn num_vectors(&self) -> usize {
-        self.vectors.payload().len() / (2 * self.dim)
+        self.num_vectors
     }
 
-    /// The whole f16 matrix, `num_vectors() * dim()` values.
+    /// How the vectors are kept.
+    pub fn kind(&self) -> StoreKind {
+        match self.vectors {
+            Rows::F16(_) => StoreKind::F16,
+            Rows::Int8 { .. } => StoreKind::Int8,
+            Rows::None => StoreKind::None,
+        }
+    }
+
+    /// Whether the exact f16 vectors are kept (exact MaxSim, explanations).
+    pub fn is_exact(&self) -> bool {
+        matches!(self.vectors, Rows::F16(_))
+    }
+
+    /// Whether any vectors are kept (f16 or int8): MaxSim can be computed from the store.
+    pub fn has_vectors(&self) -> bool {
+        !matches!(self.vectors, Rows::None)
+    }
+
+    /// The whole f16 matrix, `num_vectors() * dim()` values. Panics unless the store
+    /// keeps f16 vectors.
     pub fn all_vectors(&self) -> &[f16] {
-        // Alignment and length were checked at open.
-        bytemuck::cast_slice(self.vectors.payload())
+        match &self.vectors {
+            // Alignment and length were checked at open.
+            Rows::F16(f) => bytemuck::cast_slice(f.payload()),
+            _ => panic!("the store keeps {} vectors, not f16", self.kind().as_str()),
+        }
+    }
+
+    /// Document `i`'s vectors as kept. Panics if `i >= num_docs()`.
+    pub fn rows(&self, i: usize) -> DocRows<'_> {
+        let offs = self.offsets();
+        let (start, end) = (offs[i] as usize, offs[i + 1] as usize);
+        let d = self.dim;
+        match &self.vectors {
+            Rows::F16(_) => DocRows::F16(self.doc(i)),
+            Rows::Int8 { file, scales_at } => {
+                let p = file.payload();
+                let values: &[i8] = bytemuck::cast_slice(&p[start * d..end * d]);
+                let scales: &[f32] = bytemuck::cast_slice(&p[*scales_at..]);
+                DocRows::Int8 {
+                    values: MultiVectorRef::new(values, d),
+                    scales: &scales[start..end],
+                }
+            }
+            Rows::None => DocRows::Missing { len: end - start },
+        }
     }
 
     fn offsets(&self) -> &[u64] {
         bytemuck::cast_slice(self.offsets.payload())
     }
 
-    /// Document `i`'s token vectors. Panics if `i >= num_docs()`.
+    /// Document `i`'s f16 token vectors. Panics if `i >= num_docs()` or the store does
+    /// not keep f16 vectors (see [`TokenStore::rows`]).
     pub fn doc(&self, i: usize) -> MultiVectorRef<'_, f16> {
         let offs = self.offsets();
         let (start, end) = (offs[i] as usize, offs[i + 1] as usize);

@@ -170,10 +170,63 @@ impl StoreWriter {
         }
         let doc_ids = ids.finish()?;
         Ok(StoreFiles {
-            vectors,
+            vectors: Some(vectors),
+            kind: crate::segment::StoreKind::F16,
             offsets,
             doc_ids,
             texts: None,
         })
     }
+}
+
+/// Quantise one vector to int8 with a symmetric scale (max |x| / 127); returns the scale.
+pub(crate) fn quantize_int8(row: &[f32], out: &mut Vec<i8>) -> f32 {
+    let max = row.iter().fold(0f32, |m, v| m.max(v.abs()));
+    if max == 0.0 {
+        out.extend(row.iter().map(|_| 0i8));
+        return 0.0;
+    }
+    let scale = max / 127.0;
+    // A division, as the format defines it (a multiply by 1/scale rounds differently
+    // at .5 boundaries).
+    out.extend(
+        row.iter()
+            .map(|&v| (v / scale).round().clamp(-127.0, 127.0) as i8),
+    );
+    scale
+}
+
+/// Write `store`'s vectors (f16 or int8) as the int8 file `<prefix>.vectors.i8`: the
+/// values row after row, zero padding to a multiple of 4 bytes, then one f32 scale per
+/// vector (`README.md`).
+pub(crate) fn write_int8(
+    dir: &Path,
+    prefix: &str,
+    store: &super::TokenStore,
+) -> Result<crate::segment::FileEntry> {
+    let mut file = FileWriter::create(
+        dir,
+        &format!("{prefix}.vectors.i8"),
+        ComponentKind::VectorsI8,
+    )?;
+    let dim = store.dim();
+    let mut scales = Vec::with_capacity(store.num_vectors());
+    let (mut row, mut bytes) = (Vec::new(), Vec::new());
+    for d in 0..store.num_docs() {
+        if !store.rows(d).to_f32(&mut row) {
+            return Err(IndexError::InvalidArgument(
+                "an int8 store is made from kept vectors".into(),
+            ));
+        }
+        bytes.clear();
+        for r in row.chunks_exact(dim) {
+            scales.push(quantize_int8(r, &mut bytes));
+        }
+        file.write(bytemuck::cast_slice(&bytes))?;
+    }
+    let written = store.num_vectors() * dim;
+    let pad = super::int8_scales_at(store.num_vectors(), dim) - written;
+    file.write(&[0u8; 4][..pad])?;
+    file.write(bytemuck::cast_slice(&scales))?;
+    file.finish()
 }

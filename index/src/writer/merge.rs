@@ -81,7 +81,8 @@ mod tests {
             num_vectors: docs,
             codec: None,
             store: crate::segment::StoreFiles {
-                vectors: e.clone(),
+                vectors: Some(e.clone()),
+                kind: Default::default(),
                 offsets: e.clone(),
                 doc_ids: e,
                 texts: None,

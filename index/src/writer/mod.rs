@@ -147,6 +147,13 @@ impl IndexWriter {
             .fields
             .validate()
             .map_err(IndexError::InvalidArgument)?;
+        if config.store == crate::StoreKind::None && config.plaid.is_none() {
+            return Err(IndexError::InvalidArgument(
+                "a store without vectors (--store none) scores from PLAID's codes: \
+                 the index needs the plaid component"
+                    .into(),
+            ));
+        }
         let mut config = config;
         // Merging BM25 segments re-indexes their documents' text.
         config.store_text |= config.bm25;
@@ -718,6 +725,7 @@ fn copy_live_docs(
         seg.splade().map(|s| s.document_vectors(store.num_docs()));
     let mut values = crate::FieldValues::new();
     let mean_norm = seg.meta().plaid.as_ref().and_then(|p| p.mean_residual_norm);
+    let mut row = Vec::new();
     for d in 0..store.num_docs() {
         if deleted.contains(d as u32) {
             continue;
@@ -741,12 +749,25 @@ fn copy_live_docs(
             }
             _ => None,
         };
-        builder.add(
-            store.doc_id(d),
-            Vectors::F16(store.doc(d).as_slice()),
-            extras,
-            codes,
-        )?;
+        // A compact store's vectors are approximations (int8 rows, or decoded from the
+        // codes); the codes themselves are copied unchanged when the codec is kept.
+        let vectors = match store.rows(d) {
+            crate::store::DocRows::F16(m) => Vectors::F16(m.as_slice()),
+            rows @ crate::store::DocRows::Int8 { .. } => {
+                rows.to_f32(&mut row);
+                Vectors::F32(&row)
+            }
+            crate::store::DocRows::Missing { .. } => {
+                let (plaid, codec) = seg.plaid().zip(snapshot.codec()).ok_or_else(|| {
+                    IndexError::InvalidArgument(
+                        "a segment without vectors has no PLAID codes to decode".into(),
+                    )
+                })?;
+                row = plaid.decompress_doc(codec, store, d);
+                Vectors::F32(&row)
+            }
+        };
+        builder.add(store.doc_id(d), vectors, extras, codes)?;
     }
     Ok(())
 }

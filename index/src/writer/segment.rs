@@ -13,7 +13,9 @@ use crate::error::{IndexError, Result};
 use crate::fields::FieldsBuilder;
 use crate::lexical::Bm25Builder;
 use crate::plaid::{encode_segment, train_codec, PlaidCodec, PlaidSegmentWriter};
-use crate::segment::{CodecFiles, ComponentKind, DeletesFile, FileWriter, SegmentMeta};
+use crate::segment::{
+    CodecFiles, ComponentKind, DeletesFile, FileWriter, SegmentMeta, StoreFiles, StoreKind,
+};
 use crate::sparse::SparseBuilder;
 use crate::store::{write_id_order, StoreWriter, TextsWriter, TokenStore};
 use crate::{muvera, DocExtras, IndexConfig};
@@ -323,6 +325,36 @@ impl SegmentBuilder {
             )?),
             None => None,
         };
+        // The f16 vectors were written for the codes and the graph; a compact store keeps
+        // int8 rows made from them, or nothing.
+        if self.settings.store != StoreKind::F16 {
+            let f16_file = store_files
+                .vectors
+                .take()
+                .expect("the writer wrote f16 rows");
+            if self.settings.store == StoreKind::Int8 {
+                let reader = match reader {
+                    Some(r) => r,
+                    None => TokenStore::open(
+                        &dir,
+                        &StoreFiles {
+                            vectors: Some(f16_file.clone()),
+                            ..store_files.clone()
+                        },
+                        dim,
+                        num_docs,
+                        num_vectors,
+                        false,
+                    )?,
+                };
+                store_files.vectors = Some(crate::store::write_int8(&dir, &self.prefix, &reader)?);
+            } else {
+                drop(reader);
+            }
+            store_files.kind = self.settings.store;
+            std::fs::remove_file(dir.join(&f16_file.name))
+                .map_err(|e| IndexError::io(dir.join(&f16_file.name), e))?;
+        }
         let splade = match self.splade {
             Some(b) => Some(b.finish(&dir, &self.prefix)?),
             None => None,

@@ -1,0 +1,300 @@
+//! Compact stores (`StoreKind::Int8`, `StoreKind::None`) against independent references:
+//! int8 MaxSim equals a scalar MaxSim over vectors quantised here from the input; a store
+//! without vectors scores exactly as PLAID's decompressed rescoring on an f16 index built
+//! from the same vectors (same codec, same codes); merges and reopening keep every score.
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use tessera_index::store::{DocRows, MultiVectorRef};
+use tessera_index::{
+    Index, IndexConfig, IndexError, IndexWriter, ModelInfo, PlaidConfig, PlaidParams, Query,
+    Rescore, SearchParams, StoreKind,
+};
+
+const DIM: usize = 32;
+
+fn unit(v: Vec<f32>) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-9);
+    v.into_iter().map(|x| x / n).collect()
+}
+
+/// Clustered documents (noisy copies of a few topic directions) and queries.
+fn corpus(seed: u64, n: usize) -> (Vec<Vec<f32>>, Vec<Vec<f32>>) {
+    let mut rng = ChaCha8Rng::seed_from_u64(seed);
+    let topics: Vec<Vec<f32>> = (0..24)
+        .map(|_| unit((0..DIM).map(|_| rng.gen_range(-1.0..1.0)).collect()))
+        .collect();
+    let sample = |len: usize, noise: f32, rng: &mut ChaCha8Rng| {
+        let mut v = Vec::with_capacity(len * DIM);
+        for _ in 0..len {
+            let t = &topics[rng.gen_range(0..topics.len())];
+            v.extend(unit(
+                t.iter().map(|x| x + rng.gen_range(-noise..noise)).collect(),
+            ));
+        }
+        v
+    };
+    let docs = (0..n)
+        .map(|_| {
+            let len = rng.gen_range(2..24);
+            sample(len, 0.35, &mut rng)
+        })
+        .collect();
+    let queries = (0..12)
+        .map(|_| {
+            let len = rng.gen_range(1..10);
+            sample(len, 0.4, &mut rng)
+        })
+        .collect();
+    (docs, queries)
+}
+
+fn config(store: StoreKind) -> IndexConfig {
+    IndexConfig {
+        plaid: Some(PlaidConfig {
+            nbits: 2,
+            num_centroids: Some(32),
+            ..PlaidConfig::default()
+        }),
+        store,
+        ..Default::default()
+    }
+}
+
+fn model() -> ModelInfo {
+    ModelInfo {
+        name: "synthetic".into(),
+        dim: DIM,
+        weights_sha256: "-".into(),
+        encoder: Default::default(),
+    }
+}
+
+fn build(dir: &std::path::Path, docs: &[Vec<f32>], store: StoreKind) -> Index {
+    let mut w = IndexWriter::create_with(dir, model(), config(store)).unwrap();
+    for (i, d) in docs.iter().enumerate() {
+        w.add(&format!("d{i}"), d).unwrap();
+    }
+    w.commit(serde_json::json!({})).unwrap();
+    Index::open(dir).unwrap()
+}
+
+/// What the int8 store should hold for `v`: symmetric per-vector quantisation, then back
+/// to f32 (through f16 first, as the writer stores the encoder's output as f16 before
+/// quantising it).
+fn int8_reference(v: &[f32]) -> Vec<f32> {
+    let mut out = Vec::new();
+    for row in v.chunks_exact(DIM) {
+        let row: Vec<f32> = row
+            .iter()
+            .map(|&x| half::f16::from_f32(x).to_f32())
+            .collect();
+        let max = row.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let s = max / 127.0;
+        out.extend(
+            row.iter()
+                .map(|&x| (x / s).round().clamp(-127.0, 127.0) * s),
+        );
+    }
+    out
+}
+
+fn maxsim_scalar(q: &[f32], d: &[f32]) -> f32 {
+    q.chunks_exact(DIM)
+        .map(|qr| {
+            d.chunks_exact(DIM)
+                .map(|dr| qr.iter().zip(dr).map(|(a, b)| a * b).sum::<f32>())
+                .fold(f32::NEG_INFINITY, f32::max)
+        })
+        .sum()
+}
+
+#[test]
+fn an_int8_store_scores_its_dequantised_vectors_and_costs_a_byte_per_value() {
+    let (docs, queries) = corpus(1, 300);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &docs, StoreKind::Int8);
+    let seg = &index.manifest().segments[0];
+    assert_eq!(seg.store.kind, StoreKind::Int8);
+    let file = seg.store.vectors.as_ref().expect("an int8 file");
+    assert!(file.name.ends_with(".vectors.i8"), "{}", file.name);
+    let n = seg.num_vectors;
+    assert_eq!(file.bytes as usize, (n * DIM).div_ceil(4) * 4 + 4 * n + 32);
+    let names: Vec<String> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(!names.iter().any(|f| f.ends_with(".f16")), "{names:?}");
+
+    let reference: Vec<Vec<f32>> = docs.iter().map(|d| int8_reference(d)).collect();
+    for q in &queries {
+        let got = index.search_exhaustive(MultiVectorRef::new(q, DIM), docs.len());
+        assert_eq!(got.len(), docs.len());
+        for h in &got {
+            let d: usize = index.doc_id(h.addr)[1..].parse().unwrap();
+            let want = maxsim_scalar(q, &reference[d]);
+            assert!(
+                (h.score - want).abs() < 1e-4,
+                "doc {d}: int8 MaxSim {} vs reference {want}",
+                h.score
+            );
+            // Within int8's error of the exact score.
+            let exact = maxsim_scalar(q, &docs[d]);
+            assert!((h.score - exact).abs() < 0.01 * (q.len() / DIM) as f32);
+        }
+    }
+    let a = index.lookup("d7").unwrap();
+    assert!(matches!(index.vectors(a), DocRows::Int8 { .. }));
+    let v = index.vectors_f32(a);
+    for (x, y) in v.as_slice().iter().zip(&reference[7]) {
+        assert!((x - y).abs() < 1e-6);
+    }
+}
+
+#[test]
+fn a_store_without_vectors_scores_like_decompressed_rescoring_of_the_same_codes() {
+    let (docs, queries) = corpus(2, 300);
+    let (full_dir, none_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let full = build(full_dir.path(), &docs, StoreKind::F16);
+    let none = build(none_dir.path(), &docs, StoreKind::None);
+    let seg = &none.manifest().segments[0];
+    assert_eq!(seg.store.kind, StoreKind::None);
+    assert!(seg.store.vectors.is_none());
+    assert_eq!(
+        full.codec().unwrap().centroids(),
+        none.codec().unwrap().centroids(),
+        "the same vectors train the same codec"
+    );
+    let plaid = "plaid".parse().unwrap();
+    let exhaustive = "exhaustive".parse().unwrap();
+    let codec = full.codec().unwrap();
+    for q in &queries {
+        let q = MultiVectorRef::new(q, DIM);
+        // Default PLAID: the same candidates, rescored from the same codes.
+        let decompressed = SearchParams {
+            plaid: Some(PlaidParams {
+                rescore: Rescore::Decompressed,
+                ..PlaidParams::for_k(10)
+            }),
+            ..Default::default()
+        };
+        let want = full
+            .search(&Query::vectors(q), 10, &plaid, &decompressed)
+            .unwrap();
+        let got = none
+            .search(&Query::vectors(q), 10, &plaid, &SearchParams::default())
+            .unwrap();
+        assert_eq!(got, want);
+        // Exhaustive on no vectors: every document, decoded; the reference is PLAID on
+        // the f16 index with every cell, no pruning, decompressed rescoring.
+        let mut all = PlaidParams::exhaustive(codec.num_centroids(), docs.len());
+        all.rescore = Rescore::Decompressed;
+        let want = full
+            .search(
+                &Query::vectors(q),
+                50,
+                &plaid,
+                &SearchParams {
+                    plaid: Some(all),
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        let got = none
+            .search(
+                &Query::vectors(q),
+                50,
+                &exhaustive,
+                &SearchParams::default(),
+            )
+            .unwrap();
+        assert_eq!(got, want);
+    }
+    // Explanations and rebuilds read decoded vectors.
+    let a = none.lookup("d3").unwrap();
+    assert!(matches!(none.vectors(a), DocRows::Missing { .. }));
+    assert_eq!(none.vectors_f32(a).len(), docs[3].len() / DIM);
+}
+
+#[test]
+fn merges_and_reopening_keep_every_score_of_compact_stores() {
+    let (docs, queries) = corpus(3, 240);
+    for kind in [StoreKind::Int8, StoreKind::None] {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = IndexWriter::create_with(dir.path(), model(), config(kind)).unwrap();
+        for (i, d) in docs.iter().enumerate() {
+            w.add(&format!("d{i}"), d).unwrap();
+            if i % 80 == 79 {
+                w.commit(serde_json::json!({})).unwrap();
+            }
+        }
+        w.delete(&["d5"]);
+        w.commit(serde_json::json!({})).unwrap();
+        let before = Index::open(dir.path()).unwrap();
+        assert!(before.num_segments() > 1, "{kind:?}");
+        let scores = |index: &Index| -> Vec<Vec<(String, f32)>> {
+            queries
+                .iter()
+                .map(|q| {
+                    index
+                        .search_exhaustive(MultiVectorRef::new(q, DIM), 40)
+                        .iter()
+                        .map(|h| (index.doc_id(h.addr).to_string(), h.score))
+                        .collect()
+                })
+                .collect()
+        };
+        let want = scores(&before);
+        drop(before);
+        w.compact(false).unwrap();
+        drop(w);
+        let after = Index::open(dir.path()).unwrap();
+        assert_eq!(after.num_segments(), 1);
+        assert_eq!(after.manifest().segments[0].store.kind, kind);
+        let got = scores(&after);
+        for (g, w) in got.iter().zip(&want) {
+            let ids = |v: &Vec<(String, f32)>| v.iter().map(|x| x.0.clone()).collect::<Vec<_>>();
+            assert_eq!(ids(g), ids(w), "{kind:?}");
+            for (a, b) in g.iter().zip(w) {
+                assert!((a.1 - b.1).abs() < 1e-5, "{kind:?}: {} vs {}", a.1, b.1);
+            }
+        }
+        assert!(after.lookup("d5").is_none());
+    }
+}
+
+#[test]
+fn a_store_without_vectors_needs_plaid() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = IndexConfig {
+        store: StoreKind::None,
+        ..Default::default()
+    };
+    match IndexWriter::create_with(dir.path(), model(), config) {
+        Err(IndexError::InvalidArgument(m)) => assert!(m.contains("plaid"), "{m}"),
+        Err(e) => panic!("unexpected error {e}"),
+        Ok(_) => panic!("a store without vectors and without plaid was accepted"),
+    }
+}
+
+#[test]
+fn a_truncated_int8_file_is_a_typed_error() {
+    let (docs, _) = corpus(4, 40);
+    let dir = tempfile::tempdir().unwrap();
+    let index = build(dir.path(), &docs, StoreKind::Int8);
+    let name = index.manifest().segments[0]
+        .store
+        .vectors
+        .as_ref()
+        .unwrap()
+        .name
+        .clone();
+    drop(index);
+    let path = dir.path().join(&name);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 7]).unwrap();
+    match Index::open(dir.path()) {
+        Err(e) => assert!(e.to_string().contains(&name), "{e}"),
+        Ok(_) => panic!("a truncated int8 file opened"),
+    }
+}
