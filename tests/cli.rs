@@ -1339,6 +1339,10 @@ fn compact_stores_search_explain_and_compare_with_a_reference_run() {
     let own = eval(&f16, "exhaustive", &["--reference-run", s(&reference)]);
     assert_eq!(own["vs_reference"]["share_at_k"], 1.0, "{own}");
     assert_eq!(own["vs_reference"]["share_at_10"], 1.0);
+    assert_eq!(own["store"], "f16");
+    let exact_search: serde_json::Value =
+        serde_json::from_str(&ok(&["search", s(&f16), "vitamin d", "--json"])).unwrap();
+    assert!(exact_search.get("approximate").is_none(), "{exact_search}");
 
     let mut sizes = vec![exact["index_bytes"].as_u64().unwrap()];
     for kind in ["int8", "none"] {
@@ -1364,6 +1368,7 @@ fn compact_stores_search_explain_and_compare_with_a_reference_run() {
             assert!(share > 0.5 && share <= 1.0, "{kind} {mode}: share {share}");
             let ndcg = r["metrics"]["ndcg@10"].as_f64().unwrap();
             assert!(ndcg > 0.0, "{kind} {mode}");
+            assert_eq!(r["store"], kind);
             if mode == "exhaustive" {
                 sizes.push(r["index_bytes"].as_u64().unwrap());
             }
@@ -1378,6 +1383,10 @@ fn compact_stores_search_explain_and_compare_with_a_reference_run() {
             "--json",
         ]))
         .unwrap();
+        assert_eq!(
+            out["approximate"], true,
+            "{kind}: search says its scores approximate"
+        );
         for r in out["results"].as_array().unwrap() {
             let e = &r["explanation"];
             assert_eq!(e["approximate"], true, "{kind}");

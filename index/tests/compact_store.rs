@@ -298,3 +298,45 @@ fn a_truncated_int8_file_is_a_typed_error() {
         Ok(_) => panic!("a truncated int8 file opened"),
     }
 }
+
+#[test]
+fn f16_centroids_halve_the_table_and_are_what_encoding_used() {
+    let (docs, queries) = corpus(5, 200);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let f32_index = build(a.path(), &docs, StoreKind::None);
+    let mut cfg = config(StoreKind::None);
+    cfg.plaid.as_mut().unwrap().f16_centroids = true;
+    let mut w = IndexWriter::create_with(b.path(), model(), cfg).unwrap();
+    for (i, d) in docs.iter().enumerate() {
+        w.add(&format!("d{i}"), d).unwrap();
+    }
+    w.commit(serde_json::json!({})).unwrap();
+    drop(w);
+    let f16_index = Index::open(b.path()).unwrap();
+    let (c32, c16) = (
+        f32_index.manifest().codec.as_ref().unwrap(),
+        f16_index.manifest().codec.as_ref().unwrap(),
+    );
+    assert!(c16.f16_centroids && !c32.f16_centroids);
+    assert_eq!(c16.centroids.bytes - 32, (c32.centroids.bytes - 32) / 2);
+    // The widened table is the f32 one rounded to f16.
+    for (x, y) in f16_index
+        .codec()
+        .unwrap()
+        .centroids()
+        .iter()
+        .zip(f32_index.codec().unwrap().centroids())
+    {
+        assert_eq!(*x, half::f16::from_f32(*y).to_f32());
+    }
+    // Decoded scores stay close to the f32 codec's.
+    for q in &queries {
+        let q = MultiVectorRef::new(q, DIM);
+        let (x, y) = (
+            f32_index.search_exhaustive(q, 20),
+            f16_index.search_exhaustive(q, 20),
+        );
+        let nq = (q.len()) as f32;
+        assert!((x[0].score - y[0].score).abs() / nq < 0.01);
+    }
+}

@@ -43,6 +43,10 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
             .max(1),
         progress,
+        reference: match &args.reference_run {
+            Some(path) => Some(eval::run::read_trec(path)?),
+            None => None,
+        },
     };
     if args.compare.is_some() && !args.metrics.iter().any(|m| m.to_string() == "ndcg@10") {
         return Err(crate::Error::Usage(
@@ -56,13 +60,12 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
         return muvera_curve(&args, &dataset, &searcher, &options, k);
     }
     let (mut report, run) = eval::run_eval(&dataset, &searcher, &options)?;
-    if let Some(path) = &args.reference_run {
-        let reference = eval::run::read_trec(path)?;
+    if let (Some(path), Some(reference)) = (&args.reference_run, &options.reference) {
         report.vs_reference = Some(eval::VsReference {
             file: path.clone(),
-            share_at_k: eval::share_of_reference(&run, &reference, k),
+            share_at_k: eval::share_of_reference(&run, reference, k),
             k,
-            share_at_10: eval::share_of_reference(&run, &reference, k.min(10)),
+            share_at_10: eval::share_of_reference(&run, reference, k.min(10)),
         });
     }
     if let Some(path) = &args.run_file {
@@ -165,7 +168,12 @@ fn sweep(
         "p95 ms",
         "speedup"
     );
+    let with_reference = rows.iter().any(|r| r.share_vs_reference.is_some());
     for r in rows {
+        let reference = match (r.share_at_10_vs_reference, r.share_vs_reference) {
+            (Some(a), Some(b)) => format!(" · vs reference top10 {a:.4}, top-k {b:.4}"),
+            _ => String::new(),
+        };
         let rescore = match r.params.rescore {
             tessera_index::Rescore::Exact => "",
             tessera_index::Rescore::Decompressed => " (decompressed)",
@@ -192,6 +200,9 @@ fn sweep(
             r.latency_ms.p95,
             r.speedup_p50
         );
+        if with_reference {
+            println!("{:>6}{reference}", "");
+        }
     }
     Ok(())
 }

@@ -415,6 +415,10 @@ pub struct PlaidBuildArgs {
     /// gives exact MaxSim and exact explanations.
     #[arg(long, default_value = "f16", value_name = "KIND")]
     pub store: tessera_index::StoreKind,
+    /// Precision of the PLAID centroid table on disk: f32, f16 (half the size; trained
+    /// in f32 and rounded once), or auto (f16 with --store int8|none, f32 otherwise).
+    #[arg(long, default_value = "auto", value_parser = ["auto", "f32", "f16"])]
+    pub centroids: String,
     /// Bits per residual dimension.
     #[arg(long, default_value_t = 2, value_parser = parse_nbits)]
     pub nbits: u32,
@@ -453,6 +457,11 @@ impl PlaidBuildArgs {
             kmeans_iterations: self.kmeans_iterations as usize,
             seed: self.seed,
             assign_probe: self.assign_probe as usize,
+            f16_centroids: match self.centroids.as_str() {
+                "f16" => true,
+                "f32" => false,
+                _ => self.store != tessera_index::StoreKind::F16,
+            },
         }
     }
 }

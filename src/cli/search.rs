@@ -64,6 +64,9 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
         if plan.filtered {
             out["plan"] = serde_json::to_value(&plan).expect("serialises");
         }
+        if index.scores_are_approximate(&args.mode) {
+            out["approximate"] = true.into();
+        }
         println!(
             "{}",
             serde_json::to_string_pretty(&out).expect("serialises")
@@ -99,6 +102,12 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
                 } else {
                     String::new()
                 }
+            );
+        }
+        if index.scores_are_approximate(&args.mode) {
+            eprintln!(
+                "scores are approximate: the index keeps its vectors as {} (--store), not f16",
+                index.store_kind().as_str()
             );
         }
         eprintln!(

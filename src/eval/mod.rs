@@ -53,6 +53,8 @@ pub struct EvalOptions {
     pub progress: bool,
     /// Search (every mode, exhaustive comparisons too) only among documents it admits.
     pub filter: Option<tessera_index::Filter>,
+    /// `--reference-run`: sweep rows also report their share of this run's top-k.
+    pub reference: Option<Run>,
 }
 
 impl EvalOptions {
@@ -108,6 +110,8 @@ pub struct EvalReport {
     pub query_encode_ms: Latency,
     pub threads: usize,
     pub kernel: String,
+    /// How the index keeps vectors (`--store`): f16 (exact MaxSim), int8 or none.
+    pub store: String,
     pub index_bytes: u64,
     pub bytes_per_vector: f64,
     pub num_docs: usize,
@@ -242,6 +246,11 @@ pub struct SweepRow {
     pub recall_vs_exhaustive: f64,
     /// Share of the exhaustive top-10 found in the top 10.
     pub recall_at_10_vs_exhaustive: f64,
+    /// With `--reference-run`: share of the reference's top-k, and of its top 10.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_vs_reference: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub share_at_10_vs_reference: Option<f64>,
     pub metrics: BTreeMap<String, f64>,
     pub latency_ms: Latency,
     pub qps: f64,
@@ -422,6 +431,14 @@ pub fn run_sweep(
             params: *p,
             recall_vs_exhaustive: recall_against(&pass.run, &exhaustive.run, k),
             recall_at_10_vs_exhaustive: recall_against(&pass.run, &exhaustive.run, k.min(10)),
+            share_vs_reference: options
+                .reference
+                .as_ref()
+                .map(|r| share_of_reference(&pass.run, r, k)),
+            share_at_10_vs_reference: options
+                .reference
+                .as_ref()
+                .map(|r| share_of_reference(&pass.run, r, k.min(10))),
             metrics: evaluate(&pass.run, &dataset.qrels, &options.metrics).mean,
             qps: passes.encoded.len() as f64 / pass.seconds.max(1e-9),
             speedup_p50: exh_latency.p50 / latency.p50.max(1e-9),
@@ -722,6 +739,7 @@ pub fn run_eval(
         query_encode_ms: Latency::from_samples(&encode_ms),
         threads: options.threads,
         kernel: tessera_index::maxsim::Kernel::detect().name().to_string(),
+        store: searcher.index().store_kind().as_str().to_string(),
         index_bytes: manifest.index_bytes(),
         bytes_per_vector: manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64,
         num_docs: manifest.num_docs,
@@ -840,6 +858,12 @@ impl EvalReport {
             self.mode,
             self.index.display()
         ));
+        if self.store != "f16" {
+            s.push_str(&format!(
+                "vectors kept as {}: MaxSim scores (exhaustive included) are approximate\n",
+                self.store
+            ));
+        }
         s.push_str(&format!("{:<14} {:>8}\n", "metric", "value"));
         for (name, v) in &self.metrics {
             s.push_str(&format!("{name:<14} {v:>8.4}\n"));

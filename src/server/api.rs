@@ -463,6 +463,10 @@ pub struct SearchResponse {
     pub encode_ms: f64,
     /// Of which: searching and gathering the results.
     pub search_ms: f64,
+    /// The scores are approximate: the index keeps int8 vectors or none (`--store`),
+    /// so MaxSim runs on dequantised or PLAID-decoded rows. Absent when exact.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub approximate: bool,
     /// With a filter: documents it allowed, what it cost, whether plaid/muvera ran as
     /// exact MaxSim over the allowed documents.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -785,6 +789,7 @@ fn execute(
             took_ms: encode_ms + t.elapsed().as_secs_f64() * 1e3,
             encode_ms: plan_encode_ms,
             search_ms: searched.elapsed().as_secs_f64() * 1e3,
+            approximate: searcher.index().scores_are_approximate(&plan.mode),
             filter: ran.filtered.then_some(ran),
             results,
         });

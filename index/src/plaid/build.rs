@@ -30,6 +30,10 @@ pub struct PlaidConfig {
     /// every centroid (what indexes built before this setting used).
     #[serde(default)]
     pub assign_probe: usize,
+    /// Keep the centroids as f16 (half the table: 10 of SciFact's ~120 PLAID bytes per
+    /// vector). Trained in f32, rounded once; encoding and search use the rounded ones.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub f16_centroids: bool,
 }
 
 impl Default for PlaidConfig {
@@ -41,6 +45,7 @@ impl Default for PlaidConfig {
             kmeans_iterations: 8,
             seed: 12345,
             assign_probe: DEFAULT_ASSIGN_PROBE,
+            f16_centroids: false,
         }
     }
 }

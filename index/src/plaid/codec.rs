@@ -77,6 +77,13 @@ pub fn train_codec(
         },
     );
     normalize_rows(&mut centroids, dim);
+    if config.f16_centroids {
+        // Rounded before the residual statistics, so the quantiser fits the centroids
+        // encoding and search will use.
+        for c in centroids.iter_mut() {
+            *c = half::f16::from_f32(*c).to_f32();
+        }
+    }
     // k-means returns at most one centroid per training point: with very few vectors
     // (the held-out share taken) that can be fewer than asked for.
     let k = centroids.len() / dim;
@@ -116,13 +123,19 @@ pub fn train_codec(
         &format!("c{id}.plaid.centroids"),
         ComponentKind::Centroids,
     )?;
-    file.write(bytemuck::cast_slice(&centroids))?;
+    if config.f16_centroids {
+        let half: Vec<half::f16> = centroids.iter().map(|&c| half::f16::from_f32(c)).collect();
+        file.write(bytemuck::cast_slice(&half))?;
+    } else {
+        file.write(bytemuck::cast_slice(&centroids))?;
+    }
     let centroids_entry = file.finish()?;
     Ok(CodecFiles {
         id,
         num_centroids: k,
         quantizer,
         centroids: centroids_entry,
+        f16_centroids: config.f16_centroids,
         trained_on_vectors: n,
         mean_residual_norm: Some(mean_residual_norm),
         trained_generation: generation,
@@ -137,12 +150,19 @@ pub fn train_codec(
     })
 }
 
-/// An opened codec: the centroids (memory-mapped), the quantiser and its decoder.
+/// The centroid table: the mapped f32 file, or f16 values widened once at open.
+enum Centroids {
+    Mapped(MappedFile),
+    Widened(Vec<f32>),
+}
+
+/// An opened codec: the centroids (memory-mapped, or read from f16), the quantiser and
+/// its decoder.
 pub struct PlaidCodec {
     id: u64,
     dim: usize,
     num_centroids: usize,
-    centroids: MappedFile,
+    centroids: Centroids,
     quantizer: ResidualQuantizer,
     decoder: ResidualDecoder,
     /// The two-level assignment structure, built on first encode, per probe.
@@ -166,18 +186,29 @@ impl PlaidCodec {
                 reason: "PLAID quantizer does not match its dimension or nbits".into(),
             });
         }
-        if centroids.payload().len() != k * dim * 4 {
+        let width = if files.f16_centroids { 2 } else { 4 };
+        if centroids.payload().len() != k * dim * width {
             return Err(IndexError::corrupt(
                 centroids.path(),
                 format!(
-                    "holds {} bytes, expected {} (centroids x dim x f32)",
+                    "holds {} bytes, expected {} (centroids x dim x {width})",
                     centroids.payload().len(),
-                    k * dim * 4
+                    k * dim * width
                 ),
             ));
         }
-        bytemuck::try_cast_slice::<u8, f32>(centroids.payload())
-            .map_err(|e| IndexError::corrupt(centroids.path(), format!("misaligned array: {e}")))?;
+        let centroids = if files.f16_centroids {
+            let half: &[half::f16] =
+                bytemuck::try_cast_slice(centroids.payload()).map_err(|e| {
+                    IndexError::corrupt(centroids.path(), format!("misaligned array: {e}"))
+                })?;
+            Centroids::Widened(half.iter().map(|v| v.to_f32()).collect())
+        } else {
+            bytemuck::try_cast_slice::<u8, f32>(centroids.payload()).map_err(|e| {
+                IndexError::corrupt(centroids.path(), format!("misaligned array: {e}"))
+            })?;
+            Centroids::Mapped(centroids)
+        };
         Ok(PlaidCodec {
             id: files.id,
             dim,
@@ -206,7 +237,10 @@ impl PlaidCodec {
     }
 
     pub fn centroids(&self) -> &[f32] {
-        bytemuck::cast_slice(self.centroids.payload())
+        match &self.centroids {
+            Centroids::Mapped(f) => bytemuck::cast_slice(f.payload()),
+            Centroids::Widened(v) => v,
+        }
     }
 
     pub fn centroid(&self, c: usize) -> &[f32] {

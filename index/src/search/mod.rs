@@ -253,6 +253,18 @@ pub const RRF_K: f32 = 60.0;
 
 impl Index {
     /// Fail with the missing component's name if the index cannot run `mode`.
+    /// Whether `mode`'s scores are approximate because the index keeps no f16 vectors
+    /// (`--store int8|none`): every mode that scores by MaxSim. Sparse stages' own
+    /// rankings are as exact as ever.
+    pub fn scores_are_approximate(&self, mode: &Mode) -> bool {
+        let maxsim = mode
+            .stages
+            .iter()
+            .any(|s| matches!(s, Stage::Exhaustive | Stage::Plaid | Stage::Muvera))
+            || (mode.fusion == Fusion::MaxSimRescore && mode.stages.len() > 1);
+        maxsim && self.store_kind() != crate::StoreKind::F16
+    }
+
     pub fn check_mode(&self, mode: &Mode) -> Result<()> {
         for stage in &mode.stages {
             if !self.has(stage.component()) {

@@ -119,6 +119,7 @@ pub(super) fn read(path: &Path, raw: serde_json::Value) -> Result<Manifest> {
         store: Default::default(),
     };
     let codec = c.plaid.as_ref().map(|p| CodecFiles {
+        f16_centroids: false,
         id: 0,
         num_centroids: p.num_centroids,
         quantizer: p.quantizer.clone(),

@@ -125,6 +125,9 @@ pub struct CodecFiles {
     pub num_centroids: usize,
     pub quantizer: crate::codec::ResidualQuantizer,
     pub centroids: FileEntry,
+    /// The centroids file holds f16 values (else f32).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub f16_centroids: bool,
     /// Vectors in the index when the codec was trained.
     pub trained_on_vectors: usize,
     /// Mean L2 norm of the held-out sample's residuals (vector minus its centroid) at
