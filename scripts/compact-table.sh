@@ -45,6 +45,7 @@ print(f"| {nbits} | {store} | {e['index_bytes'] / nv:.1f} | {(e['index_bytes'] -
 EOF
   done
 done
+[ -f "$out/exhaustive.json" ] || exit 0
 python3 - "$out/exhaustive.json" <<'EOF'
 import json, sys
 e = json.load(open(sys.argv[1]))

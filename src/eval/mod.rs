@@ -549,6 +549,13 @@ fn single_segment<'a>(
     index: &'a tessera_index::Index,
     what: &str,
 ) -> crate::Result<&'a tessera_index::store::TokenStore> {
+    if index.store_kind() != tessera_index::StoreKind::F16 {
+        return Err(crate::Error::Usage(format!(
+            "{what} compares with exact MaxSim on the f16 vectors; this index keeps {} \
+             (--store): rebuild it with --store f16",
+            index.store_kind().as_str()
+        )));
+    }
     if index.num_segments() != 1 || index.manifest().deleted_docs() > 0 {
         return Err(crate::Error::Usage(format!(
             "{what} needs an index of one segment without deletions; this one has {} segments \

@@ -174,7 +174,8 @@ function renderResults(resp, request) {
   $("status").textContent =
     `${n} result${n === 1 ? "" : "s"} · ${resp.mode} · ${resp.took_ms.toFixed(1)} ms ` +
     `(query encoding ${resp.encode_ms.toFixed(1)} ms, search ${resp.search_ms.toFixed(1)} ms)` +
-    (resp.query_truncated ? " · query cut to the model's length" : "");
+    (resp.query_truncated ? " · query cut to the model's length" : "") +
+    (resp.approximate ? " · approximate scores (the index keeps no f16 vectors)" : "");
   $("raw").textContent = JSON.stringify(resp, null, 2);
   $("tools").hidden = false;
 }
