@@ -1417,3 +1417,176 @@ fn compact_stores_search_explain_and_compare_with_a_reference_run() {
     ]);
     assert!(msg.contains("plaid"), "{msg}");
 }
+
+/// Write `rows` (f16) and the other files of a `--vectors` directory.
+fn write_vectors_dir(dir: &Path, dim: usize, docs: &[(String, Vec<half::f16>, String)]) {
+    use npyz::WriterBuilder;
+    std::fs::create_dir_all(dir).unwrap();
+    let n: usize = docs.iter().map(|d| d.1.len() / dim).sum();
+    let mut w = npyz::WriteOptions::<half::f16>::new()
+        .default_dtype()
+        .shape(&[n as u64, dim as u64])
+        .writer(std::fs::File::create(dir.join("vectors.npy")).unwrap())
+        .begin_nd()
+        .unwrap();
+    for d in docs {
+        w.extend(d.1.iter().copied()).unwrap();
+    }
+    w.finish().unwrap();
+    let mut offsets = vec![0i64];
+    for d in docs {
+        offsets.push(offsets.last().unwrap() + (d.1.len() / dim) as i64);
+    }
+    let mut w = npyz::WriteOptions::<i64>::new()
+        .default_dtype()
+        .shape(&[offsets.len() as u64])
+        .writer(std::fs::File::create(dir.join("offsets.npy")).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend(offsets).unwrap();
+    w.finish().unwrap();
+    let ids: Vec<&str> = docs.iter().map(|d| d.0.as_str()).collect();
+    std::fs::write(dir.join("ids.txt"), ids.join("\n") + "\n").unwrap();
+    let texts: Vec<String> = docs
+        .iter()
+        .map(|d| serde_json::json!({"id": d.0, "text": d.2}).to_string())
+        .collect();
+    std::fs::write(dir.join("texts.jsonl"), texts.join("\n") + "\n").unwrap();
+}
+
+/// `tessera index --vectors DIR`: the vectors of an index exported to .npy files and
+/// indexed again rank and score every query exactly as the original (exhaustive and
+/// PLAID), text queries encoded by the --model named; bad files are errors naming them.
+#[test]
+fn pre_encoded_vectors_index_like_the_corpus_they_came_from() {
+    let dir = tempfile::tempdir().unwrap();
+    let original = dir.path().join("orig");
+    ok(&[
+        "index",
+        s(&fixture("tiny-beir")),
+        "--out",
+        s(&original),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--components",
+        "store,plaid,bm25",
+        "--num-centroids",
+        "8",
+        "--quiet",
+    ]);
+    let index = tessera_index::Index::open(&original).unwrap();
+    let dim = index.dim();
+    let docs: Vec<(String, Vec<half::f16>, String)> = index
+        .live_docs()
+        .map(|a| {
+            let rows = match index.vectors(a) {
+                tessera_index::store::DocRows::F16(m) => m.as_slice().to_vec(),
+                _ => unreachable!("an f16 index"),
+            };
+            (
+                index.doc_id(a).to_string(),
+                rows,
+                index.text(a).unwrap().to_string(),
+            )
+        })
+        .collect();
+    drop(index);
+    let vdir = dir.path().join("vectors");
+    write_vectors_dir(&vdir, dim, &docs);
+    let rebuilt = dir.path().join("from-vectors");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "index",
+        "--vectors",
+        s(&vdir),
+        "--out",
+        s(&rebuilt),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--components",
+        "store,plaid,bm25",
+        "--num-centroids",
+        "8",
+        "--json",
+        "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(report["num_docs"], docs.len());
+    for q in ["vitamin d and mortality", "coffee", "malaria in children"] {
+        for mode in ["exhaustive", "plaid", "bm25"] {
+            let run = |idx: &Path| {
+                results(&ok(&[
+                    "search",
+                    s(idx),
+                    q,
+                    "--mode",
+                    mode,
+                    "-k",
+                    "8",
+                    "--json",
+                ]))
+            };
+            assert_eq!(run(&original), run(&rebuilt), "{q:?} {mode}");
+        }
+    }
+
+    // Errors name the file.
+    let broken = |name: &str, edit: &dyn Fn(&Path)| -> String {
+        let d = dir.path().join(format!("bad-{name}"));
+        write_vectors_dir(&d, dim, &docs);
+        edit(&d);
+        fails(&[
+            "index",
+            "--vectors",
+            s(&d),
+            "--out",
+            s(&dir.path().join(format!("out-{name}"))),
+            "--model",
+            s(&fixture("tiny-bert")),
+            "--quiet",
+        ])
+    };
+    let msg = broken("dim", &|d| {
+        let short: Vec<_> = docs
+            .iter()
+            .map(|x| {
+                (
+                    x.0.clone(),
+                    x.1[..x.1.len() / dim * (dim - 1)].to_vec(),
+                    x.2.clone(),
+                )
+            })
+            .collect();
+        write_vectors_dir(d, dim - 1, &short);
+    });
+    assert!(
+        msg.contains("vectors.npy") && msg.contains("model's dimension"),
+        "{msg}"
+    );
+    let msg = broken("ids", &|d| {
+        std::fs::write(d.join("ids.txt"), "only-one\n").unwrap()
+    });
+    assert!(msg.contains("ids.txt") && msg.contains("1 ids"), "{msg}");
+    let msg = broken("nan", &|d| {
+        let mut bad = docs.clone();
+        bad[2].1[3] = half::f16::NAN;
+        write_vectors_dir(d, dim, &bad);
+    });
+    assert!(msg.contains("vectors.npy") && msg.contains("NaN"), "{msg}");
+    let msg = broken("offsets", &|d| {
+        use npyz::WriterBuilder;
+        let mut w = npyz::WriteOptions::<i64>::new()
+            .default_dtype()
+            .shape(&[3])
+            .writer(std::fs::File::create(d.join("offsets.npy")).unwrap())
+            .begin_nd()
+            .unwrap();
+        w.extend([0i64, 5, 7]).unwrap();
+        w.finish().unwrap();
+    });
+    assert!(
+        msg.contains("offsets.npy") && msg.contains("from 0 to"),
+        "{msg}"
+    );
+    let msg = fails(&["index", "--out", s(&dir.path().join("x")), "--quiet"]);
+    assert!(msg.contains("--vectors") || msg.contains("CORPUS"), "{msg}");
+}

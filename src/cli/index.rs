@@ -88,8 +88,25 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         &args.model.load_options(),
         args.model.device,
     )?;
+    if let Some(dir) = &args.vectors {
+        let (_, report) =
+            pipeline::build_from_vectors(&encoder, dir, &args.out, config, args.force)?;
+        if args.json {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&report).expect("report serialises")
+            );
+        } else {
+            print_report(&report, &args.out);
+        }
+        return Ok(());
+    }
+    let corpus = args
+        .corpus
+        .clone()
+        .expect("clap requires a corpus without --vectors");
     let job = index_job(
-        &args.corpus,
+        &corpus,
         &args.out,
         &args.corpus_args,
         &args.pooling,

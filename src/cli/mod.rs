@@ -649,7 +649,14 @@ fn parse_component(s: &str) -> Result<Component, String> {
 #[derive(Debug, Args)]
 pub struct IndexArgs {
     /// A JSONL corpus, or a BEIR dataset directory (its corpus.jsonl is used).
-    pub corpus: PathBuf,
+    #[arg(required_unless_present = "vectors")]
+    pub corpus: Option<PathBuf>,
+    /// Index pre-encoded vectors instead of a corpus: DIR/vectors.npy (f16 or f32,
+    /// [n_tokens, dim]), DIR/offsets.npy (int64, [n_docs + 1], from 0), DIR/ids.txt (one
+    /// id per line) and optionally DIR/texts.jsonl ({"id", "text"}; needed for bm25).
+    /// --model names the model that encodes queries (its dimension must match).
+    #[arg(long, value_name = "DIR", conflicts_with = "corpus")]
+    pub vectors: Option<PathBuf>,
     /// Index directory to write (created; an index already there stays readable until
     /// the new one commits, then is replaced).
     #[arg(long, short)]

@@ -1,6 +1,8 @@
 //! Indexing: documents -> length-sorted batches -> encoder -> index writer -> commit.
 //! Shows a progress bar (rate, ETA) on a terminal; reports throughput at the end.
 
+pub mod vectors;
+
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -150,6 +152,70 @@ pub fn build_index(
     report.components_seconds = encoded_at.elapsed().as_secs_f64();
     report.build_seconds = started.elapsed().as_secs_f64();
     // Sizes are known only once the files are finished.
+    report.index_bytes = Some(manifest.index_bytes());
+    report.bytes_per_vector =
+        Some(manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64);
+    Ok((manifest, report))
+}
+
+/// Build an index from pre-encoded vectors (`tessera index --vectors DIR`, see
+/// [`vectors`]); `encoder` names the model queries are encoded with (its dimension must
+/// be the vectors'). No pooling, no SPLADE (it needs the texts encoded).
+pub fn build_from_vectors(
+    encoder: &ColbertEncoder,
+    dir: &Path,
+    out: &Path,
+    components: tessera_index::IndexConfig,
+    force: bool,
+) -> crate::Result<(Manifest, BuildReport)> {
+    let started = Instant::now();
+    let source = vectors::VectorsDir::open(dir, encoder.settings().dim)?;
+    let mut components = components;
+    if components.splade.is_some() {
+        return Err(crate::Error::Usage(
+            "--vectors: splade encodes the documents' texts with its model; build it from the corpus, or add it later with tessera rebuild".into(),
+        ));
+    }
+    if source.texts.is_none() {
+        if components.bm25 {
+            return Err(crate::Error::Usage(format!(
+                "{}: bm25 needs the documents' texts: add texts.jsonl ({{\"id\", \"text\"}} per line)",
+                dir.display()
+            )));
+        }
+        components.store_text = false;
+    }
+    let model = ModelInfo {
+        name: encoder.name().to_string(),
+        dim: encoder.settings().dim,
+        weights_sha256: encoder.weights_sha256().to_string(),
+        encoder: ModelRecord::of(encoder, None).to_value(),
+    };
+    let mut writer =
+        IndexWriter::create_with_options(out, model, components, WriteOptions { force })?;
+    let vectors = source.feed(&mut writer)?;
+    let fed_at = Instant::now();
+    let mut report = BuildReport {
+        corpus: dir.to_path_buf(),
+        num_docs: source.ids.len(),
+        num_vectors: vectors,
+        skipped_lines: 0,
+        vectors_before_pooling: vectors,
+        encode_seconds: 0.0,
+        components_seconds: 0.0,
+        build_seconds: 0.0,
+        encode_docs_per_s: 0.0,
+        encode_tokens_per_s: 0.0,
+        splade: None,
+        index_bytes: None,
+        bytes_per_vector: None,
+    };
+    let manifest = writer.commit(serde_json::json!({
+        "build": &report,
+        "pre_encoded": dir.display().to_string(),
+    }))?;
+    report.components_seconds = fed_at.elapsed().as_secs_f64();
+    report.build_seconds = started.elapsed().as_secs_f64();
     report.index_bytes = Some(manifest.index_bytes());
     report.bytes_per_vector =
         Some(manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64);

@@ -1,0 +1,216 @@
+//! Pre-encoded vectors in: `tessera index --vectors DIR`. DIR holds `vectors.npy` (f16
+//! or f32, `[n_tokens, dim]`, C order), `offsets.npy` (int64, `[n_docs + 1]`, from 0 to
+//! n_tokens, increasing), `ids.txt` (one id per line) and optionally `texts.jsonl`
+//! (`{"id", "text"}`, for results and bm25). The rows stream from the file one document
+//! at a time, so memory holds the offsets and ids, not the vectors.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+
+use tessera_index::{DocExtras, IndexWriter};
+
+use crate::{Error, Result};
+
+/// The files of a vectors directory, checked against each other (not yet the rows).
+pub struct VectorsDir {
+    dir: PathBuf,
+    pub dim: usize,
+    pub offsets: Vec<u64>,
+    pub ids: Vec<String>,
+    pub texts: Option<HashMap<String, String>>,
+    f16: bool,
+}
+
+fn bad(path: &Path, reason: impl std::fmt::Display) -> Error {
+    Error::Usage(format!("{}: {reason}", path.display()))
+}
+
+fn open_npy(path: &Path) -> Result<npyz::NpyFile<BufReader<File>>> {
+    let file = File::open(path).map_err(|e| Error::Io {
+        what: format!("opening {}", path.display()),
+        source: e,
+    })?;
+    npyz::NpyFile::new(BufReader::new(file)).map_err(|e| bad(path, format!("not a .npy file: {e}")))
+}
+
+impl VectorsDir {
+    /// Read and check the offsets, ids and texts; `dim` is the model's dimension.
+    pub fn open(dir: &Path, dim: usize) -> Result<Self> {
+        let vpath = dir.join("vectors.npy");
+        let npy = open_npy(&vpath)?;
+        let descr = npy
+            .dtype()
+            .descr()
+            .trim_matches(|c| c == '\'' || c == '"')
+            .to_string();
+        let f16 = match descr.as_str() {
+            "<f2" => true,
+            "<f4" => false,
+            other => {
+                return Err(bad(
+                    &vpath,
+                    format!("dtype {other}: expected little-endian f16 (<f2) or f32 (<f4)"),
+                ))
+            }
+        };
+        if npy.order() != npyz::Order::C {
+            return Err(bad(
+                &vpath,
+                "Fortran order: write it in C order (np.ascontiguousarray)",
+            ));
+        }
+        let shape = npy.shape().to_vec();
+        if shape.len() != 2 || shape[1] as usize != dim {
+            return Err(bad(
+                &vpath,
+                format!("shape {shape:?}: expected [n_tokens, {dim}] (the model's dimension)"),
+            ));
+        }
+        let n_tokens = shape[0];
+
+        let opath = dir.join("offsets.npy");
+        let onpy = open_npy(&opath)?;
+        if onpy.shape().len() != 1 {
+            return Err(bad(
+                &opath,
+                format!("shape {:?}: expected [n_docs + 1]", onpy.shape()),
+            ));
+        }
+        let offsets: Vec<i64> = onpy
+            .into_vec()
+            .map_err(|e| bad(&opath, format!("expected int64 values: {e}")))?;
+        if offsets.len() < 2 || offsets[0] != 0 || *offsets.last().unwrap() as u64 != n_tokens {
+            return Err(bad(
+                &opath,
+                format!(
+                    "offsets must run from 0 to the {n_tokens} rows of vectors.npy, with at least one document; found {} values from {:?} to {:?}",
+                    offsets.len(),
+                    offsets.first(),
+                    offsets.last()
+                ),
+            ));
+        }
+        if let Some(i) = offsets.windows(2).position(|w| w[1] <= w[0]) {
+            return Err(bad(
+                &opath,
+                format!("document {i} has no rows (offsets must increase)"),
+            ));
+        }
+        let offsets: Vec<u64> = offsets.into_iter().map(|o| o as u64).collect();
+
+        let ipath = dir.join("ids.txt");
+        let text = std::fs::read_to_string(&ipath).map_err(|e| Error::Io {
+            what: format!("reading {}", ipath.display()),
+            source: e,
+        })?;
+        let ids: Vec<String> = text
+            .lines()
+            .map(|l| l.trim_end_matches('\r').to_string())
+            .collect();
+        if ids.len() != offsets.len() - 1 {
+            return Err(bad(
+                &ipath,
+                format!(
+                    "{} ids for the {} documents of offsets.npy",
+                    ids.len(),
+                    offsets.len() - 1
+                ),
+            ));
+        }
+        if let Some(i) = ids.iter().position(|id| id.is_empty()) {
+            return Err(bad(&ipath, format!("line {}: empty id", i + 1)));
+        }
+
+        let tpath = dir.join("texts.jsonl");
+        let texts = if tpath.exists() {
+            let f = File::open(&tpath).map_err(|e| Error::Io {
+                what: format!("opening {}", tpath.display()),
+                source: e,
+            })?;
+            let mut map = HashMap::new();
+            for (i, line) in BufReader::new(f).lines().enumerate() {
+                let line = line.map_err(|e| bad(&tpath, format!("line {}: {e}", i + 1)))?;
+                if line.trim().is_empty() {
+                    continue;
+                }
+                let v: serde_json::Value = serde_json::from_str(&line)
+                    .map_err(|e| bad(&tpath, format!("line {}: {e}", i + 1)))?;
+                match (v["id"].as_str(), v["text"].as_str()) {
+                    (Some(id), Some(t)) => {
+                        map.insert(id.to_string(), t.to_string());
+                    }
+                    _ => {
+                        return Err(bad(
+                            &tpath,
+                            format!(
+                                "line {}: expected {{\"id\": string, \"text\": string}}",
+                                i + 1
+                            ),
+                        ))
+                    }
+                }
+            }
+            if let Some(id) = ids.iter().find(|id| !map.contains_key(*id)) {
+                return Err(bad(&tpath, format!("no text for id {id:?}")));
+            }
+            Some(map)
+        } else {
+            None
+        };
+        Ok(VectorsDir {
+            dir: dir.to_path_buf(),
+            dim,
+            offsets,
+            ids,
+            texts,
+            f16,
+        })
+    }
+
+    /// Add every document to `writer` (rows streamed from vectors.npy); returns the
+    /// number of vectors.
+    pub fn feed(&self, writer: &mut IndexWriter) -> Result<usize> {
+        let vpath = self.dir.join("vectors.npy");
+        let npy = open_npy(&vpath)?;
+        let mut values: Box<dyn Iterator<Item = std::io::Result<f32>>> = if self.f16 {
+            Box::new(
+                npy.data::<half::f16>()
+                    .map_err(|e| bad(&vpath, e))?
+                    .map(|v| v.map(|x| x.to_f32())),
+            )
+        } else {
+            Box::new(npy.data::<f32>().map_err(|e| bad(&vpath, e))?)
+        };
+        let mut row = Vec::new();
+        for (d, id) in self.ids.iter().enumerate() {
+            let n = (self.offsets[d + 1] - self.offsets[d]) as usize * self.dim;
+            row.clear();
+            for _ in 0..n {
+                let v = values
+                    .next()
+                    .ok_or_else(|| bad(&vpath, "ends before the last offset"))?
+                    .map_err(|e| bad(&vpath, e))?;
+                if !v.is_finite() {
+                    return Err(bad(
+                        &vpath,
+                        format!(
+                            "row {} of document {id:?} holds {v}",
+                            self.offsets[d] as usize + row.len() / self.dim
+                        ),
+                    ));
+                }
+                row.push(v);
+            }
+            let extras = DocExtras {
+                text: self.texts.as_ref().map(|t| t[id].as_str()),
+                ..Default::default()
+            };
+            writer
+                .add_with(id, &row, extras)
+                .map_err(|e| bad(&vpath, format!("document {id:?}: {e}")))?;
+        }
+        Ok(*self.offsets.last().unwrap() as usize)
+    }
+}
