@@ -1529,6 +1529,126 @@ fn pre_encoded_vectors_index_like_the_corpus_they_came_from() {
         }
     }
 
+    // Half the documents indexed, the other half added (then upserted) from vectors:
+    // exhaustive search equals the original's.
+    let (first, second) = docs.split_at(docs.len() / 2);
+    let (vfirst, vsecond) = (dir.path().join("v1"), dir.path().join("v2"));
+    write_vectors_dir(&vfirst, dim, first);
+    write_vectors_dir(&vsecond, dim, second);
+    let grown = dir.path().join("grown");
+    ok(&[
+        "index",
+        "--vectors",
+        s(&vfirst),
+        "--out",
+        s(&grown),
+        "--model",
+        s(&fixture("tiny-bert")),
+        "--components",
+        "store,bm25",
+        "--quiet",
+    ]);
+    let added: serde_json::Value =
+        serde_json::from_str(&ok(&["add", s(&grown), "--vectors", s(&vsecond), "--json"])).unwrap();
+    assert_eq!(added["added"], second.len());
+    let again: serde_json::Value = serde_json::from_str(&ok(&[
+        "add",
+        s(&grown),
+        "--vectors",
+        s(&vsecond),
+        "--upsert",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(again["replaced"], second.len());
+    let msg = fails(&["add", s(&grown), "--vectors", s(&vsecond)]);
+    assert!(
+        msg.contains(&second[0].0),
+        "an id the index has, without --upsert: {msg}"
+    );
+    for q in ["vitamin d and mortality", "coffee"] {
+        for mode in ["exhaustive", "bm25"] {
+            let run = |idx: &Path| {
+                results(&ok(&[
+                    "search",
+                    s(idx),
+                    q,
+                    "--mode",
+                    mode,
+                    "-k",
+                    "8",
+                    "--json",
+                ]))
+            };
+            assert_eq!(run(&original), run(&grown), "{q:?} {mode}");
+        }
+    }
+
+    // --query-vectors: a document's own vectors as the query, against brute-force MaxSim
+    // over the exported f16 rows.
+    let q: Vec<half::f16> = docs[3].1.clone();
+    let qpath = dir.path().join("q.npy");
+    {
+        use npyz::WriterBuilder;
+        let mut w = npyz::WriteOptions::<half::f16>::new()
+            .default_dtype()
+            .shape(&[(q.len() / dim) as u64, dim as u64])
+            .writer(std::fs::File::create(&qpath).unwrap())
+            .begin_nd()
+            .unwrap();
+        w.extend(q.iter().copied()).unwrap();
+        w.finish().unwrap();
+    }
+    let f = |v: &[half::f16]| v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
+    let qf = f(&q);
+    let mut want: Vec<(String, f64)> = docs
+        .iter()
+        .map(|(id, rows, _)| {
+            let d = f(rows);
+            let score: f32 = qf
+                .chunks_exact(dim)
+                .map(|qr| {
+                    d.chunks_exact(dim)
+                        .map(|dr| qr.iter().zip(dr).map(|(a, b)| a * b).sum::<f32>())
+                        .fold(f32::NEG_INFINITY, f32::max)
+                })
+                .sum();
+            (id.clone(), f64::from(score))
+        })
+        .collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let all = want.clone();
+    want.truncate(8);
+    for idx in [&original, &rebuilt] {
+        let got = results(&ok(&[
+            "search",
+            s(idx),
+            "--query-vectors",
+            s(&qpath),
+            "-k",
+            "8",
+            "--json",
+        ]));
+        assert_eq!(got.len(), 8);
+        // Position by position the same scores (a near-tie may swap two ids), and each
+        // returned id scored as brute force scores it.
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g.1 - w.1).abs() < 1e-3, "{} vs {}", g.1, w.1);
+            let own = all.iter().find(|x| x.0 == g.0).unwrap().1;
+            assert!((g.1 - own).abs() < 1e-3, "{}: {} vs {own}", g.0, g.1);
+        }
+    }
+    let msg = fails(&[
+        "search",
+        s(&original),
+        "--query-vectors",
+        s(&vdir.join("offsets.npy")),
+    ]);
+    assert!(
+        msg.contains("offsets.npy") && msg.contains("shape"),
+        "{msg}"
+    );
+
     // Errors name the file.
     let broken = |name: &str, edit: &dyn Fn(&Path)| -> String {
         let d = dir.path().join(format!("bad-{name}"));

@@ -77,7 +77,12 @@ pub struct AddArgs {
     /// The index to add to (it must exist: `tessera index` creates one).
     pub index: PathBuf,
     /// A JSONL corpus, or a BEIR dataset directory (its corpus.jsonl is used).
-    pub corpus: PathBuf,
+    #[arg(required_unless_present = "vectors")]
+    pub corpus: Option<PathBuf>,
+    /// Add pre-encoded vectors instead of a corpus (the files of `tessera index
+    /// --vectors`); taken as they are (no pooling). An index with splade needs a corpus.
+    #[arg(long, value_name = "DIR", conflicts_with = "corpus")]
+    pub vectors: Option<PathBuf>,
     /// Replace the live document of each id the index already has (without it, such an
     /// id is an error naming it, and nothing is added).
     #[arg(long)]
@@ -691,8 +696,13 @@ pub struct IndexArgs {
 pub struct SearchArgs {
     /// Index directory.
     pub index: PathBuf,
-    /// The query text.
+    /// The query text (optional with --query-vectors; bm25 and splade still need it).
+    #[arg(required_unless_present = "query_vectors", default_value = "")]
     pub query: String,
+    /// Pre-encoded query vectors: a [n_tokens, dim] f16 or f32 .npy file (encoded
+    /// elsewhere, as for `index --vectors`); used instead of encoding the text.
+    #[arg(long, value_name = "FILE")]
+    pub query_vectors: Option<PathBuf>,
     /// Number of results.
     #[arg(short, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..=100_000))]
     pub k: u32,

@@ -6,8 +6,13 @@ use crate::Result;
 
 pub(super) fn run(args: SearchArgs) -> Result<()> {
     // The HTTP API refuses a blank query too (`empty_query`); both say the same.
-    if args.query.trim().is_empty() {
+    if args.query.trim().is_empty() && args.query_vectors.is_none() {
         return Err(crate::Error::Usage("query text is blank".into()));
+    }
+    if args.query_vectors.is_some() && (args.explain || args.explain_id.is_some()) {
+        return Err(crate::Error::Usage(
+            "--explain re-encodes the query text; it cannot explain --query-vectors".into(),
+        ));
     }
     let searcher = Searcher::open(&args.index, args.model.as_deref(), args.device)?;
     if let Some(id) = &args.explain_id {
@@ -23,13 +28,31 @@ pub(super) fn run(args: SearchArgs) -> Result<()> {
     let params = args.params.params(args.k as usize)?;
     let filter = args.params.filter(&searcher)?;
     searcher.index().check_mode(&args.mode)?;
-    let encoded = searcher.encode_query(&args.query)?;
-    let (hits, plan) = searcher.search_planned(
-        &encoded.filtered(filter.as_ref()),
-        args.k as usize,
-        &args.mode,
-        &params,
-    )?;
+    let (hits, plan) = match &args.query_vectors {
+        Some(path) => {
+            let dim = searcher.index().dim();
+            let rows = crate::pipeline::vectors::read_matrix(path, dim)?;
+            let view = tessera_index::store::MultiVectorRef::new(&rows, dim);
+            tessera_index::search::check_query_vectors(view)
+                .map_err(|e| crate::Error::Usage(format!("{}: {e}", path.display())))?;
+            let query = tessera_index::Query {
+                vectors: Some(view),
+                sparse: None,
+                text: (!args.query.trim().is_empty()).then_some(args.query.as_str()),
+                filter: filter.as_ref(),
+            };
+            searcher.search_planned(&query, args.k as usize, &args.mode, &params)?
+        }
+        None => {
+            let encoded = searcher.encode_query(&args.query)?;
+            searcher.search_planned(
+                &encoded.filtered(filter.as_ref()),
+                args.k as usize,
+                &args.mode,
+                &params,
+            )?
+        }
+    };
     let ms = t.elapsed().as_secs_f64() * 1e3;
     let index = searcher.index();
     let fields = |h: &crate::search::SearchHit| -> Result<Option<serde_json::Value>> {

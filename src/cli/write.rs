@@ -50,6 +50,42 @@ fn print(report: &WriteReport, json: bool, summary: String) {
 pub(super) fn add(args: AddArgs, progress: bool) -> Result<()> {
     let started = Instant::now();
     let mut writer = IndexWriter::open(&args.index)?;
+    if let Some(dir) = &args.vectors {
+        let source = crate::pipeline::vectors::VectorsDir::open(dir, writer.dim())?;
+        // Any error drops the writer: nothing added.
+        let (_, replaced) = source.feed(&mut writer, args.upsert)?;
+        let docs = source.ids.len();
+        let manifest = writer.commit(serde_json::json!({
+            "by": "tessera add --vectors",
+            "vectors": dir,
+            "documents": docs,
+            "upsert": args.upsert,
+        }))?;
+        let report = WriteReport {
+            index: args.index.clone(),
+            generation: manifest.generation,
+            added: Some(docs - replaced),
+            replaced: Some(replaced),
+            skipped_lines: None,
+            deleted: None,
+            not_found: None,
+            encode_docs_per_s: None,
+            seconds: started.elapsed().as_secs_f64(),
+            after: IndexReport::of(&manifest),
+        };
+        let summary = format!(
+            "added {docs} pre-encoded documents ({replaced} replacing live ones) to {} in {:.1} s: generation {}",
+            args.index.display(),
+            report.seconds,
+            manifest.generation
+        );
+        print(&report, args.json, summary);
+        return Ok(());
+    }
+    let corpus = args
+        .corpus
+        .clone()
+        .expect("clap requires a corpus without --vectors");
     let snapshot = writer
         .snapshot()
         .expect("an opened writer has a snapshot")
@@ -82,7 +118,7 @@ pub(super) fn add(args: AddArgs, progress: bool) -> Result<()> {
         fields: schema,
     };
     let source = Source {
-        corpus: &args.corpus,
+        corpus: &corpus,
         format: &format,
         on_malformed: if c.skip_malformed {
             OnMalformed::Skip

@@ -193,7 +193,7 @@ pub fn build_from_vectors(
     };
     let mut writer =
         IndexWriter::create_with_options(out, model, components, WriteOptions { force })?;
-    let vectors = source.feed(&mut writer)?;
+    let (vectors, _) = source.feed(&mut writer, false)?;
     let fed_at = Instant::now();
     let mut report = BuildReport {
         corpus: dir.to_path_buf(),

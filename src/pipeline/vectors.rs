@@ -169,9 +169,24 @@ impl VectorsDir {
         })
     }
 
-    /// Add every document to `writer` (rows streamed from vectors.npy); returns the
-    /// number of vectors.
-    pub fn feed(&self, writer: &mut IndexWriter) -> Result<usize> {
+    /// Add (or with `upsert`, upsert) every document to `writer`, rows streamed from
+    /// vectors.npy; returns the number of vectors and of documents that replaced a live one.
+    pub fn feed(&self, writer: &mut IndexWriter, upsert: bool) -> Result<(usize, usize)> {
+        let settings = writer.settings();
+        if settings.splade.is_some() {
+            return Err(Error::Usage(
+                "--vectors: this index has splade, which needs each document's SPLADE vector; \
+                 add these documents from a corpus"
+                    .into(),
+            ));
+        }
+        if (settings.store_text || settings.bm25) && self.texts.is_none() {
+            return Err(bad(
+                &self.dir,
+                "this index keeps texts (or has bm25): add texts.jsonl ({\"id\", \"text\"} per line)",
+            ));
+        }
+        let mut replaced = 0;
         let vpath = self.dir.join("vectors.npy");
         let npy = open_npy(&vpath)?;
         let mut values: Box<dyn Iterator<Item = std::io::Result<f32>>> = if self.f16 {
@@ -207,10 +222,56 @@ impl VectorsDir {
                 text: self.texts.as_ref().map(|t| t[id].as_str()),
                 ..Default::default()
             };
-            writer
-                .add_with(id, &row, extras)
-                .map_err(|e| bad(&vpath, format!("document {id:?}: {e}")))?;
+            let put = if upsert {
+                replaced += usize::from(writer.contains(id));
+                writer.upsert_with(id, &row, extras)
+            } else {
+                writer.add_with(id, &row, extras)
+            };
+            put.map_err(|e| bad(&vpath, format!("document {id:?}: {e}")))?;
         }
-        Ok(*self.offsets.last().unwrap() as usize)
+        Ok((*self.offsets.last().unwrap() as usize, replaced))
     }
+}
+
+/// A `[n, dim]` f16 or f32 `.npy` matrix as f32 rows (`tessera search --query-vectors`).
+pub fn read_matrix(path: &Path, dim: usize) -> Result<Vec<f32>> {
+    let npy = open_npy(path)?;
+    let descr = npy
+        .dtype()
+        .descr()
+        .trim_matches(|c| c == '\'' || c == '"')
+        .to_string();
+    let shape = npy.shape().to_vec();
+    if shape.len() != 2 || shape[1] as usize != dim || shape[0] == 0 {
+        return Err(bad(
+            path,
+            format!("shape {shape:?}: expected [n_tokens >= 1, {dim}] (the index's dimension)"),
+        ));
+    }
+    if npy.order() != npyz::Order::C {
+        return Err(bad(
+            path,
+            "Fortran order: write it in C order (np.ascontiguousarray)",
+        ));
+    }
+    let values: Vec<f32> = match descr.as_str() {
+        "<f2" => npy
+            .into_vec::<half::f16>()
+            .map_err(|e| bad(path, e))?
+            .into_iter()
+            .map(|v| v.to_f32())
+            .collect(),
+        "<f4" => npy.into_vec::<f32>().map_err(|e| bad(path, e))?,
+        other => {
+            return Err(bad(
+                path,
+                format!("dtype {other}: expected little-endian f16 (<f2) or f32 (<f4)"),
+            ))
+        }
+    };
+    if let Some(v) = values.iter().find(|v| !v.is_finite()) {
+        return Err(bad(path, format!("holds {v}")));
+    }
+    Ok(values)
 }
