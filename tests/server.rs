@@ -1531,3 +1531,50 @@ fn explanations_sum_to_the_exact_score_and_point_inside_the_text() {
     );
     assert_eq!((status.as_u16(), error_code(&v)), (400, "invalid_request"));
 }
+
+/// An index that keeps no vectors answers every vector mode over HTTP and says its
+/// scores are approximate; sparse-only modes and the f16 index do not say so.
+#[test]
+fn a_compact_index_says_its_scores_are_approximate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let compact = tmp.path().join("compact");
+    tessera(&[
+        "rebuild",
+        s(index_dir()),
+        "--out",
+        s(&compact),
+        "--components",
+        "store,plaid,bm25",
+        "--num-centroids",
+        "8",
+        "--store",
+        "none",
+    ]);
+    let compact_srv = Server::serve(&compact, &["--read-only"]);
+    let exact_srv = Server::start(&[]);
+    let c = client();
+    for mode in ["exhaustive", "plaid", "plaid+bm25", "bm25"] {
+        let body = json!({"query": "vitamin d and mortality", "k": 5, "mode": mode});
+        let (st, v) = post(&c, &compact_srv.url("/indexes/tiny/search"), &body);
+        assert_eq!(st, 200, "{mode}: {v}");
+        // bm25 alone returns only the documents sharing a term with the query.
+        let n = v["results"].as_array().unwrap().len();
+        assert!(n == 5 || (mode == "bm25" && n > 0), "{mode}: {n} results");
+        let approximate = mode != "bm25";
+        assert_eq!(v.get("approximate").is_some(), approximate, "{mode}: {v}");
+        if approximate {
+            assert_eq!(v["approximate"], true);
+        }
+        let (_, v) = post(&c, &exact_srv.url("/indexes/tiny/search"), &body);
+        assert!(
+            v.get("approximate").is_none(),
+            "{mode}: the f16 index is exact"
+        );
+    }
+    let (_, e) = post(
+        &c,
+        &compact_srv.url("/indexes/tiny/explain"),
+        &json!({"query": "vitamin d", "id": "doc1"}),
+    );
+    assert_eq!(e["approximate"], true, "{e}");
+}
