@@ -88,36 +88,29 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         &args.model.load_options(),
         args.model.device,
     )?;
-    if let Some(dir) = &args.vectors {
-        let (_, report) =
-            pipeline::build_from_vectors(&encoder, dir, &args.out, config, args.force)?;
-        if args.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&report).expect("report serialises")
-            );
-        } else {
-            print_report(&report, &args.out);
+    let (_, report) = match (&args.vectors, &args.corpus) {
+        (Some(dir), _) => {
+            pipeline::build_from_vectors(&encoder, dir, &args.out, config, args.force)?
         }
-        return Ok(());
-    }
-    let corpus = args
-        .corpus
-        .clone()
-        .expect("clap requires a corpus without --vectors");
-    let job = index_job(
-        &corpus,
-        &args.out,
-        &args.corpus_args,
-        &args.pooling,
-        config,
-        progress,
-    );
-    let job = IndexJob {
-        force: args.force,
-        ..job
+        (None, corpus) => {
+            let corpus = corpus
+                .as_ref()
+                .expect("clap requires a corpus without --vectors");
+            let job = index_job(
+                corpus,
+                &args.out,
+                &args.corpus_args,
+                &args.pooling,
+                config,
+                progress,
+            );
+            let job = IndexJob {
+                force: args.force,
+                ..job
+            };
+            pipeline::build_index(&encoder, splade.as_ref(), &job, report_skip)?
+        }
     };
-    let (_, report) = pipeline::build_index(&encoder, splade.as_ref(), &job, report_skip)?;
     if args.json {
         println!(
             "{}",

@@ -116,12 +116,7 @@ pub fn build_index(
     on_skip: impl FnMut(&Path, &Skipped),
 ) -> Result<(Manifest, BuildReport), PipelineError> {
     let started = Instant::now();
-    let model = ModelInfo {
-        name: encoder.name().to_string(),
-        dim: encoder.settings().dim,
-        weights_sha256: encoder.weights_sha256().to_string(),
-        encoder: ModelRecord::of(encoder, job.pooling).to_value(),
-    };
+    let model = model_info(encoder, job.pooling);
     let options = WriteOptions { force: job.force };
     let mut writer =
         IndexWriter::create_with_options(&job.out, model, job.components.clone(), options)?;
@@ -149,13 +144,32 @@ pub fn build_index(
             "bm25": job.components.bm25,
         },
     }))?;
-    report.components_seconds = encoded_at.elapsed().as_secs_f64();
+    finish_report(&mut report, &manifest, encoded_at, started);
+    Ok((manifest, report))
+}
+
+/// The manifest's model entry for documents encoded by `encoder` (and pooled so).
+fn model_info(encoder: &ColbertEncoder, pooling: Option<Pooling>) -> ModelInfo {
+    ModelInfo {
+        name: encoder.name().to_string(),
+        dim: encoder.settings().dim,
+        weights_sha256: encoder.weights_sha256().to_string(),
+        encoder: ModelRecord::of(encoder, pooling).to_value(),
+    }
+}
+
+/// Timings and sizes, once the commit that began at `committing` has finished the files.
+fn finish_report(
+    report: &mut BuildReport,
+    manifest: &Manifest,
+    committing: Instant,
+    started: Instant,
+) {
+    report.components_seconds = committing.elapsed().as_secs_f64();
     report.build_seconds = started.elapsed().as_secs_f64();
-    // Sizes are known only once the files are finished.
     report.index_bytes = Some(manifest.index_bytes());
     report.bytes_per_vector =
         Some(manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64);
-    Ok((manifest, report))
 }
 
 /// Build an index from pre-encoded vectors (`tessera index --vectors DIR`, see
@@ -170,27 +184,10 @@ pub fn build_from_vectors(
 ) -> crate::Result<(Manifest, BuildReport)> {
     let started = Instant::now();
     let source = vectors::VectorsDir::open(dir, encoder.settings().dim)?;
+    // Without texts.jsonl there is nothing to keep (feed refuses bm25 or splade then).
     let mut components = components;
-    if components.splade.is_some() {
-        return Err(crate::Error::Usage(
-            "--vectors: splade encodes the documents' texts with its model; build it from the corpus, or add it later with tessera rebuild".into(),
-        ));
-    }
-    if source.texts.is_none() {
-        if components.bm25 {
-            return Err(crate::Error::Usage(format!(
-                "{}: bm25 needs the documents' texts: add texts.jsonl ({{\"id\", \"text\"}} per line)",
-                dir.display()
-            )));
-        }
-        components.store_text = false;
-    }
-    let model = ModelInfo {
-        name: encoder.name().to_string(),
-        dim: encoder.settings().dim,
-        weights_sha256: encoder.weights_sha256().to_string(),
-        encoder: ModelRecord::of(encoder, None).to_value(),
-    };
+    components.store_text &= source.texts.is_some();
+    let model = model_info(encoder, None);
     let mut writer =
         IndexWriter::create_with_options(out, model, components, WriteOptions { force })?;
     let (vectors, _) = source.feed(&mut writer, false)?;
@@ -214,11 +211,7 @@ pub fn build_from_vectors(
         "build": &report,
         "pre_encoded": dir.display().to_string(),
     }))?;
-    report.components_seconds = fed_at.elapsed().as_secs_f64();
-    report.build_seconds = started.elapsed().as_secs_f64();
-    report.index_bytes = Some(manifest.index_bytes());
-    report.bytes_per_vector =
-        Some(manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64);
+    finish_report(&mut report, &manifest, fed_at, started);
     Ok((manifest, report))
 }
 

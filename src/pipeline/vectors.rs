@@ -35,32 +35,32 @@ fn open_npy(path: &Path) -> Result<npyz::NpyFile<BufReader<File>>> {
     npyz::NpyFile::new(BufReader::new(file)).map_err(|e| bad(path, format!("not a .npy file: {e}")))
 }
 
+/// Whether a C-order matrix file holds f16 (else f32); any other dtype or Fortran order
+/// is an error naming the file.
+fn is_f16_matrix(path: &Path, npy: &npyz::NpyFile<BufReader<File>>) -> Result<bool> {
+    if npy.order() != npyz::Order::C {
+        return Err(bad(
+            path,
+            "Fortran order: write it in C order (np.ascontiguousarray)",
+        ));
+    }
+    let descr = npy.dtype().descr();
+    match descr.trim_matches(|c| c == '\'' || c == '"') {
+        "<f2" => Ok(true),
+        "<f4" => Ok(false),
+        other => Err(bad(
+            path,
+            format!("dtype {other}: expected little-endian f16 (<f2) or f32 (<f4)"),
+        )),
+    }
+}
+
 impl VectorsDir {
     /// Read and check the offsets, ids and texts; `dim` is the model's dimension.
     pub fn open(dir: &Path, dim: usize) -> Result<Self> {
         let vpath = dir.join("vectors.npy");
         let npy = open_npy(&vpath)?;
-        let descr = npy
-            .dtype()
-            .descr()
-            .trim_matches(|c| c == '\'' || c == '"')
-            .to_string();
-        let f16 = match descr.as_str() {
-            "<f2" => true,
-            "<f4" => false,
-            other => {
-                return Err(bad(
-                    &vpath,
-                    format!("dtype {other}: expected little-endian f16 (<f2) or f32 (<f4)"),
-                ))
-            }
-        };
-        if npy.order() != npyz::Order::C {
-            return Err(bad(
-                &vpath,
-                "Fortran order: write it in C order (np.ascontiguousarray)",
-            ));
-        }
+        let f16 = is_f16_matrix(&vpath, &npy)?;
         let shape = npy.shape().to_vec();
         if shape.len() != 2 || shape[1] as usize != dim {
             return Err(bad(
@@ -237,11 +237,6 @@ impl VectorsDir {
 /// A `[n, dim]` f16 or f32 `.npy` matrix as f32 rows (`tessera search --query-vectors`).
 pub fn read_matrix(path: &Path, dim: usize) -> Result<Vec<f32>> {
     let npy = open_npy(path)?;
-    let descr = npy
-        .dtype()
-        .descr()
-        .trim_matches(|c| c == '\'' || c == '"')
-        .to_string();
     let shape = npy.shape().to_vec();
     if shape.len() != 2 || shape[1] as usize != dim || shape[0] == 0 {
         return Err(bad(
@@ -249,26 +244,14 @@ pub fn read_matrix(path: &Path, dim: usize) -> Result<Vec<f32>> {
             format!("shape {shape:?}: expected [n_tokens >= 1, {dim}] (the index's dimension)"),
         ));
     }
-    if npy.order() != npyz::Order::C {
-        return Err(bad(
-            path,
-            "Fortran order: write it in C order (np.ascontiguousarray)",
-        ));
-    }
-    let values: Vec<f32> = match descr.as_str() {
-        "<f2" => npy
-            .into_vec::<half::f16>()
+    let values: Vec<f32> = if is_f16_matrix(path, &npy)? {
+        npy.into_vec::<half::f16>()
             .map_err(|e| bad(path, e))?
             .into_iter()
             .map(|v| v.to_f32())
-            .collect(),
-        "<f4" => npy.into_vec::<f32>().map_err(|e| bad(path, e))?,
-        other => {
-            return Err(bad(
-                path,
-                format!("dtype {other}: expected little-endian f16 (<f2) or f32 (<f4)"),
-            ))
-        }
+            .collect()
+    } else {
+        npy.into_vec::<f32>().map_err(|e| bad(path, e))?
     };
     if let Some(v) = values.iter().find(|v| !v.is_finite()) {
         return Err(bad(path, format!("holds {v}")));

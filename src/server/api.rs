@@ -90,7 +90,7 @@ pub enum LoadStatus {
         elapsed_s: f64,
         #[serde(skip)]
         #[schema(ignore)]
-        started: Option<Instant>,
+        started: Instant,
     },
     Ready {
         /// Seconds loading took.
@@ -135,7 +135,7 @@ impl Served {
                 segments_done: 0,
                 segments: 0,
                 elapsed_s: 0.0,
-                started: Some(Instant::now()),
+                started: Instant::now(),
             }),
         }
     }
@@ -190,9 +190,7 @@ impl Served {
     fn finish(&self, ready: Ready) {
         let mut status = self.status.lock().unwrap_or_else(|e| e.into_inner());
         let load_s = match &*status {
-            LoadStatus::Loading {
-                started: Some(t), ..
-            } => t.elapsed().as_secs_f64(),
+            LoadStatus::Loading { started, .. } => started.elapsed().as_secs_f64(),
             _ => 0.0,
         };
         if self.ready.set(ready).is_ok() {
@@ -208,12 +206,10 @@ impl Served {
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         if let LoadStatus::Loading {
-            elapsed_s,
-            started: Some(t),
-            ..
+            elapsed_s, started, ..
         } = &mut status
         {
-            *elapsed_s = t.elapsed().as_secs_f64();
+            *elapsed_s = started.elapsed().as_secs_f64();
         }
         status
     }
@@ -243,11 +239,6 @@ impl Served {
             ),
             LoadStatus::Ready { .. } => unreachable!("ready is set before the status says so"),
         })
-    }
-
-    /// The shared cell holding the current snapshot (a reloader publishes into it).
-    pub fn current(&self) -> Result<Arc<RwLock<Searcher>>, ApiError> {
-        Ok(self.ready()?.current.clone())
     }
 
     /// The newest snapshot (searches in flight keep the one they started with), or
