@@ -186,7 +186,7 @@ fn equivalence(s: &Setup) {
             )
             .unwrap();
             let enc = tessera::pipeline::encode_texts(
-                searcher.encoder(),
+                searcher.encoder().unwrap(),
                 searcher.splade(),
                 record.pooling,
                 &texts,
@@ -337,7 +337,7 @@ fn throughput(s: &Setup) {
                     .collect();
                 let t = Instant::now();
                 let enc = tessera::pipeline::encode_texts(
-                    searcher.encoder(),
+                    searcher.encoder().unwrap(),
                     searcher.splade(),
                     record.pooling,
                     &texts,

@@ -31,6 +31,12 @@ pub enum Error {
     },
     #[error("{index}: {reason}")]
     IndexMetadata { index: PathBuf, reason: String },
+    /// Text to encode for an index built from pre-encoded vectors without a model.
+    #[error(
+        "{index} was built from pre-encoded vectors without a model: search it with query \
+         vectors (`tessera search --query-vectors q.npy`, HTTP `vectors`), or build it with --model"
+    )]
+    NoModel { index: PathBuf },
     #[error("{what}: {source}")]
     Io {
         what: String,

@@ -1710,3 +1710,126 @@ fn pre_encoded_vectors_index_like_the_corpus_they_came_from() {
     let msg = fails(&["index", "--out", s(&dir.path().join("x")), "--quiet"]);
     assert!(msg.contains("--vectors") || msg.contains("CORPUS"), "{msg}");
 }
+
+/// Rows of a `[n, dim]` f16 `.npy` as f32, and its dimension.
+fn read_f16_npy(path: &Path) -> (Vec<f32>, usize) {
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
+    let dim = npy.shape()[1] as usize;
+    let v: Vec<half::f16> = npy.into_vec().unwrap();
+    (v.into_iter().map(|x| x.to_f32()).collect(), dim)
+}
+
+fn read_i64_npy(path: &Path) -> Vec<i64> {
+    let npy = npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
+    npy.into_vec().unwrap()
+}
+
+/// `tessera-bench gen` writes the same collection for the same seed; indexed without a
+/// model (`index --vectors` with no --model), it is searched by query vectors exactly as
+/// brute-force MaxSim over the generated rows ranks it, text queries are refused naming
+/// the index, `eval --query-vectors` judges the queries with the generated qrels (and
+/// without DATASET reports no metric), and `--memory-budget` caps the k-means sample.
+#[test]
+fn synthetic_vectors_index_and_evaluate_without_a_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let gen = |out: &Path| {
+        let o = Command::new(env!("CARGO_BIN_EXE_tessera-bench"))
+            .args(["gen", "--out", s(out), "--dim", "16", "--vectors", "3000"])
+            .args(["--queries", "6", "--query-len", "8", "--words", "300"])
+            .args(["--topics", "20", "--topic-words", "40", "--doc-len", "10..=40"])
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    gen(&a);
+    gen(&b);
+    for f in ["corpus/vectors.npy", "corpus/offsets.npy", "corpus/ids.txt", "queries/vectors.npy", "qrels/test.tsv"] {
+        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+    }
+    let idx = dir.path().join("idx");
+    let report: serde_json::Value = serde_json::from_str(&ok(&[
+        "index", "--vectors", s(&a.join("corpus")), "--out", s(&idx),
+        "--components", "store,plaid", "--num-centroids", "32",
+        "--memory-budget", "4K", "--json", "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(report["num_vectors"], 3000);
+    let manifest: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(idx.join("manifest.json")).unwrap()).unwrap();
+    assert_eq!(manifest["model"]["name"], "none");
+    // Half of 4 KiB for 16-d f32 rows: 32 vectors (5% of them held out).
+    let sample = manifest["codec"]["build"]["kmeans_sample"].as_u64().unwrap();
+    assert!(sample <= 32 && sample > 0, "k-means sample {sample}");
+    assert_eq!(manifest["codec"]["build"]["sample_capped"], true);
+
+    // Brute-force MaxSim over the generated rows, for each query.
+    let (docs, dim) = read_f16_npy(&a.join("corpus/vectors.npy"));
+    let offsets = read_i64_npy(&a.join("corpus/offsets.npy"));
+    let ids: Vec<String> = std::fs::read_to_string(a.join("corpus/ids.txt"))
+        .unwrap()
+        .lines()
+        .map(String::from)
+        .collect();
+    let (queries, _) = read_f16_npy(&a.join("queries/vectors.npy"));
+    let qoffsets = read_i64_npy(&a.join("queries/offsets.npy"));
+    for q in 0..qoffsets.len() - 1 {
+        let rows = &queries[qoffsets[q] as usize * dim..qoffsets[q + 1] as usize * dim];
+        let mut want: Vec<(String, f32)> = (0..ids.len())
+            .map(|d| {
+                let doc = &docs[offsets[d] as usize * dim..offsets[d + 1] as usize * dim];
+                let score = rows
+                    .chunks_exact(dim)
+                    .map(|qr| {
+                        doc.chunks_exact(dim)
+                            .map(|dr| qr.iter().zip(dr).map(|(x, y)| x * y).sum::<f32>())
+                            .fold(f32::NEG_INFINITY, f32::max)
+                    })
+                    .sum();
+                (ids[d].clone(), score)
+            })
+            .collect();
+        want.sort_by(|x, y| y.1.total_cmp(&x.1));
+        let qpath = dir.path().join(format!("q{q}.npy"));
+        {
+            use npyz::WriterBuilder;
+            let mut w = npyz::WriteOptions::<half::f16>::new()
+                .default_dtype()
+                .shape(&[(rows.len() / dim) as u64, dim as u64])
+                .writer(std::fs::File::create(&qpath).unwrap())
+                .begin_nd()
+                .unwrap();
+            w.extend(rows.iter().map(|&x| half::f16::from_f32(x))).unwrap();
+            w.finish().unwrap();
+        }
+        let got = results(&ok(&["search", s(&idx), "--query-vectors", s(&qpath), "-k", "5", "--json"]));
+        assert_eq!(got.len(), 5);
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g.1 - f64::from(w.1)).abs() < 1e-3, "query {q}: {} vs {}", g.1, w.1);
+        }
+        assert_eq!(got[0].0, want[0].0, "query {q}");
+    }
+    let msg = fails(&["search", s(&idx), "some text"]);
+    assert!(msg.contains("without a model") && msg.contains(s(&idx)), "{msg}");
+
+    // eval with the generated qrels: exhaustive against itself is recall 1; each query's
+    // target document is its one judged document.
+    let eval: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval", s(&a), "--index", s(&idx), "--query-vectors", s(&a.join("queries")),
+        "--mode", "plaid", "--compare-exhaustive", "--threads", "1", "--json", "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(eval["num_queries"], 6);
+    let ndcg = eval["metrics"]["ndcg@10"].as_f64().unwrap();
+    assert!(ndcg > 0.0 && ndcg <= 1.0, "{ndcg}");
+    let recall = eval["vs_exhaustive"]["recall_at_k"].as_f64().unwrap();
+    assert!(recall > 0.0 && recall <= 1.0, "{recall}");
+    let unjudged: serde_json::Value = serde_json::from_str(&ok(&[
+        "eval", "--index", s(&idx), "--query-vectors", s(&a.join("queries")),
+        "--compare-exhaustive", "--json", "--quiet",
+    ]))
+    .unwrap();
+    assert_eq!(unjudged["num_queries"], 6);
+    assert_eq!(unjudged["metrics"], serde_json::json!({}), "no qrels, no metrics");
+    assert_eq!(unjudged["vs_exhaustive"]["recall_at_k"], 1.0);
+}

@@ -12,13 +12,27 @@ use crate::search::Searcher;
 use crate::Result;
 
 pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
-    let dataset = BeirDataset::load(&args.dataset, &args.split)?;
-    let searcher = match &args.index {
-        Some(dir) => {
-            // Without --model, the model recorded in the index is used.
-            Searcher::open(dir, args.model.model.as_deref(), args.model.device)?
+    let (dataset, searcher) = match (&args.query_vectors, &args.index, &args.dataset) {
+        (Some(qdir), Some(dir), judged) => {
+            let searcher = Searcher::open(dir, args.model.model.as_deref(), args.model.device)?;
+            let queries =
+                pipeline::vectors::VectorsDir::open(qdir, Some(searcher.index().dim()))?;
+            let rows = queries.read_all()?;
+            let judged = judged.as_deref().map(|d| (d, args.split.as_str()));
+            (BeirDataset::from_query_vectors(&queries, rows, judged)?, searcher)
         }
-        None => cached_index(&args, &dataset, progress)?,
+        (_, index, dataset) => {
+            let dataset = BeirDataset::load(
+                dataset.as_deref().expect("clap requires DATASET without --query-vectors"),
+                &args.split,
+            )?;
+            let searcher = match index {
+                // Without --model, the model recorded in the index is used.
+                Some(dir) => Searcher::open(dir, args.model.model.as_deref(), args.model.device)?,
+                None => cached_index(&args, &dataset, progress)?,
+            };
+            (dataset, searcher)
+        }
     };
     let k = args.metrics.iter().map(|m| m.cutoff()).max().unwrap_or(100);
     let filter = match (args.params.filter(&searcher)?, args.filter_selectivity) {

@@ -83,16 +83,21 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         !args.corpus_args.no_store_text,
         &args.corpus_args.fields,
     )?;
-    let encoder = ColbertEncoder::load(
-        &args.model.model_dir(),
-        &args.model.load_options(),
-        args.model.device,
-    )?;
+    // Pre-encoded vectors need a model only when one is named (it encodes text queries).
+    let encoder = match (&args.vectors, &args.model.model) {
+        (Some(_), None) => None,
+        _ => Some(ColbertEncoder::load(
+            &args.model.model_dir(),
+            &args.model.load_options(),
+            args.model.device,
+        )?),
+    };
     let (_, report) = match (&args.vectors, &args.corpus) {
         (Some(dir), _) => {
-            pipeline::build_from_vectors(&encoder, dir, &args.out, config, args.force)?
+            pipeline::build_from_vectors(encoder.as_ref(), dir, &args.out, config, args.force)?
         }
         (None, corpus) => {
+            let encoder = encoder.as_ref().expect("loaded for a corpus");
             let corpus = corpus
                 .as_ref()
                 .expect("clap requires a corpus without --vectors");
@@ -108,7 +113,7 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
                 force: args.force,
                 ..job
             };
-            pipeline::build_index(&encoder, splade.as_ref(), &job, report_skip)?
+            pipeline::build_index(encoder, splade.as_ref(), &job, report_skip)?
         }
     };
     if args.json {
@@ -162,7 +167,7 @@ pub(super) fn report_skip(path: &std::path::Path, s: &crate::corpus::Skipped) {
 
 pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
     eprintln!(
-        "indexed {} documents ({} vectors{}) into {} in {:.1} s{}\n  encoding {:.1} docs/s, {:.0} tokens/s\n  {:.1} MB on disk, {:.1} bytes/vector{}{}",
+        "indexed {} documents ({} vectors{}) into {} in {:.1} s{}\n  {}{:.1} MB on disk, {:.1} bytes/vector{}{}{}",
         r.num_docs,
         r.num_vectors,
         if r.vectors_before_pooling != r.num_vectors {
@@ -177,8 +182,13 @@ pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
         } else {
             String::new()
         },
-        r.encode_docs_per_s,
-        r.encode_tokens_per_s,
+        match r.encode_seconds > 0.0 {
+            true => format!(
+                "encoding {:.1} docs/s, {:.0} tokens/s\n  ",
+                r.encode_docs_per_s, r.encode_tokens_per_s
+            ),
+            false => String::new(),
+        },
         r.index_bytes.unwrap_or(0) as f64 / 1e6,
         r.bytes_per_vector.unwrap_or(0.0),
         match &r.splade {
@@ -194,6 +204,17 @@ pub(super) fn print_report(r: &BuildReport, out: &std::path::Path) {
             format!("\n  {} malformed lines skipped", r.skipped_lines)
         } else {
             String::new()
+        },
+        match r.finish_seconds.as_ref().and_then(|v| v.as_object()) {
+            Some(parts) if !parts.is_empty() => format!(
+                "\n  at commit: {}",
+                parts
+                    .iter()
+                    .map(|(k, v)| format!("{k} {:.1} s", v.as_f64().unwrap_or(0.0)))
+                    .collect::<Vec<_>>()
+                    .join(" · ")
+            ),
+            _ => String::new(),
         }
     );
 }

@@ -444,6 +444,49 @@ pub struct PlaidBuildArgs {
     /// every vector with every centroid (exact, slower).
     #[arg(long, default_value_t = tessera_index::plaid::DEFAULT_ASSIGN_PROBE as u32)]
     pub assign_probe: u32,
+    /// Memory the build may use for what grows with the collection, e.g. 4G, 512M
+    /// (k-means trains on a sample cut to half of it). The store, codes and IVF stream to
+    /// disk whatever it is. [default: a quarter of the machine's memory]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
+}
+
+/// `4G`, `512M`, `64K`, `1.5GiB` or bytes.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let t = s.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (num, unit) = t.split_at(split);
+    let n: f64 = num
+        .parse()
+        .map_err(|_| format!("{s:?}: expected a size such as 4G or 512M"))?;
+    let mult: f64 = match unit.trim().to_ascii_lowercase().as_str() {
+        "" | "b" => 1.0,
+        "k" | "kb" | "kib" => 1024.0,
+        "m" | "mb" | "mib" => 1024.0 * 1024.0,
+        "g" | "gb" | "gib" => 1024.0 * 1024.0 * 1024.0,
+        "t" | "tb" | "tib" => 1024.0f64.powi(4),
+        u => return Err(format!("{s:?}: unknown unit {u:?} (use K, M, G or T)")),
+    };
+    let bytes = n * mult;
+    if !(bytes >= 1.0) {
+        return Err(format!("{s:?}: must be positive"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A quarter of the machine's memory (MemTotal in /proc/meminfo), 4 GiB where that
+/// cannot be read.
+pub fn default_memory_budget() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            let line = m.lines().find(|l| l.starts_with("MemTotal:"))?;
+            let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+            Some(kb * 1024 / 4)
+        })
+        .unwrap_or(4 << 30)
 }
 
 fn parse_nbits(s: &str) -> Result<u32, String> {
@@ -467,6 +510,7 @@ impl PlaidBuildArgs {
                 "f32" => false,
                 _ => self.store != tessera_index::StoreKind::F16,
             },
+            max_sample_bytes: Some(self.memory_budget.unwrap_or_else(default_memory_budget) / 2),
         }
     }
 }
@@ -659,7 +703,9 @@ pub struct IndexArgs {
     /// Index pre-encoded vectors instead of a corpus: DIR/vectors.npy (f16 or f32,
     /// [n_tokens, dim]), DIR/offsets.npy (int64, [n_docs + 1], from 0), DIR/ids.txt (one
     /// id per line) and optionally DIR/texts.jsonl ({"id", "text"}; needed for bm25).
-    /// --model names the model that encodes queries (its dimension must match).
+    /// With --model, that model encodes text queries (its dimension must match);
+    /// without it the index has no model and is searched with query vectors
+    /// (`search --query-vectors`, HTTP `vectors`, `eval --query-vectors`).
     #[arg(long, value_name = "DIR", conflicts_with = "corpus")]
     pub vectors: Option<PathBuf>,
     /// Index directory to write (created; an index already there stays readable until
@@ -736,8 +782,16 @@ pub struct SearchArgs {
 
 #[derive(Debug, Args)]
 pub struct EvalArgs {
-    /// BEIR dataset directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv).
-    pub dataset: PathBuf,
+    /// BEIR dataset directory (corpus.jsonl, queries.jsonl, qrels/<split>.tsv). With
+    /// --query-vectors only its qrels are read, and it may be left out.
+    #[arg(required_unless_present = "query_vectors")]
+    pub dataset: Option<PathBuf>,
+    /// Pre-encoded queries instead of the dataset's: a directory laid out as `tessera
+    /// index --vectors` takes it (vectors.npy, offsets.npy, ids.txt, optionally
+    /// texts.jsonl). Needs --index. Without DATASET nothing judges the results: use
+    /// --compare-exhaustive (or --sweep) to measure recall against exhaustive MaxSim.
+    #[arg(long, value_name = "DIR", requires = "index")]
+    pub query_vectors: Option<PathBuf>,
     /// Qrels split to evaluate.
     #[arg(long, default_value = "test")]
     pub split: String,
@@ -842,5 +896,22 @@ pub fn run(cli: Cli) -> crate::Result<()> {
         Command::Delete(args) => write::delete(args),
         Command::Compact(args) => write::compact(args),
         Command::Info(args) => write::info(args),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_size;
+
+    #[test]
+    fn sizes_parse_with_binary_units() {
+        assert_eq!(parse_size("4096"), Ok(4096));
+        assert_eq!(parse_size("4K"), Ok(4096));
+        assert_eq!(parse_size("512M"), Ok(512 << 20));
+        assert_eq!(parse_size("1.5GiB"), Ok(3 << 29));
+        assert_eq!(parse_size(" 2g "), Ok(2 << 30));
+        for bad in ["", "G", "-1G", "0", "4X", "1..5G"] {
+            assert!(parse_size(bad).is_err(), "{bad:?}");
+        }
     }
 }

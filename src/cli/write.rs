@@ -51,7 +51,7 @@ pub(super) fn add(args: AddArgs, progress: bool) -> Result<()> {
     let started = Instant::now();
     let mut writer = IndexWriter::open(&args.index)?;
     if let Some(dir) = &args.vectors {
-        let source = crate::pipeline::vectors::VectorsDir::open(dir, writer.dim())?;
+        let source = crate::pipeline::vectors::VectorsDir::open(dir, Some(writer.dim()))?;
         // Any error drops the writer: nothing added.
         let (_, replaced) = source.feed(&mut writer, args.upsert)?;
         let docs = source.ids.len();

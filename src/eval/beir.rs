@@ -17,6 +17,9 @@ pub struct BeirDataset {
     /// Queries that have judgements in this split, in qrels order of first appearance.
     pub queries: Vec<(String, String)>,
     pub qrels: Qrels,
+    /// Pre-encoded query vectors (`eval --query-vectors`), one `[n, dim]` row-major
+    /// matrix per query of `queries`: searched as they are, nothing encoded.
+    pub query_vectors: Option<Vec<Vec<f32>>>,
 }
 
 impl BeirDataset {
@@ -58,6 +61,54 @@ impl BeirDataset {
             corpus,
             queries,
             qrels,
+            query_vectors: None,
+        })
+    }
+
+    /// The queries of a pre-encoded vectors directory (`vectors.npy`, `offsets.npy`,
+    /// `ids.txt`, optionally `texts.jsonl`), judged by `qrels` when given (queries
+    /// without judgements are then left out), by nothing otherwise (only comparisons
+    /// with exhaustive search and latency are measured).
+    pub fn from_query_vectors(
+        queries: &crate::pipeline::vectors::VectorsDir,
+        rows: Vec<Vec<f32>>,
+        qrels: Option<(&Path, &str)>,
+    ) -> Result<Self, EvalError> {
+        let (qrels, name, split, dir) = match qrels {
+            Some((dir, split)) => {
+                let (q, _) = read_qrels(&dir.join("qrels").join(format!("{split}.tsv")))?;
+                let name = dir
+                    .canonicalize()
+                    .unwrap_or_else(|_| dir.to_path_buf())
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_else(|| "dataset".into());
+                (Some(q), name, split.to_string(), dir.to_path_buf())
+            }
+            None => (None, "query-vectors".to_string(), "-".to_string(), PathBuf::new()),
+        };
+        let mut kept = Vec::new();
+        let mut vectors = Vec::new();
+        for (id, rows) in queries.ids.iter().zip(rows) {
+            if qrels.as_ref().is_some_and(|q| !q.contains_key(id)) {
+                continue;
+            }
+            let text = queries
+                .texts
+                .as_ref()
+                .and_then(|t| t.get(id).cloned())
+                .unwrap_or_default();
+            kept.push((id.clone(), text));
+            vectors.push(rows);
+        }
+        Ok(BeirDataset {
+            corpus: dir.join("corpus.jsonl"),
+            dir,
+            name,
+            split,
+            queries: kept,
+            qrels: qrels.unwrap_or_default(),
+            query_vectors: Some(vectors),
         })
     }
 }

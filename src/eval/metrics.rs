@@ -107,7 +107,8 @@ pub fn evaluate(run: &Run, qrels: &Qrels, metrics: &[Metric]) -> Evaluation {
         per_query.insert(qid.clone(), values);
     }
     let mut mean = BTreeMap::new();
-    for m in metrics {
+    // No judged query (pre-encoded queries without qrels): no metric, rather than zeros.
+    for m in metrics.iter().filter(|_| !per_query.is_empty()) {
         let name = m.to_string();
         let sum: f64 = per_query
             .values()

@@ -196,6 +196,8 @@ pub struct VsExhaustive {
     /// Mean over queries of |mode top-k ∩ exhaustive top-k| / |exhaustive top-k|.
     pub recall_at_k: f64,
     pub k: usize,
+    /// The same for the top 10 (or the top k when k < 10).
+    pub recall_at_10: f64,
     pub exhaustive_latency_ms: Latency,
     pub exhaustive_metrics: BTreeMap<String, f64>,
     /// Exhaustive p50 / mode p50, and the same for p95.
@@ -381,6 +383,23 @@ fn encode_all(
 ) -> crate::Result<(Vec<EncodedQuery>, Vec<f64>)> {
     let mut encode_ms = Vec::with_capacity(dataset.queries.len());
     let mut encoded = Vec::with_capacity(dataset.queries.len());
+    if let Some(vectors) = &dataset.query_vectors {
+        let dim = searcher.index().dim();
+        for ((_, text), rows) in dataset.queries.iter().zip(vectors) {
+            let vectors = MultiVector::new(rows.clone(), dim);
+            tessera_index::search::check_query_vectors(vectors.view())
+                .map_err(|e| crate::Error::Usage(format!("query vectors: {e}")))?;
+            encoded.push(EncodedQuery {
+                text: text.clone(),
+                vectors,
+                sparse: None,
+                truncated: false,
+            });
+            encode_ms.push(0.0);
+            bar.inc(1);
+        }
+        return Ok((encoded, encode_ms));
+    }
     for (_, text) in &dataset.queries {
         let t = Instant::now();
         encoded.push(searcher.encode_query(text)?);
@@ -718,6 +737,7 @@ pub fn run_eval(
         Some(VsExhaustive {
             recall_at_k: recall_against(&pass.run, &exh.run, k),
             k,
+            recall_at_10: recall_against(&pass.run, &exh.run, k.min(10)),
             exhaustive_metrics: evaluate(&exh.run, &dataset.qrels, &options.metrics).mean,
             speedup_p50: exh_latency.p50 / latency_ms.p50.max(1e-9),
             speedup_p95: exh_latency.p95 / latency_ms.p95.max(1e-9),
@@ -739,7 +759,10 @@ pub fn run_eval(
         split: dataset.split.clone(),
         index: index.dir().to_path_buf(),
         mode: options.mode.to_string(),
-        num_queries: evaluation.num_queries,
+        num_queries: match dataset.qrels.is_empty() {
+            true => passes.encoded.len(),
+            false => evaluation.num_queries,
+        },
         metrics: evaluation.mean,
         latency_ms,
         qps: passes.encoded.len() as f64 / search_seconds.max(1e-9),
@@ -871,7 +894,11 @@ impl EvalReport {
                 self.store
             ));
         }
-        s.push_str(&format!("{:<14} {:>8}\n", "metric", "value"));
+        if self.metrics.is_empty() {
+            s.push_str("no judged query (no qrels): latency and comparisons only\n");
+        } else {
+            s.push_str(&format!("{:<14} {:>8}\n", "metric", "value"));
+        }
         for (name, v) in &self.metrics {
             s.push_str(&format!("{name:<14} {v:>8.4}\n"));
         }
@@ -885,10 +912,14 @@ impl EvalReport {
             if self.threads == 1 { "" } else { "s" },
             self.kernel
         ));
-        s.push_str(&format!(
-            "query encoding p50 {:.2} ms · p95 {:.2} ms\n",
-            self.query_encode_ms.p50, self.query_encode_ms.p95
-        ));
+        if self.query_encode_ms.p95 > 0.0 {
+            s.push_str(&format!(
+                "query encoding p50 {:.2} ms · p95 {:.2} ms\n",
+                self.query_encode_ms.p50, self.query_encode_ms.p95
+            ));
+        } else {
+            s.push_str("query encoding none (pre-encoded query vectors)\n");
+        }
         if let Some(f) = &self.filter {
             s.push_str(&format!(
                 "filter         {} of {} documents ({:.2}%) · evaluated in p50 {:.3} ms · ran {}{}\n",
@@ -907,7 +938,10 @@ impl EvalReport {
             self.index_bytes as f64 / 1e6,
             self.bytes_per_vector
         ));
-        if let (Some(d), Some(t)) = (self.encode_docs_per_s, self.encode_tokens_per_s) {
+        if let (Some(d), Some(t)) = (
+            self.encode_docs_per_s.filter(|&d| d > 0.0),
+            self.encode_tokens_per_s,
+        ) {
             s.push_str(&format!(
                 "encoding       {d:.1} docs/s · {t:.0} tokens/s (at build)\n"
             ));
@@ -920,8 +954,8 @@ impl EvalReport {
         s.push_str(&format!("components     {}\n", sizes.join(" · ")));
         if let Some(v) = &self.vs_exhaustive {
             s.push_str(&format!(
-                "vs exhaustive  recall@{} {:.4} · exhaustive p50 {:.2} ms · speedup p50 {:.1}x, p95 {:.1}x\n",
-                v.k, v.recall_at_k, v.exhaustive_latency_ms.p50, v.speedup_p50, v.speedup_p95
+                "vs exhaustive  recall@{} {:.4} · recall@{} {:.4} · exhaustive p50 {:.2} ms · speedup p50 {:.1}x, p95 {:.1}x\n",
+                v.k, v.recall_at_k, v.k.min(10), v.recall_at_10, v.exhaustive_latency_ms.p50, v.speedup_p50, v.speedup_p95
             ));
         }
         if let Some(v) = &self.vs_reference {

@@ -93,6 +93,10 @@ pub struct BuildReport {
     pub index_bytes: Option<u64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub bytes_per_vector: Option<f64>,
+    /// Seconds per part of the commit (store, plaid_train, plaid_encode, plaid_ivf,
+    /// muvera, splade, bm25), from the new segment's build record.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub finish_seconds: Option<serde_json::Value>,
 }
 
 /// What SPLADE encoding did during a build.
@@ -168,26 +172,35 @@ fn finish_report(
     report.components_seconds = committing.elapsed().as_secs_f64();
     report.build_seconds = started.elapsed().as_secs_f64();
     report.index_bytes = Some(manifest.index_bytes());
+    report.finish_seconds = manifest
+        .segments
+        .iter()
+        .max_by_key(|m| m.id)
+        .and_then(|m| m.build.get("finish_seconds").cloned());
     report.bytes_per_vector =
         Some(manifest.index_bytes() as f64 / manifest.num_vectors.max(1) as f64);
 }
 
 /// Build an index from pre-encoded vectors (`tessera index --vectors DIR`, see
 /// [`vectors`]); `encoder` names the model queries are encoded with (its dimension must
-/// be the vectors'). No pooling, no SPLADE (it needs the texts encoded).
+/// be the vectors'), `None` for an index without a model, searched with query vectors.
+/// No pooling, no SPLADE (it needs the texts encoded).
 pub fn build_from_vectors(
-    encoder: &ColbertEncoder,
+    encoder: Option<&ColbertEncoder>,
     dir: &Path,
     out: &Path,
     components: tessera_index::IndexConfig,
     force: bool,
 ) -> crate::Result<(Manifest, BuildReport)> {
     let started = Instant::now();
-    let source = vectors::VectorsDir::open(dir, encoder.settings().dim)?;
+    let source = vectors::VectorsDir::open(dir, encoder.map(|e| e.settings().dim))?;
     // Without texts.jsonl there is nothing to keep (feed refuses bm25 or splade then).
     let mut components = components;
     components.store_text &= source.texts.is_some();
-    let model = model_info(encoder, None);
+    let model = match encoder {
+        Some(e) => model_info(e, None),
+        None => ModelInfo::pre_encoded(source.dim),
+    };
     let mut writer =
         IndexWriter::create_with_options(out, model, components, WriteOptions { force })?;
     let (vectors, _) = source.feed(&mut writer, false)?;
@@ -206,6 +219,7 @@ pub fn build_from_vectors(
         splade: None,
         index_bytes: None,
         bytes_per_vector: None,
+        finish_seconds: None,
     };
     let manifest = writer.commit(serde_json::json!({
         "build": &report,
@@ -266,6 +280,7 @@ impl Fed {
             splade: self.splade.clone(),
             index_bytes: None,
             bytes_per_vector: None,
+            finish_seconds: None,
         }
     }
 }

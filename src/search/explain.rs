@@ -93,7 +93,7 @@ impl Searcher {
         let doc: Vec<f32> = stored.into_vec();
         let rows = doc.len() / dim;
 
-        let encoder = self.encoder();
+        let encoder = self.encoder()?;
         let (qtok, qspans) = encoder.tokenize_with_spans(query, Role::Query)?;
         let qvec = encoder
             .encode_tokenized(std::slice::from_ref(&qtok))?

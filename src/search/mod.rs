@@ -39,7 +39,9 @@ pub struct SearchHit {
 #[derive(Clone)]
 pub struct Searcher {
     index: Index,
-    encoder: Arc<ColbertEncoder>,
+    /// `None`: an index of pre-encoded vectors built without a model (queries come as
+    /// vectors).
+    encoder: Option<Arc<ColbertEncoder>>,
     splade: Option<Arc<SpladeEncoder>>,
 }
 
@@ -75,7 +77,17 @@ impl Searcher {
     /// either way its weights must hash to what the manifest records).
     pub fn open(index_dir: &Path, model: Option<&Path>, device: DeviceSpec) -> Result<Self> {
         let index = Index::open(index_dir)?;
-        let encoder = Arc::new(load_query_encoder(&index, model, device)?);
+        let encoder = match index.manifest().model.is_none() {
+            true if model.is_some() => {
+                return Err(Error::Usage(format!(
+                    "{} was built without a model, so --model cannot be checked against it: \
+                     search it with --query-vectors, or rebuild it with --model",
+                    index_dir.display()
+                )))
+            }
+            true => None,
+            false => Some(Arc::new(load_query_encoder(&index, model, device)?)),
+        };
         let splade = load_splade_encoder(&index, device)?.map(Arc::new);
         Ok(Searcher {
             index,
@@ -96,24 +108,9 @@ impl Searcher {
         let index = Index::open_observed(index_dir, Default::default(), &mut |p| {
             progress(LoadStep::Index(p))
         })?;
-        let record = ModelRecord::read(index.manifest(), index.dir())?;
-        let key = (
-            record.model_dir,
-            index.manifest().model.weights_sha256.clone(),
-        );
-        let encoder = match cache.colbert.iter().find(|(k, _)| *k == key) {
-            Some((_, e)) => e.clone(),
-            None => {
-                let t = std::time::Instant::now();
-                let e = Arc::new(load_query_encoder(&index, None, device)?);
-                cache.colbert.push((key.clone(), e.clone()));
-                progress(LoadStep::Model {
-                    what: "ColBERT",
-                    dir: key.0,
-                    seconds: t.elapsed().as_secs_f64(),
-                });
-                e
-            }
+        let encoder = match index.manifest().model.is_none() {
+            true => None,
+            false => Some(cached_query_encoder(&index, device, cache, progress)?),
         };
         let splade = match SpladeRecord::read(index.manifest(), index.dir())? {
             None => None,
@@ -161,7 +158,7 @@ impl Searcher {
         };
         Ok(Searcher {
             index,
-            encoder: Arc::new(encoder),
+            encoder: Some(Arc::new(encoder)),
             splade: splade.map(Arc::new),
         })
     }
@@ -179,11 +176,14 @@ impl Searcher {
         &self.index
     }
 
-    pub fn encoder(&self) -> &ColbertEncoder {
-        &self.encoder
+    /// The query encoder; an error naming the index when it was built without a model.
+    pub fn encoder(&self) -> Result<&ColbertEncoder> {
+        self.encoder.as_deref().ok_or_else(|| Error::NoModel {
+            index: self.index.dir().to_path_buf(),
+        })
     }
 
-    pub fn shared_encoder(&self) -> Arc<ColbertEncoder> {
+    pub fn shared_encoder(&self) -> Option<Arc<ColbertEncoder>> {
         self.encoder.clone()
     }
 
@@ -196,8 +196,9 @@ impl Searcher {
     }
 
     pub fn encode_queries(&self, texts: &[&str]) -> Result<Vec<MultiVector>> {
-        let items = self.encoder.tokenize(texts, Role::Query)?;
-        Ok(self.encoder.encode_tokenized(&items)?.vectors)
+        let encoder = self.encoder()?;
+        let items = encoder.tokenize(texts, Role::Query)?;
+        Ok(encoder.encode_tokenized(&items)?.vectors)
     }
 
     /// Encode one query for every stage the index has.
@@ -207,8 +208,12 @@ impl Searcher {
 
     /// Encode queries for every stage the index has, batched; in input order.
     pub fn encode_batch(&self, texts: &[&str]) -> Result<Vec<EncodedQuery>> {
-        let items = self.encoder.tokenize(texts, Role::Query)?;
-        let vectors = self.encoder.encode_tokenized(&items)?.vectors;
+        if texts.is_empty() {
+            return Ok(Vec::new());
+        }
+        let encoder = self.encoder()?;
+        let items = encoder.tokenize(texts, Role::Query)?;
+        let vectors = encoder.encode_tokenized(&items)?.vectors;
         let (sparse, sparse_truncated) = match &self.splade {
             Some(s) => {
                 let sitems = s.tokenize(texts, Role::Query)?;
@@ -364,6 +369,33 @@ impl EncoderCache {
     }
 }
 
+/// The index's query encoder from `cache` (same model directory and weights), loaded
+/// and cached otherwise.
+fn cached_query_encoder(
+    index: &Index,
+    device: DeviceSpec,
+    cache: &mut EncoderCache,
+    progress: &mut dyn FnMut(LoadStep),
+) -> Result<Arc<ColbertEncoder>> {
+    let record = ModelRecord::read(index.manifest(), index.dir())?;
+    let key = (
+        record.model_dir,
+        index.manifest().model.weights_sha256.clone(),
+    );
+    if let Some((_, e)) = cache.colbert.iter().find(|(k, _)| *k == key) {
+        return Ok(e.clone());
+    }
+    let t = std::time::Instant::now();
+    let e = Arc::new(load_query_encoder(index, None, device)?);
+    cache.colbert.push((key.clone(), e.clone()));
+    progress(LoadStep::Model {
+        what: "ColBERT",
+        dir: key.0,
+        seconds: t.elapsed().as_secs_f64(),
+    });
+    Ok(e)
+}
+
 /// Load the index's query encoder: its recorded model directory, or `model`; the
 /// recorded lengths, markers and augmentation.
 pub fn load_query_encoder(
@@ -381,6 +413,11 @@ pub fn load_encoder(
     device: DeviceSpec,
     batch_size: Option<usize>,
 ) -> Result<ColbertEncoder> {
+    if index.manifest().model.is_none() {
+        return Err(Error::NoModel {
+            index: index.dir().to_path_buf(),
+        });
+    }
     let record = ModelRecord::read(index.manifest(), index.dir())?;
     let settings = &record.settings;
     let dir = model

@@ -1204,7 +1204,7 @@ fn prepare_documents(
         .map(|&i| ready[i].text.as_deref().unwrap_or(""))
         .collect();
     let encoded = crate::pipeline::encode_texts(
-        searcher.encoder(),
+        searcher.encoder()?,
         searcher.splade(),
         record.pooling,
         &texts,

@@ -199,6 +199,7 @@ impl From<crate::Error> for ApiError {
             crate::Error::Index(IndexError::DeadlineExceeded) => ErrorCode::DeadlineExceeded,
             crate::Error::Index(IndexError::DocumentExists { .. }) => ErrorCode::DocumentExists,
             crate::Error::Filter(_) => ErrorCode::InvalidFilter,
+            crate::Error::NoModel { .. } => ErrorCode::InvalidRequest,
             _ => ErrorCode::Internal,
         };
         ApiError::new(code, e.to_string())

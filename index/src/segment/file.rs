@@ -119,6 +119,16 @@ impl MappedFile {
             ));
         }
         let payload_len = payload.len();
+        #[cfg(unix)]
+        if let (true, Some(m)) = (verify, &map) {
+            // Checking the CRC read every page; drop them from this process (they stay
+            // in the page cache) so its resident memory is what searches touch, not the
+            // whole index. Advice only: a failure changes nothing.
+            // SAFETY: a read-only shared file mapping: after MADV_DONTNEED a page is read
+            // again from the file (the same bytes: index files are write-once), so no
+            // reference into the map changes what it sees.
+            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
+        }
         Ok(MappedFile {
             path,
             map,

@@ -30,6 +30,26 @@ pub struct ModelInfo {
     pub encoder: serde_json::Value,
 }
 
+/// [`ModelInfo::name`] of an index built from pre-encoded vectors with no model named.
+pub const NO_MODEL: &str = "none";
+
+impl ModelInfo {
+    /// An index of pre-encoded vectors built without a model: queries come as vectors.
+    pub fn pre_encoded(dim: usize) -> Self {
+        ModelInfo {
+            name: NO_MODEL.to_string(),
+            dim,
+            weights_sha256: String::new(),
+            encoder: serde_json::Value::Null,
+        }
+    }
+
+    /// No model encodes this index's queries (see [`ModelInfo::pre_encoded`]).
+    pub fn is_none(&self) -> bool {
+        self.name == NO_MODEL && self.weights_sha256.is_empty() && self.encoder.is_null()
+    }
+}
+
 /// How a segment keeps its token vectors for exact scoring.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]

@@ -48,6 +48,35 @@ pub(crate) enum PlaidSource<'a> {
     Train(u64),
 }
 
+/// Seconds per part of a segment's finish.
+struct Laps {
+    clock: Instant,
+    map: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Laps {
+    fn start() -> Self {
+        Laps {
+            clock: Instant::now(),
+            map: serde_json::Map::new(),
+        }
+    }
+
+    /// Record the time since the last lap (or restart) as `name`.
+    fn lap(&mut self, name: &str) {
+        self.set(name, self.clock.elapsed().as_secs_f64());
+        self.restart();
+    }
+
+    fn restart(&mut self) {
+        self.clock = Instant::now();
+    }
+
+    fn set(&mut self, name: &str, seconds: f64) {
+        self.map.insert(name.into(), seconds.into());
+    }
+}
+
 /// A segment being written.
 pub(crate) struct SegmentBuilder {
     dir: PathBuf,
@@ -259,6 +288,8 @@ impl SegmentBuilder {
         build: serde_json::Value,
     ) -> Result<(SegmentMeta, Option<CodecFiles>)> {
         let dir = self.dir.clone();
+        // Seconds per part of the finish, kept in the segment's build record ("stages").
+        let mut stages = Laps::start();
         let num_docs = self.store.num_docs();
         let num_vectors = self.store.num_vectors() as usize;
         let dim = self.store.dim();
@@ -284,21 +315,36 @@ impl SegmentBuilder {
         } else {
             None
         };
+        stages.lap("store");
         let mut trained = None;
         let plaid_files = match (self.copied_codes, &self.settings.plaid, plaid) {
-            (Some(w), _, _) => Some(w.finish()?),
-            (None, Some(cfg), PlaidSource::Encode(codec)) => Some(encode_segment(
-                &dir,
-                &self.prefix,
-                reader.as_ref().expect("opened"),
-                codec,
-                cfg.assign_probe,
-            )?),
+            (Some(w), _, _) => {
+                let (files, ivf) = w.finish_timed()?;
+                stages.set("plaid_ivf", ivf);
+                Some(files)
+            }
+            (None, Some(cfg), PlaidSource::Encode(codec)) => {
+                let (files, t) = encode_segment(
+                    &dir,
+                    &self.prefix,
+                    reader.as_ref().expect("opened"),
+                    codec,
+                    cfg.assign_probe,
+                )?;
+                stages.set("plaid_encode", t.encode);
+                stages.set("plaid_ivf", t.ivf);
+                Some(files)
+            }
             (None, Some(cfg), PlaidSource::Train(codec_id)) => {
                 let store = reader.as_ref().expect("opened");
+                let train_started = Instant::now();
                 let mut files = train_codec(&dir, codec_id, store, cfg, generation)?;
+                stages.set("plaid_train", train_started.elapsed().as_secs_f64());
                 let codec = PlaidCodec::open(&dir, &files, dim, false)?;
-                let seg = encode_segment(&dir, &self.prefix, store, &codec, cfg.assign_probe)?;
+                let (seg, t) =
+                    encode_segment(&dir, &self.prefix, store, &codec, cfg.assign_probe)?;
+                stages.set("plaid_encode", t.encode);
+                stages.set("plaid_ivf", t.ivf);
                 // Drift is measured against the vectors the codec was trained on, encoded
                 // the same way later segments are (the held-out sample's norm, computed
                 // at training, is kept in the build record).
@@ -316,6 +362,7 @@ impl SegmentBuilder {
             }
             (None, None, _) => None,
         };
+        stages.restart();
         let muvera_files = match &self.settings.muvera {
             Some(cfg) => Some(muvera::build_segment(
                 &dir,
@@ -325,6 +372,9 @@ impl SegmentBuilder {
             )?),
             None => None,
         };
+        if muvera_files.is_some() {
+            stages.lap("muvera");
+        }
         // The f16 vectors were written for the codes and the graph; a compact store keeps
         // int8 rows made from them, or nothing.
         if self.settings.store != StoreKind::F16 {
@@ -355,14 +405,24 @@ impl SegmentBuilder {
             std::fs::remove_file(dir.join(&f16_file.name))
                 .map_err(|e| IndexError::io(dir.join(&f16_file.name), e))?;
         }
+        if self.settings.store != StoreKind::F16 {
+            stages.lap("compact_store");
+        }
+        stages.restart();
         let splade = match self.splade {
             Some(b) => Some(b.finish(&dir, &self.prefix)?),
             None => None,
         };
+        if splade.is_some() {
+            stages.lap("splade");
+        }
         let bm25 = match self.bm25 {
             Some(b) => Some(b.finish(&dir)?),
             None => None,
         };
+        if bm25.is_some() {
+            stages.lap("bm25");
+        }
         let fields = match self.fields {
             Some(b) => Some(b.finish(&dir)?),
             None => None,
@@ -385,6 +445,7 @@ impl SegmentBuilder {
                 "seconds".into(),
                 self.started.elapsed().as_secs_f64().into(),
             );
+            obj.insert("finish_seconds".into(), stages.map.into());
         }
         let meta = SegmentMeta {
             id: self.id,
