@@ -3,8 +3,8 @@
 
 For each mode a fresh read-only server opens the index; its memory is read from
 /proc/PID/status once the index is open, then again after every query of QUERIES (a
-pre-encoded queries directory: vectors.npy f16/f32, offsets.npy) has been searched
-twice in that mode. RssAnon is what the process holds (heap: id map, per-document
+pre-encoded queries directory: vectors.npy f16/f32, offsets.npy; or a BEIR
+queries.jsonl of texts the server encodes) has been searched twice in that mode. RssAnon is what the process holds (heap: id map, per-document
 tables, search buffers); RssFile is the index's mapped pages the mode touched (shared
 with the page cache; the kernel can drop them, and they come back from disk).
 
@@ -75,11 +75,16 @@ def main():
                          "every vector)")
     a = ap.parse_args()
 
-    (rows, dim), values = read_npy(f"{a.queries}/vectors.npy")
-    _, offsets = read_npy(f"{a.queries}/offsets.npy")
-    queries = []
-    for s, e in zip(offsets, offsets[1:]):
-        queries.append([values[r * dim:(r + 1) * dim] for r in range(s, e)])
+    if a.queries.endswith(".jsonl"):
+        # Text queries (BEIR queries.jsonl), encoded by the server.
+        with open(a.queries) as f:
+            queries = [{"query": json.loads(l)["text"]} for l in f if l.strip()]
+    else:
+        (rows, dim), values = read_npy(f"{a.queries}/vectors.npy")
+        _, offsets = read_npy(f"{a.queries}/offsets.npy")
+        queries = []
+        for s, e in zip(offsets, offsets[1:]):
+            queries.append({"vectors": [values[r * dim:(r + 1) * dim] for r in range(s, e)]})
 
     report = {"index": a.index, "queries": len(queries), "k": a.k, "modes": {}}
     for mode in a.modes.split(","):
@@ -92,7 +97,7 @@ def main():
             todo = queries[:a.limit] if (mode == "exhaustive" and a.limit) else queries
             for _ in range(2):
                 for q in todo:
-                    body = json.dumps({"vectors": q, "k": a.k, "mode": mode})
+                    body = json.dumps({**q, "k": a.k, "mode": mode})
                     c.request("POST", "/indexes/idx/search", body,
                               {"content-type": "application/json"})
                     r = c.getresponse()

@@ -1578,3 +1578,88 @@ fn a_compact_index_says_its_scores_are_approximate() {
     );
     assert_eq!(e["approximate"], true, "{e}");
 }
+
+/// An index of pre-encoded vectors built without a model, served: vector queries
+/// answer with brute-force MaxSim's ranking (exhaustive and plaid), text queries and
+/// text writes are 400 `invalid_request` naming the missing model, and vector writes
+/// still work.
+#[test]
+fn an_index_without_a_model_is_searched_and_written_with_vectors() {
+    use rand::{Rng, SeedableRng};
+    use tessera::encoder::DeviceSpec;
+    use tessera::search::Searcher;
+    use tessera::server::{AppState, Limits, Served};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("nomodel");
+    let dim = 8;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+    let mut unit = |n: usize| -> Vec<f32> {
+        let mut v: Vec<f32> = (0..n * dim).map(|_| rng.gen::<f32>() - 0.5).collect();
+        for r in v.chunks_mut(dim) {
+            let norm = r.iter().map(|x| x * x).sum::<f32>().sqrt();
+            r.iter_mut().for_each(|x| *x /= norm);
+        }
+        v
+    };
+    let docs: Vec<(String, Vec<f32>)> = (0..60).map(|i| (format!("d{i}"), unit(3 + i % 5))).collect();
+    let config = tessera_index::IndexConfig {
+        plaid: Some(tessera_index::plaid::PlaidConfig {
+            num_centroids: Some(8),
+            ..Default::default()
+        }),
+        store_text: false,
+        ..Default::default()
+    };
+    let mut w = tessera_index::IndexWriter::create_with(&path, tessera_index::ModelInfo::pre_encoded(dim), config).unwrap();
+    for (id, v) in &docs {
+        w.add(id, v).unwrap();
+    }
+    w.commit(json!({})).unwrap();
+    drop(w);
+    let searcher = Searcher::open(&path, None, DeviceSpec::Cpu).unwrap();
+    assert!(searcher.encoder().is_err());
+    let served = Served::writable(
+        "v".into(),
+        path.clone(),
+        searcher,
+        std::time::Duration::from_millis(5),
+    )
+    .unwrap();
+    let state = AppState::new(vec![served], Limits::default(), 2);
+    let (base, stop, handle) = serve_in_process(state, axum::Router::new());
+    let c = client();
+    let q = unit(4);
+    let rows: Vec<Vec<f32>> = q.chunks(dim).map(<[f32]>::to_vec).collect();
+    let maxsim = |d: &[f32]| -> f32 {
+        q.chunks(dim)
+            .map(|qr| {
+                d.chunks(dim)
+                    .map(|dr| qr.iter().zip(dr).map(|(a, b)| a * b).sum::<f32>())
+                    .fold(f32::NEG_INFINITY, f32::max)
+            })
+            .sum()
+    };
+    let mut want: Vec<(String, f32)> = docs.iter().map(|(id, v)| (id.clone(), maxsim(v))).collect();
+    want.sort_by(|a, b| b.1.total_cmp(&a.1));
+    for mode in ["exhaustive", "plaid"] {
+        let (st, v) = post(&c, &format!("{base}/indexes/v/search"), &json!({"vectors": rows, "k": 5, "mode": mode}));
+        assert_eq!(st, StatusCode::OK, "{v}");
+        let got: Vec<f64> = v["results"].as_array().unwrap().iter().map(|r| r["score"].as_f64().unwrap()).collect();
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - f64::from(w.1)).abs() < 1e-2, "{mode}: {g} vs {}", w.1);
+        }
+    }
+    let (st, v) = post(&c, &format!("{base}/indexes/v/search"), &json!({"query": "text", "k": 5}));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(error_code(&v), "invalid_request");
+    assert!(v["error"]["message"].as_str().unwrap().contains("without a model"), "{v}");
+    let (st, v) = post(&c, &format!("{base}/indexes/v/documents"), &json!({"documents": [{"id": "t", "text": "some text"}]}));
+    assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["error"]["message"].as_str().unwrap().contains("without a model"), "{v}");
+    let (st, v) = post(&c, &format!("{base}/indexes/v/documents"), &json!({"documents": [{"id": "new", "vectors": rows}]}));
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let (_, v) = post(&c, &format!("{base}/indexes/v/search"), &json!({"vectors": rows, "k": 1}));
+    assert_eq!(v["results"][0]["id"], "new", "a document equal to the query is its best match");
+    stop.send(()).unwrap();
+    handle.join().unwrap();
+}

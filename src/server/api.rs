@@ -1198,21 +1198,21 @@ fn prepare_documents(
         });
     }
     let _ = limits;
-    let record = crate::search::ModelRecord::read(index.manifest(), index.dir())?;
-    let texts: Vec<&str> = to_encode
-        .iter()
-        .map(|&i| ready[i].text.as_deref().unwrap_or(""))
-        .collect();
-    let encoded = crate::pipeline::encode_texts(
-        searcher.encoder()?,
-        searcher.splade(),
-        record.pooling,
-        &texts,
-    )
-    .map_err(crate::Error::from)?;
-    for (&i, (vectors, sparse)) in to_encode.iter().zip(encoded) {
-        ready[i].vectors = vectors;
-        ready[i].sparse = sparse;
+    if !to_encode.is_empty() {
+        // An index without a model takes pre-encoded documents only (400 naming it).
+        let encoder = searcher.encoder()?;
+        let record = crate::search::ModelRecord::read(index.manifest(), index.dir())?;
+        let texts: Vec<&str> = to_encode
+            .iter()
+            .map(|&i| ready[i].text.as_deref().unwrap_or(""))
+            .collect();
+        let encoded =
+            crate::pipeline::encode_texts(encoder, searcher.splade(), record.pooling, &texts)
+                .map_err(crate::Error::from)?;
+        for (&i, (vectors, sparse)) in to_encode.iter().zip(encoded) {
+            ready[i].vectors = vectors;
+            ready[i].sparse = sparse;
+        }
     }
     // Pre-encoded documents still need SPLADE vectors from their text.
     if let Some(splade) = searcher.splade() {
