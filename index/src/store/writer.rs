@@ -1,4 +1,3 @@
-use std::collections::HashSet;
 use std::path::Path;
 
 use half::f16;
@@ -15,9 +14,66 @@ pub struct StoreWriter {
     ids_name: String,
     dir: std::path::PathBuf,
     offsets: Vec<u64>,
-    ids: Vec<String>,
-    seen: HashSet<String>,
+    ids: IdTable,
     scratch: Vec<f16>,
+}
+
+/// A segment's ids in store order, in one byte buffer, and a hash table from each live
+/// id to its document number. Per document: the id's bytes, 8 bytes of end offset and
+/// about 5 of table. (Before, three `String` copies per document and a clone at finish
+/// took 2.3 GB to build a 10 M-document segment.)
+#[derive(Default)]
+struct IdTable {
+    bytes: String,
+    ends: Vec<u64>,
+    live: hashbrown::HashTable<u32>,
+    hasher: std::hash::RandomState,
+}
+
+fn id_at<'a>(bytes: &'a str, ends: &[u64], i: usize) -> &'a str {
+    let start = if i == 0 { 0 } else { ends[i - 1] as usize };
+    &bytes[start..ends[i] as usize]
+}
+
+impl IdTable {
+    fn len(&self) -> usize {
+        self.ends.len()
+    }
+
+    fn get(&self, i: usize) -> &str {
+        id_at(&self.bytes, &self.ends, i)
+    }
+
+    fn find(&self, id: &str) -> Option<u32> {
+        use std::hash::BuildHasher;
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        self.live
+            .find(self.hasher.hash_one(id), |&d| id_at(bytes, ends, d as usize) == id)
+            .copied()
+    }
+
+    /// Append `id` as the next document, live.
+    fn push(&mut self, id: &str) {
+        use std::hash::BuildHasher;
+        let doc = self.ends.len() as u32;
+        self.bytes.push_str(id);
+        self.ends.push(self.bytes.len() as u64);
+        let (bytes, ends, hasher) = (&self.bytes, &self.ends, &self.hasher);
+        self.live.insert_unique(hasher.hash_one(id), doc, |&d| {
+            hasher.hash_one(id_at(bytes, ends, d as usize))
+        });
+    }
+
+    fn forget(&mut self, id: &str) {
+        use std::hash::BuildHasher;
+        let (bytes, ends) = (&self.bytes, &self.ends);
+        if let Ok(e) = self
+            .live
+            .find_entry(self.hasher.hash_one(id), |&d| id_at(bytes, ends, d as usize) == id)
+        {
+            e.remove();
+        }
+    }
 }
 
 impl StoreWriter {
@@ -38,8 +94,7 @@ impl StoreWriter {
             ids_name: format!("{prefix}.doc_ids.bin"),
             dir: dir.to_path_buf(),
             offsets: vec![0],
-            ids: Vec::new(),
-            seen: HashSet::new(),
+            ids: IdTable::default(),
             scratch: Vec::new(),
         })
     }
@@ -52,20 +107,30 @@ impl StoreWriter {
         self.ids.len()
     }
 
-    /// External ids added so far, in store order.
-    pub fn ids(&self) -> &[String] {
-        &self.ids
+    /// The external id of document `i` (store order).
+    pub fn id(&self, i: usize) -> &str {
+        self.ids.get(i)
+    }
+
+    /// Every external id added so far, in store order.
+    pub fn id_list(&self) -> Vec<&str> {
+        (0..self.ids.len()).map(|i| self.ids.get(i)).collect()
+    }
+
+    /// The document with this id, when it was added and not forgotten.
+    pub fn find(&self, id: &str) -> Option<u32> {
+        self.ids.find(id)
     }
 
     /// Whether a document with this id was added (and not forgotten).
     pub fn contains(&self, id: &str) -> bool {
-        self.seen.contains(id)
+        self.find(id).is_some()
     }
 
     /// Accept `id` again: its earlier document was tombstoned before the segment
     /// committed (an id upserted twice in one batch).
     pub fn forget(&mut self, id: &str) {
-        self.seen.remove(id);
+        self.ids.forget(id);
     }
 
     pub fn num_vectors(&self) -> u64 {
@@ -130,7 +195,7 @@ impl StoreWriter {
 
     fn check_doc(&self, id: &str, values: usize) -> Result<()> {
         self.check_shape(id, values)?;
-        if self.seen.contains(id) {
+        if self.contains(id) {
             return Err(IndexError::InvalidArgument(format!(
                 "duplicate document id {id:?}"
             )));
@@ -141,8 +206,7 @@ impl StoreWriter {
     fn push_doc(&mut self, id: &str, values: usize) {
         let end = self.num_vectors() + (values / self.dim) as u64;
         self.offsets.push(end);
-        self.ids.push(id.to_string());
-        self.seen.insert(id.to_string());
+        self.ids.push(id);
     }
 
     /// Write offsets and ids, footer and fsync every file; the caller commits the manifest.
@@ -156,18 +220,10 @@ impl StoreWriter {
 
         // doc_ids payload: count u64, (count + 1) u64 byte offsets, UTF-8 bytes.
         let mut ids = FileWriter::create(&self.dir, &self.ids_name, ComponentKind::DocIds)?;
-        let mut starts = Vec::with_capacity(self.ids.len() + 2);
-        starts.push(self.ids.len() as u64);
-        let mut at = 0u64;
-        starts.push(0);
-        for id in &self.ids {
-            at += id.len() as u64;
-            starts.push(at);
-        }
-        ids.write(bytemuck::cast_slice(&starts))?;
-        for id in &self.ids {
-            ids.write(id.as_bytes())?;
-        }
+        ids.write(&(self.ids.len() as u64).to_le_bytes())?;
+        ids.write(&0u64.to_le_bytes())?;
+        ids.write(bytemuck::cast_slice(&self.ids.ends))?;
+        ids.write(self.ids.bytes.as_bytes())?;
         let doc_ids = ids.finish()?;
         Ok(StoreFiles {
             vectors: Some(vectors),

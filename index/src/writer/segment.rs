@@ -2,7 +2,6 @@
 //! tantivy) as they arrive; `finish` builds what needs the whole segment (PLAID codes and
 //! IVF, MUVERA's graph, SPLADE postings, the id order) and returns its manifest entry.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -84,8 +83,6 @@ pub(crate) struct SegmentBuilder {
     prefix: String,
     settings: IndexConfig,
     store: StoreWriter,
-    /// id -> document number of its live copy in this segment.
-    docs: HashMap<String, u32>,
     texts: Option<TextsWriter>,
     splade: Option<SparseBuilder>,
     bm25: Option<Bm25Builder>,
@@ -153,7 +150,6 @@ impl SegmentBuilder {
             splade: settings.splade.clone().map(SparseBuilder::new),
             settings: settings.clone(),
             store,
-            docs: HashMap::new(),
             texts,
             bm25,
             fields,
@@ -179,7 +175,7 @@ impl SegmentBuilder {
 
     /// The live document with this id in the segment.
     pub(crate) fn find(&self, id: &str) -> Option<u32> {
-        self.docs.get(id).copied()
+        self.store.find(id)
     }
 
     /// Refuse a document before anything is written, so components never disagree
@@ -264,7 +260,6 @@ impl SegmentBuilder {
             let c = codes.expect("a merge brings every document's codes");
             w.add_doc(c.codes, c.residuals, c.norm_sum)?;
         }
-        self.docs.insert(id.to_string(), doc);
         Ok(doc)
     }
 
@@ -272,9 +267,8 @@ impl SegmentBuilder {
     /// again.
     pub(crate) fn delete(&mut self, doc: u32) {
         self.deleted.insert(doc);
-        let id = self.store.ids()[doc as usize].clone();
-        if self.docs.get(&id) == Some(&doc) {
-            self.docs.remove(&id);
+        let id = self.store.id(doc as usize).to_string();
+        if self.store.find(&id) == Some(doc) {
             self.store.forget(&id);
         }
     }
@@ -293,14 +287,12 @@ impl SegmentBuilder {
         let num_docs = self.store.num_docs();
         let num_vectors = self.store.num_vectors() as usize;
         let dim = self.store.dim();
-        let ids: Vec<String> = self.store.ids().to_vec();
+        let ids_entry = write_id_order(&dir, &self.prefix, &self.store.id_list())?;
         let mut store_files = self.store.finish()?;
         store_files.texts = match self.texts {
             Some(w) => Some(w.finish()?),
             None => None,
         };
-        let id_refs: Vec<&str> = ids.iter().map(String::as_str).collect();
-        let ids_entry = write_id_order(&dir, &self.prefix, &id_refs)?;
         let needs_reader = self.settings.muvera.is_some()
             || (self.settings.plaid.is_some() && self.copied_codes.is_none());
         let reader = if needs_reader {
