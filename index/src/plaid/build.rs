@@ -232,6 +232,8 @@ pub fn encode_segment(
         }
         let end = store.doc_offset(end_doc - 1) + store.doc_len(end_doc - 1);
         let rows = rows_f32(store, start..end);
+        // Read once: let the pages go, so a store larger than memory streams through.
+        store.release_vectors(start..end);
         let mut packed = Vec::with_capacity((end - start) * packed_len);
         let (codes, norms) = codec.encode(&rows, &mut packed, assign_probe);
         for doc in d..end_doc {

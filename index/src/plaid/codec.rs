@@ -69,6 +69,8 @@ pub fn train_codec(
     if train.is_empty() {
         train = rows_f32(store, heldout_idx.iter().copied());
     }
+    // The sample is copied out: the pages it touched need not stay resident.
+    store.release_all_vectors();
     let mut centroids = kmeans(
         &train,
         dim,

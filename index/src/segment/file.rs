@@ -140,6 +140,28 @@ impl MappedFile {
         &self.path
     }
 
+    /// Drop the pages of payload bytes `range` from this process (they stay in the page
+    /// cache and are read again on the next access): a pass over a file larger than
+    /// memory keeps its resident memory bounded. Advice only; whole pages inside the
+    /// range.
+    pub fn release(&self, range: std::ops::Range<usize>) {
+        #[cfg(unix)]
+        if let Some(m) = &self.map {
+            const PAGE: usize = 4096;
+            let start = range.start.div_ceil(PAGE) * PAGE;
+            let end = (range.end.min(self.payload_len) / PAGE) * PAGE;
+            if end > start {
+                // SAFETY: as in `open`: a read-only shared mapping of a write-once file,
+                // so a dropped page reads back the same bytes.
+                let _ = unsafe {
+                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+                };
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = range;
+    }
+
     /// The payload bytes (footer excluded). Page-aligned start.
     pub fn payload(&self) -> &[u8] {
         match &self.map {

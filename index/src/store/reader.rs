@@ -241,6 +241,20 @@ impl TokenStore {
 
     /// The whole f16 matrix, `num_vectors() * dim()` values. Panics unless the store
     /// keeps f16 vectors.
+    /// Drop vectors `range` (vector numbers) of an f16 store from this process's
+    /// resident memory ([`MappedFile::release`]); other kinds: nothing.
+    pub fn release_vectors(&self, range: std::ops::Range<usize>) {
+        if let Rows::F16(f) = &self.vectors {
+            let row = self.dim * 2;
+            f.release(range.start * row..range.end * row);
+        }
+    }
+
+    /// Drop every vector of an f16 store from this process's resident memory.
+    pub fn release_all_vectors(&self) {
+        self.release_vectors(0..self.num_vectors);
+    }
+
     pub fn all_vectors(&self) -> &[f16] {
         match &self.vectors {
             // Alignment and length were checked at open.
