@@ -21,6 +21,30 @@ use crate::error::{IndexError, Result};
 use crate::segment::{CodecFiles, ComponentKind, FileWriter, MappedFile};
 use crate::store::{MultiVectorRef, TokenStore};
 
+/// Vectors of `store` at the sampled positions `idx`, as f32 rows in `idx`'s order. Read
+/// in ascending position, dropping the store's pages behind every 64 MiB: random reads
+/// map whole neighbourhoods of cached pages (fault-around), so reading a 5% sample in
+/// `idx`'s order left nearly the whole store resident.
+fn sample_rows(store: &TokenStore, idx: &[usize]) -> Vec<f32> {
+    let dim = store.dim();
+    let all = store.all_vectors();
+    let mut order: Vec<usize> = (0..idx.len()).collect();
+    order.sort_unstable_by_key(|&j| idx[j]);
+    let mut out = vec![0.0f32; idx.len() * dim];
+    let step = ((64 << 20) / (dim * 2)).max(1);
+    let mut released = 0;
+    for j in order {
+        let i = idx[j];
+        all[i * dim..(i + 1) * dim].convert_to_f32_slice(&mut out[j * dim..(j + 1) * dim]);
+        if i >= released + step {
+            store.release_vectors(released..i);
+            released = i;
+        }
+    }
+    store.release_all_vectors();
+    out
+}
+
 /// Vectors of `store` at `idx`, as f32 rows.
 pub(super) fn rows_f32(store: &TokenStore, idx: impl Iterator<Item = usize>) -> Vec<f32> {
     let dim = store.dim();
@@ -65,12 +89,10 @@ pub fn train_codec(
     let picked = sample(&mut rng, n, sample_size).into_vec();
     let heldout_len = (sample_size / 20).clamp(1.min(sample_size), 50_000);
     let (heldout_idx, train_idx) = picked.split_at(heldout_len);
-    let mut train = rows_f32(store, train_idx.iter().copied());
+    let mut train = sample_rows(store, train_idx);
     if train.is_empty() {
-        train = rows_f32(store, heldout_idx.iter().copied());
+        train = sample_rows(store, heldout_idx);
     }
-    // The sample is copied out: the pages it touched need not stay resident.
-    store.release_all_vectors();
     let mut centroids = kmeans(
         &train,
         dim,
@@ -94,7 +116,7 @@ pub fn train_codec(
     let k = centroids.len() / dim;
     let kmeans_seconds = started.elapsed().as_secs_f64();
 
-    let heldout = rows_f32(store, heldout_idx.iter().copied());
+    let heldout = sample_rows(store, heldout_idx);
     let codes = nearest_ip(&heldout, &centroids, dim);
     // How often the two-level assignment encoding will use agrees with brute force, on
     // the held-out vectors (kept in the build record).

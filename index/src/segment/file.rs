@@ -108,7 +108,27 @@ impl MappedFile {
             Some(unsafe { Mmap::map(&file) }.map_err(|e| IndexError::io(&path, e))?)
         };
         let bytes: &[u8] = map.as_deref().unwrap_or(&[]);
-        let (payload, footer) = Footer::split(&path, bytes, kind, verify)?;
+        let (payload, footer) = Footer::split(&path, bytes, kind, false)?;
+        if verify {
+            // The CRC in 64 MiB chunks, each dropped from the process once hashed: a
+            // checked file never sits resident whole (a 15 GB store would otherwise
+            // count 15 GB in the RSS of every open).
+            const CHUNK: usize = 64 << 20;
+            let mut found = 0u32;
+            for (i, chunk) in payload.chunks(CHUNK).enumerate() {
+                found = crc32c::crc32c_append(found, chunk);
+                if let Some(m) = &map {
+                    release_pages(m, i * CHUNK..i * CHUNK + chunk.len(), payload.len());
+                }
+            }
+            if found != footer.crc32c {
+                return Err(IndexError::ChecksumMismatch {
+                    path: path.clone(),
+                    expected: footer.crc32c,
+                    found,
+                });
+            }
+        }
         if footer.crc32c != entry.crc32c {
             return Err(IndexError::corrupt(
                 &path,
@@ -119,16 +139,6 @@ impl MappedFile {
             ));
         }
         let payload_len = payload.len();
-        #[cfg(unix)]
-        if let (true, Some(m)) = (verify, &map) {
-            // Checking the CRC read every page; drop them from this process (they stay
-            // in the page cache) so its resident memory is what searches touch, not the
-            // whole index. Advice only: a failure changes nothing.
-            // SAFETY: a read-only shared file mapping: after MADV_DONTNEED a page is read
-            // again from the file (the same bytes: index files are write-once), so no
-            // reference into the map changes what it sees.
-            let _ = unsafe { m.unchecked_advise(memmap2::UncheckedAdvice::DontNeed) };
-        }
         Ok(MappedFile {
             path,
             map,
@@ -145,21 +155,9 @@ impl MappedFile {
     /// memory keeps its resident memory bounded. Advice only; whole pages inside the
     /// range.
     pub fn release(&self, range: std::ops::Range<usize>) {
-        #[cfg(unix)]
         if let Some(m) = &self.map {
-            const PAGE: usize = 4096;
-            let start = range.start.div_ceil(PAGE) * PAGE;
-            let end = (range.end.min(self.payload_len) / PAGE) * PAGE;
-            if end > start {
-                // SAFETY: as in `open`: a read-only shared mapping of a write-once file,
-                // so a dropped page reads back the same bytes.
-                let _ = unsafe {
-                    m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
-                };
-            }
+            release_pages(m, range, self.payload_len);
         }
-        #[cfg(not(unix))]
-        let _ = range;
     }
 
     /// The payload bytes (footer excluded). Page-aligned start.
@@ -169,6 +167,28 @@ impl MappedFile {
             None => &[],
         }
     }
+}
+
+/// Drop the whole pages of `range` (bytes, at most `limit`) of a read-only map from the
+/// process: they stay in the page cache and are read again on the next access. Advice
+/// only: a failure changes nothing.
+fn release_pages(m: &Mmap, range: std::ops::Range<usize>, limit: usize) {
+    #[cfg(unix)]
+    {
+        const PAGE: usize = 4096;
+        let start = range.start.div_ceil(PAGE) * PAGE;
+        let end = (range.end.min(limit) / PAGE) * PAGE;
+        if end > start {
+            // SAFETY: a read-only mapping of a write-once index file: after
+            // MADV_DONTNEED a page is read again from the file with the same bytes, so
+            // no reference into the map sees anything change.
+            let _ = unsafe {
+                m.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start)
+            };
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (m, range, limit);
 }
 
 /// Size and CRC-32C of a whole file written by another library (hnsw_rs, tantivy), which
