@@ -48,12 +48,7 @@ impl BeirDataset {
                 }
             }
         }
-        let name = dir
-            .canonicalize()
-            .unwrap_or_else(|_| dir.to_path_buf())
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "dataset".into());
+        let name = dataset_name(dir);
         Ok(BeirDataset {
             dir: dir.to_path_buf(),
             name,
@@ -77,13 +72,7 @@ impl BeirDataset {
         let (qrels, name, split, dir) = match qrels {
             Some((dir, split)) => {
                 let (q, _) = read_qrels(&dir.join("qrels").join(format!("{split}.tsv")))?;
-                let name = dir
-                    .canonicalize()
-                    .unwrap_or_else(|_| dir.to_path_buf())
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_else(|| "dataset".into());
-                (Some(q), name, split.to_string(), dir.to_path_buf())
+                (Some(q), dataset_name(dir), split.to_string(), dir.to_path_buf())
             }
             None => (None, "query-vectors".to_string(), "-".to_string(), PathBuf::new()),
         };
@@ -111,6 +100,15 @@ impl BeirDataset {
             query_vectors: Some(vectors),
         })
     }
+}
+
+/// A dataset's name: its directory's (canonical) last component.
+fn dataset_name(dir: &Path) -> String {
+    dir.canonicalize()
+        .unwrap_or_else(|_| dir.to_path_buf())
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "dataset".into())
 }
 
 fn read(path: &Path) -> Result<String, EvalError> {
