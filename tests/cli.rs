@@ -1418,21 +1418,25 @@ fn compact_stores_search_explain_and_compare_with_a_reference_run() {
     assert!(msg.contains("plaid"), "{msg}");
 }
 
+/// Write `[n, dim]` f16 rows as a `.npy` file.
+fn write_f16_npy(path: &Path, rows: &[half::f16], dim: usize) {
+    use npyz::WriterBuilder;
+    let mut w = npyz::WriteOptions::<half::f16>::new()
+        .default_dtype()
+        .shape(&[(rows.len() / dim) as u64, dim as u64])
+        .writer(std::fs::File::create(path).unwrap())
+        .begin_nd()
+        .unwrap();
+    w.extend(rows.iter().copied()).unwrap();
+    w.finish().unwrap();
+}
+
 /// Write `rows` (f16) and the other files of a `--vectors` directory.
 fn write_vectors_dir(dir: &Path, dim: usize, docs: &[(String, Vec<half::f16>, String)]) {
     use npyz::WriterBuilder;
     std::fs::create_dir_all(dir).unwrap();
-    let n: usize = docs.iter().map(|d| d.1.len() / dim).sum();
-    let mut w = npyz::WriteOptions::<half::f16>::new()
-        .default_dtype()
-        .shape(&[n as u64, dim as u64])
-        .writer(std::fs::File::create(dir.join("vectors.npy")).unwrap())
-        .begin_nd()
-        .unwrap();
-    for d in docs {
-        w.extend(d.1.iter().copied()).unwrap();
-    }
-    w.finish().unwrap();
+    let rows: Vec<half::f16> = docs.iter().flat_map(|d| d.1.iter().copied()).collect();
+    write_f16_npy(&dir.join("vectors.npy"), &rows, dim);
     let mut offsets = vec![0i64];
     for d in docs {
         offsets.push(offsets.last().unwrap() + (d.1.len() / dim) as i64);
@@ -1588,17 +1592,7 @@ fn pre_encoded_vectors_index_like_the_corpus_they_came_from() {
     // over the exported f16 rows.
     let q: Vec<half::f16> = docs[3].1.clone();
     let qpath = dir.path().join("q.npy");
-    {
-        use npyz::WriterBuilder;
-        let mut w = npyz::WriteOptions::<half::f16>::new()
-            .default_dtype()
-            .shape(&[(q.len() / dim) as u64, dim as u64])
-            .writer(std::fs::File::create(&qpath).unwrap())
-            .begin_nd()
-            .unwrap();
-        w.extend(q.iter().copied()).unwrap();
-        w.finish().unwrap();
-    }
+    write_f16_npy(&qpath, &q, dim);
     let f = |v: &[half::f16]| v.iter().map(|x| x.to_f32()).collect::<Vec<f32>>();
     let qf = f(&q);
     let mut want: Vec<(String, f64)> = docs
@@ -1713,14 +1707,16 @@ fn pre_encoded_vectors_index_like_the_corpus_they_came_from() {
 
 /// Rows of a `[n, dim]` f16 `.npy` as f32, and its dimension.
 fn read_f16_npy(path: &Path) -> (Vec<f32>, usize) {
-    let npy = npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
+    let npy =
+        npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
     let dim = npy.shape()[1] as usize;
     let v: Vec<half::f16> = npy.into_vec().unwrap();
     (v.into_iter().map(|x| x.to_f32()).collect(), dim)
 }
 
 fn read_i64_npy(path: &Path) -> Vec<i64> {
-    let npy = npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
+    let npy =
+        npyz::NpyFile::new(std::io::BufReader::new(std::fs::File::open(path).unwrap())).unwrap();
     npy.into_vec().unwrap()
 }
 
@@ -1736,7 +1732,14 @@ fn synthetic_vectors_index_and_evaluate_without_a_model() {
         let o = Command::new(env!("CARGO_BIN_EXE_tessera-bench"))
             .args(["gen", "--out", s(out), "--dim", "16", "--vectors", "3000"])
             .args(["--queries", "6", "--query-len", "8", "--words", "300"])
-            .args(["--topics", "20", "--topic-words", "40", "--doc-len", "10..=40"])
+            .args([
+                "--topics",
+                "20",
+                "--topic-words",
+                "40",
+                "--doc-len",
+                "10..=40",
+            ])
             .output()
             .unwrap();
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
@@ -1744,14 +1747,34 @@ fn synthetic_vectors_index_and_evaluate_without_a_model() {
     let (a, b) = (dir.path().join("a"), dir.path().join("b"));
     gen(&a);
     gen(&b);
-    for f in ["corpus/vectors.npy", "corpus/offsets.npy", "corpus/ids.txt", "queries/vectors.npy", "qrels/test.tsv"] {
-        assert_eq!(std::fs::read(a.join(f)).unwrap(), std::fs::read(b.join(f)).unwrap(), "{f}");
+    for f in [
+        "corpus/vectors.npy",
+        "corpus/offsets.npy",
+        "corpus/ids.txt",
+        "queries/vectors.npy",
+        "qrels/test.tsv",
+    ] {
+        assert_eq!(
+            std::fs::read(a.join(f)).unwrap(),
+            std::fs::read(b.join(f)).unwrap(),
+            "{f}"
+        );
     }
     let idx = dir.path().join("idx");
     let report: serde_json::Value = serde_json::from_str(&ok(&[
-        "index", "--vectors", s(&a.join("corpus")), "--out", s(&idx),
-        "--components", "store,plaid", "--num-centroids", "32",
-        "--memory-budget", "4K", "--json", "--quiet",
+        "index",
+        "--vectors",
+        s(&a.join("corpus")),
+        "--out",
+        s(&idx),
+        "--components",
+        "store,plaid",
+        "--num-centroids",
+        "32",
+        "--memory-budget",
+        "4K",
+        "--json",
+        "--quiet",
     ]))
     .unwrap();
     assert_eq!(report["num_vectors"], 3000);
@@ -1759,7 +1782,9 @@ fn synthetic_vectors_index_and_evaluate_without_a_model() {
         serde_json::from_str(&std::fs::read_to_string(idx.join("manifest.json")).unwrap()).unwrap();
     assert_eq!(manifest["model"]["name"], "none");
     // Half of 4 KiB for 16-d f32 rows: 32 vectors (5% of them held out).
-    let sample = manifest["codec"]["build"]["kmeans_sample"].as_u64().unwrap();
+    let sample = manifest["codec"]["build"]["kmeans_sample"]
+        .as_u64()
+        .unwrap();
     assert!(sample <= 32 && sample > 0, "k-means sample {sample}");
     assert_eq!(manifest["codec"]["build"]["sample_capped"], true);
 
@@ -1791,32 +1816,50 @@ fn synthetic_vectors_index_and_evaluate_without_a_model() {
             .collect();
         want.sort_by(|x, y| y.1.total_cmp(&x.1));
         let qpath = dir.path().join(format!("q{q}.npy"));
-        {
-            use npyz::WriterBuilder;
-            let mut w = npyz::WriteOptions::<half::f16>::new()
-                .default_dtype()
-                .shape(&[(rows.len() / dim) as u64, dim as u64])
-                .writer(std::fs::File::create(&qpath).unwrap())
-                .begin_nd()
-                .unwrap();
-            w.extend(rows.iter().map(|&x| half::f16::from_f32(x))).unwrap();
-            w.finish().unwrap();
-        }
-        let got = results(&ok(&["search", s(&idx), "--query-vectors", s(&qpath), "-k", "5", "--json"]));
+        let half_rows: Vec<half::f16> = rows.iter().map(|&x| half::f16::from_f32(x)).collect();
+        write_f16_npy(&qpath, &half_rows, dim);
+        let got = results(&ok(&[
+            "search",
+            s(&idx),
+            "--query-vectors",
+            s(&qpath),
+            "-k",
+            "5",
+            "--json",
+        ]));
         assert_eq!(got.len(), 5);
         for (g, w) in got.iter().zip(&want) {
-            assert!((g.1 - f64::from(w.1)).abs() < 1e-3, "query {q}: {} vs {}", g.1, w.1);
+            assert!(
+                (g.1 - f64::from(w.1)).abs() < 1e-3,
+                "query {q}: {} vs {}",
+                g.1,
+                w.1
+            );
         }
         assert_eq!(got[0].0, want[0].0, "query {q}");
     }
     let msg = fails(&["search", s(&idx), "some text"]);
-    assert!(msg.contains("without a model") && msg.contains(s(&idx)), "{msg}");
+    assert!(
+        msg.contains("without a model") && msg.contains(s(&idx)),
+        "{msg}"
+    );
 
     // eval with the generated qrels: exhaustive against itself is recall 1; each query's
     // target document is its one judged document.
     let eval: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval", s(&a), "--index", s(&idx), "--query-vectors", s(&a.join("queries")),
-        "--mode", "plaid", "--compare-exhaustive", "--threads", "1", "--json", "--quiet",
+        "eval",
+        s(&a),
+        "--index",
+        s(&idx),
+        "--query-vectors",
+        s(&a.join("queries")),
+        "--mode",
+        "plaid",
+        "--compare-exhaustive",
+        "--threads",
+        "1",
+        "--json",
+        "--quiet",
     ]))
     .unwrap();
     assert_eq!(eval["num_queries"], 6);
@@ -1825,11 +1868,21 @@ fn synthetic_vectors_index_and_evaluate_without_a_model() {
     let recall = eval["vs_exhaustive"]["recall_at_k"].as_f64().unwrap();
     assert!(recall > 0.0 && recall <= 1.0, "{recall}");
     let unjudged: serde_json::Value = serde_json::from_str(&ok(&[
-        "eval", "--index", s(&idx), "--query-vectors", s(&a.join("queries")),
-        "--compare-exhaustive", "--json", "--quiet",
+        "eval",
+        "--index",
+        s(&idx),
+        "--query-vectors",
+        s(&a.join("queries")),
+        "--compare-exhaustive",
+        "--json",
+        "--quiet",
     ]))
     .unwrap();
     assert_eq!(unjudged["num_queries"], 6);
-    assert_eq!(unjudged["metrics"], serde_json::json!({}), "no qrels, no metrics");
+    assert_eq!(
+        unjudged["metrics"],
+        serde_json::json!({}),
+        "no qrels, no metrics"
+    );
     assert_eq!(unjudged["vs_exhaustive"]["recall_at_k"], 1.0);
 }

@@ -1601,7 +1601,9 @@ fn an_index_without_a_model_is_searched_and_written_with_vectors() {
         }
         v
     };
-    let docs: Vec<(String, Vec<f32>)> = (0..60).map(|i| (format!("d{i}"), unit(3 + i % 5))).collect();
+    let docs: Vec<(String, Vec<f32>)> = (0..60)
+        .map(|i| (format!("d{i}"), unit(3 + i % 5)))
+        .collect();
     let config = tessera_index::IndexConfig {
         plaid: Some(tessera_index::plaid::PlaidConfig {
             num_centroids: Some(8),
@@ -1610,7 +1612,12 @@ fn an_index_without_a_model_is_searched_and_written_with_vectors() {
         store_text: false,
         ..Default::default()
     };
-    let mut w = tessera_index::IndexWriter::create_with(&path, tessera_index::ModelInfo::pre_encoded(dim), config).unwrap();
+    let mut w = tessera_index::IndexWriter::create_with(
+        &path,
+        tessera_index::ModelInfo::pre_encoded(dim),
+        config,
+    )
+    .unwrap();
     for (id, v) in &docs {
         w.add(id, v).unwrap();
     }
@@ -1642,24 +1649,64 @@ fn an_index_without_a_model_is_searched_and_written_with_vectors() {
     let mut want: Vec<(String, f32)> = docs.iter().map(|(id, v)| (id.clone(), maxsim(v))).collect();
     want.sort_by(|a, b| b.1.total_cmp(&a.1));
     for mode in ["exhaustive", "plaid"] {
-        let (st, v) = post(&c, &format!("{base}/indexes/v/search"), &json!({"vectors": rows, "k": 5, "mode": mode}));
+        let (st, v) = post(
+            &c,
+            &format!("{base}/indexes/v/search"),
+            &json!({"vectors": rows, "k": 5, "mode": mode}),
+        );
         assert_eq!(st, StatusCode::OK, "{v}");
-        let got: Vec<f64> = v["results"].as_array().unwrap().iter().map(|r| r["score"].as_f64().unwrap()).collect();
+        let got: Vec<f64> = v["results"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["score"].as_f64().unwrap())
+            .collect();
         for (g, w) in got.iter().zip(&want) {
             assert!((g - f64::from(w.1)).abs() < 1e-2, "{mode}: {g} vs {}", w.1);
         }
     }
-    let (st, v) = post(&c, &format!("{base}/indexes/v/search"), &json!({"query": "text", "k": 5}));
+    let (st, v) = post(
+        &c,
+        &format!("{base}/indexes/v/search"),
+        &json!({"query": "text", "k": 5}),
+    );
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
     assert_eq!(error_code(&v), "invalid_request");
-    assert!(v["error"]["message"].as_str().unwrap().contains("without a model"), "{v}");
-    let (st, v) = post(&c, &format!("{base}/indexes/v/documents"), &json!({"documents": [{"id": "t", "text": "some text"}]}));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a model"),
+        "{v}"
+    );
+    let (st, v) = post(
+        &c,
+        &format!("{base}/indexes/v/documents"),
+        &json!({"documents": [{"id": "t", "text": "some text"}]}),
+    );
     assert_eq!(st, StatusCode::BAD_REQUEST, "{v}");
-    assert!(v["error"]["message"].as_str().unwrap().contains("without a model"), "{v}");
-    let (st, v) = post(&c, &format!("{base}/indexes/v/documents"), &json!({"documents": [{"id": "new", "vectors": rows}]}));
+    assert!(
+        v["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("without a model"),
+        "{v}"
+    );
+    let (st, v) = post(
+        &c,
+        &format!("{base}/indexes/v/documents"),
+        &json!({"documents": [{"id": "new", "vectors": rows}]}),
+    );
     assert_eq!(st, StatusCode::OK, "{v}");
-    let (_, v) = post(&c, &format!("{base}/indexes/v/search"), &json!({"vectors": rows, "k": 1}));
-    assert_eq!(v["results"][0]["id"], "new", "a document equal to the query is its best match");
+    let (_, v) = post(
+        &c,
+        &format!("{base}/indexes/v/search"),
+        &json!({"vectors": rows, "k": 1}),
+    );
+    assert_eq!(
+        v["results"][0]["id"], "new",
+        "a document equal to the query is its best match"
+    );
     stop.send(()).unwrap();
     handle.join().unwrap();
 }

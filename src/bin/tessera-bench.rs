@@ -28,7 +28,11 @@ use rand_chacha::ChaCha8Rng;
 use rayon::prelude::*;
 
 #[derive(Parser)]
-#[command(name = "tessera-bench", version, about = "Scale-run helpers for Tessera")]
+#[command(
+    name = "tessera-bench",
+    version,
+    about = "Scale-run helpers for Tessera"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Cmd,
@@ -317,7 +321,9 @@ fn replay(world: &World, seed: u64, lens: &[usize], target: usize) -> Plan {
 
 fn gen(a: &GenArgs) -> Result<(), String> {
     if a.dim == 0 || a.vectors == 0 || a.words == 0 || a.topics == 0 || a.topic_words == 0 {
-        return Err("--dim, --vectors, --words, --topics and --topic-words must be positive".into());
+        return Err(
+            "--dim, --vectors, --words, --topics and --topic-words must be positive".into(),
+        );
     }
     let started = Instant::now();
     let world = World::new(a);
@@ -375,7 +381,11 @@ fn gen(a: &GenArgs) -> Result<(), String> {
     // the document's direction and fresh noise. The target is the query's one relevant
     // document (qrels/test.tsv); the exhaustive top-k around it is the ground truth the
     // benchmarks compare with.
-    let mut queries = DirWriter::create(&a.out.join("queries"), dim, (a.queries * a.query_len) as u64)?;
+    let mut queries = DirWriter::create(
+        &a.out.join("queries"),
+        dim,
+        (a.queries * a.query_len) as u64,
+    )?;
     let mut rng = ChaCha8Rng::seed_from_u64(a.seed ^ 0x9e37_79b9);
     let mut rows = Vec::new();
     let mut qrels = String::from("query-id\tcorpus-id\tscore\n");
@@ -418,6 +428,9 @@ fn gen(a: &GenArgs) -> Result<(), String> {
         serde_json::to_string_pretty(&summary).expect("serialises"),
     )
     .map_err(|e| io_err(&a.out.join("synthetic.json"), e))?;
-    println!("{}", serde_json::to_string_pretty(&summary).expect("serialises"));
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&summary).expect("serialises")
+    );
     Ok(())
 }

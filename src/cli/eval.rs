@@ -15,15 +15,19 @@ pub(super) fn run(args: EvalArgs, progress: bool) -> Result<()> {
     let (dataset, searcher) = match (&args.query_vectors, &args.index, &args.dataset) {
         (Some(qdir), Some(dir), judged) => {
             let searcher = Searcher::open(dir, args.model.model.as_deref(), args.model.device)?;
-            let queries =
-                pipeline::vectors::VectorsDir::open(qdir, Some(searcher.index().dim()))?;
+            let queries = pipeline::vectors::VectorsDir::open(qdir, Some(searcher.index().dim()))?;
             let rows = queries.read_all()?;
             let judged = judged.as_deref().map(|d| (d, args.split.as_str()));
-            (BeirDataset::from_query_vectors(&queries, rows, judged)?, searcher)
+            (
+                BeirDataset::from_query_vectors(&queries, rows, judged)?,
+                searcher,
+            )
         }
         (_, index, dataset) => {
             let dataset = BeirDataset::load(
-                dataset.as_deref().expect("clap requires DATASET without --query-vectors"),
+                dataset
+                    .as_deref()
+                    .expect("clap requires DATASET without --query-vectors"),
                 &args.split,
             )?;
             let searcher = match index {

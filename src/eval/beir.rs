@@ -72,9 +72,19 @@ impl BeirDataset {
         let (qrels, name, split, dir) = match qrels {
             Some((dir, split)) => {
                 let (q, _) = read_qrels(&dir.join("qrels").join(format!("{split}.tsv")))?;
-                (Some(q), dataset_name(dir), split.to_string(), dir.to_path_buf())
+                (
+                    Some(q),
+                    dataset_name(dir),
+                    split.to_string(),
+                    dir.to_path_buf(),
+                )
             }
-            None => (None, "query-vectors".to_string(), "-".to_string(), PathBuf::new()),
+            None => (
+                None,
+                "query-vectors".to_string(),
+                "-".to_string(),
+                PathBuf::new(),
+            ),
         };
         let mut kept = Vec::new();
         let mut vectors = Vec::new();

@@ -271,7 +271,9 @@ mod tests {
             .map(|_| {
                 let n = rng.gen_range(1..30);
                 // Skewed: low centroids are common, some centroids stay empty.
-                (0..n).map(|_| (rng.gen_range(0..k * k) as f64).sqrt() as u32).collect()
+                (0..n)
+                    .map(|_| (rng.gen_range(0..k * k) as f64).sqrt() as u32)
+                    .collect()
             })
             .collect();
         let mut want: Vec<Vec<u32>> = vec![Vec::new(); k];
@@ -287,7 +289,8 @@ mod tests {
             let mut w = PlaidSegmentWriter::with_centroids(dir.path(), "s1", k).unwrap();
             w.ivf_pass_pairs = limit;
             for codes in &docs {
-                w.add_doc(codes, &vec![0u8; codes.len()], Some(0.0)).unwrap();
+                w.add_doc(codes, &vec![0u8; codes.len()], Some(0.0))
+                    .unwrap();
             }
             let files = w.finish().unwrap();
             let ivf = MappedFile::open(dir.path(), &files.ivf, ComponentKind::Ivf, true).unwrap();

@@ -82,9 +82,9 @@ pub fn train_codec(
         .unwrap_or_else(|| default_num_centroids(n))
         .clamp(1, n.max(1));
     let mut rng = ChaCha8Rng::seed_from_u64(config.seed);
-    let cap = config
-        .max_sample_bytes
-        .map_or(usize::MAX, |b| ((b / (dim.max(1) as u64 * 4)) as usize).max(1));
+    let cap = config.max_sample_bytes.map_or(usize::MAX, |b| {
+        ((b / (dim.max(1) as u64 * 4)) as usize).max(1)
+    });
     let sample_size = (config.sample_per_centroid.max(1) * k).min(n).min(cap);
     let picked = sample(&mut rng, n, sample_size).into_vec();
     let heldout_len = (sample_size / 20).clamp(1.min(sample_size), 50_000);

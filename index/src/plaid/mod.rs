@@ -10,7 +10,9 @@ mod reader;
 mod refine;
 mod search;
 
-pub use build::{encode_segment, EncodeTimes, PlaidConfig, PlaidSegmentWriter, DEFAULT_ASSIGN_PROBE};
+pub use build::{
+    encode_segment, EncodeTimes, PlaidConfig, PlaidSegmentWriter, DEFAULT_ASSIGN_PROBE,
+};
 pub use codec::{train_codec, PlaidCodec};
 pub use reader::PlaidSegment;
 pub use refine::{pruned_maxsim_scalar, Refiner};

@@ -48,7 +48,9 @@ impl IdTable {
         use std::hash::BuildHasher;
         let (bytes, ends) = (&self.bytes, &self.ends);
         self.live
-            .find(self.hasher.hash_one(id), |&d| id_at(bytes, ends, d as usize) == id)
+            .find(self.hasher.hash_one(id), |&d| {
+                id_at(bytes, ends, d as usize) == id
+            })
             .copied()
     }
 
@@ -67,10 +69,9 @@ impl IdTable {
     fn forget(&mut self, id: &str) {
         use std::hash::BuildHasher;
         let (bytes, ends) = (&self.bytes, &self.ends);
-        if let Ok(e) = self
-            .live
-            .find_entry(self.hasher.hash_one(id), |&d| id_at(bytes, ends, d as usize) == id)
-        {
+        if let Ok(e) = self.live.find_entry(self.hasher.hash_one(id), |&d| {
+            id_at(bytes, ends, d as usize) == id
+        }) {
             e.remove();
         }
     }

@@ -333,8 +333,7 @@ impl SegmentBuilder {
                 let mut files = train_codec(&dir, codec_id, store, cfg, generation)?;
                 stages.set("plaid_train", train_started.elapsed().as_secs_f64());
                 let codec = PlaidCodec::open(&dir, &files, dim, false)?;
-                let (seg, t) =
-                    encode_segment(&dir, &self.prefix, store, &codec, cfg.assign_probe)?;
+                let (seg, t) = encode_segment(&dir, &self.prefix, store, &codec, cfg.assign_probe)?;
                 stages.set("plaid_encode", t.encode);
                 stages.set("plaid_ivf", t.ivf);
                 // Drift is measured against the vectors the codec was trained on, encoded
