@@ -21,6 +21,7 @@ use half::f16;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_index::codec::linalg::dot_matrix;
+use tessera_index::maxsim::int8::{maxsim_i8_scalar, QueryI8};
 use tessera_index::maxsim::{maxsim_scalar, Kernel, MaxSim};
 use tessera_index::store::MultiVectorRef;
 
@@ -33,6 +34,9 @@ struct Data {
     q: Vec<f32>,
     d16: Vec<f16>,
     d32: Vec<f32>,
+    /// The document as an int8 store keeps it (values, per-row scales).
+    d8: Vec<i8>,
+    d8s: Vec<f32>,
 }
 
 fn data() -> Data {
@@ -41,8 +45,20 @@ fn data() -> Data {
     let d16: Vec<f16> = (0..ND * DIM)
         .map(|_| f16::from_f32(rng.gen_range(-0.1..0.1)))
         .collect();
-    let d32 = d16.iter().map(|v| v.to_f32()).collect();
-    Data { q, d16, d32 }
+    let d32: Vec<f32> = d16.iter().map(|v| v.to_f32()).collect();
+    let (mut d8, mut d8s) = (Vec::new(), Vec::new());
+    for row in d32.chunks_exact(DIM) {
+        let s = row.iter().fold(0f32, |m, x| m.max(x.abs())) / 127.0;
+        d8s.push(s);
+        d8.extend(row.iter().map(|x| (x / s).round() as i8));
+    }
+    Data {
+        q,
+        d16,
+        d32,
+        d8,
+        d8s,
+    }
 }
 
 /// 32 x 240 = Q (32 x 384, row-major) . D^T (D is 240 x 384 row-major), one thread:
@@ -56,6 +72,8 @@ fn main() {
     let q = MultiVectorRef::new(&d.q, DIM);
     let doc = MultiVectorRef::new(&d.d16, DIM);
     let mut scorer = MaxSim::new(Kernel::detect());
+    let qi8 = QueryI8::new(q);
+    let d8v = MultiVectorRef::new(&d.d8, DIM);
     let mut out = vec![0.0f32; NQ * ND];
 
     // Under `cargo test --all-targets` (no --bench flag) only check that the three
@@ -71,7 +89,16 @@ fn main() {
             (simd - scalar).abs() < 1e-5 && (from_matmul - scalar).abs() < 1e-4,
             "{simd} {scalar} {from_matmul}"
         );
-        println!("bench smoke check: maxsim {simd} = scalar {scalar} = matmul+max {from_matmul}");
+        let (i8_fast, i8_ref) = (
+            scorer.score_i8(&qi8, d8v, &d.d8s),
+            maxsim_i8_scalar(&qi8, d8v, &d.d8s),
+        );
+        assert_eq!(i8_fast.to_bits(), i8_ref.to_bits());
+        assert!(
+            (i8_fast - scalar).abs() < 0.01 * scalar.abs(),
+            "{i8_fast} {scalar}"
+        );
+        println!("bench smoke check: maxsim {simd} = scalar {scalar} = matmul+max {from_matmul}; int8 {i8_fast}");
         return;
     }
 
@@ -83,6 +110,12 @@ fn main() {
             let mut s = MaxSim::new(kernel);
             g.bench_function(format!("maxsim_{}", kernel.name()), |b| {
                 b.iter(|| s.score(black_box(q), black_box(doc)))
+            });
+        }
+        for kernel in Kernel::available() {
+            let mut s = MaxSim::new(kernel);
+            g.bench_function(format!("maxsim_int8_{}", kernel.name()), |b| {
+                b.iter(|| s.score_i8(black_box(&qi8), black_box(d8v), black_box(&d.d8s)))
             });
         }
         g.bench_function("maxsim_scalar", |b| {
@@ -136,6 +169,45 @@ fn main() {
             kernel.name(),
             t * 1e6,
             t / mm
+        );
+    }
+    // The int8 kernels (quantised query, integer products) on the same document, each
+    // against the f16 kernel measured above.
+    for kernel in Kernel::available() {
+        let mut s = MaxSim::new(kernel);
+        let calls = if kernel == Kernel::Scalar { 100 } else { 2000 };
+        let t = seconds_per_call(calls, || {
+            black_box(s.score_i8(black_box(&qi8), black_box(d8v), black_box(&d.d8s)));
+        });
+        let name = match kernel {
+            Kernel::Avx512 if tessera_index::maxsim::int8::vnni_available() => "avx512-vnni",
+            Kernel::Avx512 | Kernel::Avx2Fma => "avx2",
+            Kernel::Scalar => "scalar",
+        };
+        println!(
+            "int8 [{name}]: {:.1} us vs f16 kernel [{}] {:.1} us ({:.2}x faster)",
+            t * 1e6,
+            scorer.kernel().name(),
+            simd * 1e6,
+            simd / t
+        );
+    }
+    // The int8 centroid score table against the f32 one, same shapes.
+    {
+        use tessera_index::maxsim::int8::{score_table, RowsI8};
+        let rows = RowsI8::new(&cents, DIM);
+        let t_f32 = seconds_per_call(20, || {
+            Kernel::detect().dot_matrix(black_box(&cents), black_box(&d.q), DIM, &mut table)
+        });
+        let t_i8 = seconds_per_call(20, || {
+            score_table(black_box(&rows), black_box(&qi8), &mut table, true)
+        });
+        println!(
+            "centroid scores 16384x32x384 int8: {:.2} ms vs f32 [{}] {:.2} ms ({:.2}x faster)",
+            t_i8 * 1e3,
+            Kernel::detect().name(),
+            t_f32 * 1e3,
+            t_f32 / t_i8
         );
     }
     let gf = |s: f64| FLOPS / s / 1e9;

@@ -68,7 +68,7 @@ pub use fields::{FieldDef, FieldKind, FieldSchema, FieldValues};
 pub use filter::{Filter, FilterError};
 pub use maxsim::Hit;
 pub use muvera::{MuveraConfig, MuveraParams};
-pub use plaid::{PlaidConfig, PlaidParams, Rescore};
+pub use plaid::{PlaidConfig, PlaidParams, Rescore, ScoreTable};
 pub use reader::{DocAddress, Index, OpenOptions, OpenProgress, ScoredDoc, SegmentReader};
 pub use search::{
     Fusion, Mode, Plan, Query, Scope, SearchParams, SparseScorer, Stage, FILTER_EXACT_BELOW,

@@ -175,4 +175,22 @@ proptest! {
             prop_assert_eq!(&got, &want, "{}", kernel.name());
         }
     }
+
+    /// The byte-table twin (`Kernel::max_rows_u8`), query lengths around the 64-lane
+    /// register and the 256-lane pass edges, odd code counts (the paired loop's tail).
+    #[test]
+    fn every_kernel_takes_the_same_byte_row_maxima(seed in any::<u64>(), nq in 1usize..300, k in 1usize..30, n in 0usize..51) {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let table: Vec<u8> = (0..k * nq).map(|_| rng.gen()).collect();
+        let codes: Vec<u32> = (0..n).map(|_| rng.gen_range(0..k as u32)).collect();
+        let start: Vec<u8> = (0..nq).map(|_| rng.gen_range(0..64)).collect();
+        let want: Vec<u8> = (0..nq)
+            .map(|i| codes.iter().map(|&c| table[c as usize * nq + i]).fold(start[i], u8::max))
+            .collect();
+        for kernel in Kernel::available() {
+            let mut got = start.clone();
+            kernel.max_rows_u8(&codes, &table, nq, &mut got);
+            prop_assert_eq!(&got, &want, "{}", kernel.name());
+        }
+    }
 }

@@ -358,8 +358,10 @@ fn gen(a: &GenArgs) -> Result<(), String> {
             .collect();
         for (&b, rows) in group.iter().zip(&drawn) {
             let mut at = 0;
-            for d in b * BLOCK_DOCS..((b + 1) * BLOCK_DOCS).min(lens.len()) {
-                let n = lens[d] * dim;
+            let first = b * BLOCK_DOCS;
+            let block = &lens[first..((b + 1) * BLOCK_DOCS).min(lens.len())];
+            for (d, &len) in (first..).zip(block) {
+                let n = len * dim;
                 corpus.add(format!("d{d}"), &rows[at..at + n], dim)?;
                 at += n;
             }

@@ -196,6 +196,11 @@ fn sweep(
             tessera_index::Rescore::Exact => "",
             tessera_index::Rescore::Decompressed => " (decompressed)",
         };
+        let rescore = match r.params.table {
+            tessera_index::ScoreTable::Auto => rescore.to_string(),
+            tessera_index::ScoreTable::F32 => format!("{rescore} (f32 table)"),
+            tessera_index::ScoreTable::Int8 => format!("{rescore} (int8 table)"),
+        };
         let (margin, exact) = match r.params.refine_margin {
             Some(m) => (format!("{m}"), format!("{}", r.params.exact_docs.max(k))),
             None => (
@@ -257,7 +262,7 @@ fn write_report(
 /// The grid `--sweep` runs without `--sweep-grid`: 27 settings around the defaults.
 const DEFAULT_SWEEP: &str = "ncells=1,2,4;threshold=0.5,0.45,0.4;ndocs=256,1024,4096;margin=off";
 
-/// `key=v1,v2;key=...` (keys ncells, threshold, ndocs, margin, exact_docs, rescore; margin `off`
+/// `key=v1,v2;key=...` (keys ncells, threshold, ndocs, margin, exact_docs, rescore, table; margin `off`
 /// means no refinement) as the cartesian product of PLAID settings; a key left out keeps
 /// the default for k.
 fn sweep_grid(spec: &str, k: usize) -> Result<Vec<PlaidParams>> {
@@ -288,11 +293,19 @@ fn sweep_grid(spec: &str, k: usize) -> Result<Vec<PlaidParams>> {
                         p.rescore = tessera_index::Rescore::Decompressed
                     }
                     "rescore" => return Err(bad(format!("rescore {v:?} is not exact or decompressed"))),
+                    "table" => {
+                        p.table = match *v {
+                            "auto" => tessera_index::ScoreTable::Auto,
+                            "f32" => tessera_index::ScoreTable::F32,
+                            "int8" => tessera_index::ScoreTable::Int8,
+                            _ => return Err(bad(format!("table {v:?} is not auto, f32 or int8"))),
+                        }
+                    }
                     "margin" if *v == "off" => p.refine_margin = None,
                     "margin" => p.refine_margin = Some(num("a number or off")? as f32),
                     other => {
                         return Err(bad(format!(
-                            "unknown key {other:?}: expected ncells, threshold, ndocs, margin, exact_docs or rescore"
+                            "unknown key {other:?}: expected ncells, threshold, ndocs, margin, exact_docs, rescore or table"
                         )))
                     }
                 }

@@ -470,7 +470,7 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
         u => return Err(format!("{s:?}: unknown unit {u:?} (use K, M, G or T)")),
     };
     let bytes = n * mult;
-    if !(bytes >= 1.0) {
+    if bytes.is_nan() || bytes < 1.0 {
         return Err(format!("{s:?}: must be positive"));
     }
     Ok(bytes as u64)
@@ -821,7 +821,8 @@ pub struct EvalArgs {
     #[arg(long)]
     pub sweep: bool,
     /// With --sweep: the grid, as `key=v1,v2;key=...` over ncells, threshold, ndocs,
-    /// margin (refinement margin, `off` for none), exact_docs and rescore (exact,
+    /// margin (refinement margin, `off` for none), exact_docs, table (auto, f32, int8: the
+    /// centroid score table) and rescore (exact,
     /// decompressed); keys left out keep the defaults for k. E.g. 'ncells=2,4;ndocs=1024;margin=off,0.1,0.2;exact_docs=20,50'.
     /// [default: ncells=1,2,4;threshold=0.5,0.45,0.4;ndocs=256,1024,4096;margin=off]
     #[arg(long, value_name = "SPEC", requires = "sweep")]

@@ -153,15 +153,42 @@ impl Searcher {
 
         let mut query_tokens = Vec::with_capacity(qvec.len());
         let mut sum = 0f32;
-        for (qrow, span) in qvec.as_slice().chunks_exact(dim).zip(&qkept) {
-            let (best, sim) = doc
-                .chunks_exact(dim)
-                .map(|d| qrow.iter().zip(d).map(|(a, b)| a * b).sum::<f32>())
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |acc, (i, s)| if s > acc.1 { (i, s) } else { acc },
-                );
+        // An int8 store scores by the int8 definition (query quantised too, integer dot
+        // products): the similarities follow it, so they sum to the score exactly.
+        let stored = index.vectors(addr);
+        let query_i8 = matches!(stored, tessera_index::store::DocRows::Int8 { .. })
+            .then(|| tessera_index::maxsim::int8::QueryI8::new(qvec.view()));
+        for (i, (qrow, span)) in qvec.as_slice().chunks_exact(dim).zip(&qkept).enumerate() {
+            let (best, sim) = match (&query_i8, stored) {
+                (Some(q8), tessera_index::store::DocRows::Int8 { values, scales }) => {
+                    let (best, s) = values
+                        .rows()
+                        .zip(scales)
+                        .map(|(d, &sd)| {
+                            let dot: i32 = q8
+                                .row(i)
+                                .iter()
+                                .zip(d)
+                                .map(|(&a, &b)| a as i32 * b as i32)
+                                .sum();
+                            dot as f32 * sd
+                        })
+                        .enumerate()
+                        .fold(
+                            (0, f32::NEG_INFINITY),
+                            |acc, (i, s)| if s > acc.1 { (i, s) } else { acc },
+                        );
+                    (best, q8.scales()[i] * s)
+                }
+                _ => doc
+                    .chunks_exact(dim)
+                    .map(|d| qrow.iter().zip(d).map(|(a, b)| a * b).sum::<f32>())
+                    .enumerate()
+                    .fold(
+                        (0, f32::NEG_INFINITY),
+                        |acc, (i, s)| if s > acc.1 { (i, s) } else { acc },
+                    ),
+            };
             sum += sim;
             document_vectors[best].contribution += sim;
             query_tokens.push(QueryTokenMatch {
@@ -171,8 +198,11 @@ impl Searcher {
                 similarity: sim,
             });
         }
-        let score = match index.vectors(addr) {
+        let score = match stored {
             tessera_index::store::DocRows::F16(m) => MaxSim::default().score(qvec.view(), m),
+            rows @ tessera_index::store::DocRows::Int8 { .. } => {
+                MaxSim::default().score_rows(qvec.view(), query_i8.as_ref(), rows)
+            }
             _ => MaxSim::default().score_f32(
                 qvec.view(),
                 tessera_index::store::MultiVectorRef::new(&doc, dim),

@@ -4,6 +4,7 @@
 //! picks the fastest kernel this CPU supports once, at run time, and owns the scratch
 //! buffer the SIMD kernels convert f16 document rows into.
 
+pub mod int8;
 mod scalar;
 mod search;
 mod topk;
@@ -83,6 +84,8 @@ impl Kernel {
 pub struct MaxSim {
     kernel: Kernel,
     doc_f32: Vec<f32>,
+    /// The int8 kernel's per-row sums.
+    sums: Vec<i32>,
 }
 
 impl Default for MaxSim {
@@ -97,6 +100,7 @@ impl MaxSim {
         MaxSim {
             kernel: kernel.supported(),
             doc_f32: Vec::new(),
+            sums: Vec::new(),
         }
     }
 
@@ -131,12 +135,14 @@ impl MaxSim {
         }
     }
 
-    /// MaxSim against a document's vectors as the store keeps them: f16 directly, int8
-    /// dequantised into the scratch first (a pass over the rows, small beside MaxSim's
-    /// `query.len()` passes). Panics on a document whose vectors are not kept.
+    /// MaxSim against a document's vectors as the store keeps them: f16 directly; int8
+    /// by the int8 definition ([`int8`]: the query quantised too, integer dot products),
+    /// with `query_i8` the query quantised once by the caller (quantised here when
+    /// `None`). Panics on a document whose vectors are not kept.
     pub fn score_rows(
         &mut self,
         query: MultiVectorRef<'_, f32>,
+        query_i8: Option<&int8::QueryI8>,
         rows: crate::store::DocRows<'_>,
     ) -> f32 {
         match rows {
@@ -144,14 +150,23 @@ impl MaxSim {
             crate::store::DocRows::Missing { .. } => {
                 panic!("MaxSim needs kept vectors; this store has none")
             }
-            int8 => {
-                let mut buf = std::mem::take(&mut self.doc_f32);
-                int8.to_f32(&mut buf);
-                let score = self.score_f32(query, MultiVectorRef::new(&buf, query.dim()));
-                self.doc_f32 = buf;
-                score
-            }
+            crate::store::DocRows::Int8 { values, scales } => match query_i8 {
+                Some(q) => self.score_i8(q, values, scales),
+                None => self.score_i8(&int8::QueryI8::new(query), values, scales),
+            },
         }
+    }
+
+    /// The int8 score ([`int8`]) of a quantised query against int8 rows and their scales:
+    /// the same bits from every kernel; with the AVX-512 kernel, VNNI where the CPU has
+    /// it, else (and with the AVX2 kernel) `vpmaddwd`; scalar with the scalar kernel.
+    pub fn score_i8(
+        &mut self,
+        query: &int8::QueryI8,
+        values: MultiVectorRef<'_, i8>,
+        scales: &[f32],
+    ) -> f32 {
+        int8::maxsim_i8(query, values, scales, &mut self.sums, self.kernel)
     }
 
     /// MaxSim of an f32 query against an f16 document of the same dimension.
@@ -218,6 +233,30 @@ impl Kernel {
                     let row = &scores[c as usize * nq..(c as usize + 1) * nq];
                     for (b, s) in best.iter_mut().zip(row) {
                         *b = b.max(*s);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Kernel {
+    /// `best[i] = max(best[i], max_{c in codes} table[c * nq + i])` on a byte table
+    /// (PLAID's centroid interaction on quantised scores); the same result from every
+    /// kernel (integer maxima).
+    pub fn max_rows_u8(self, codes: &[u32], table: &[u8], nq: usize, best: &mut [u8]) {
+        match self {
+            #[cfg(target_arch = "x86_64")]
+            // SAFETY: Avx512 is selected only after detection of avx512f; avx512bw is
+            // checked here.
+            Kernel::Avx512 if is_x86_feature_detected!("avx512bw") => unsafe {
+                x86::max_rows_u8_avx512(codes, table, nq, best)
+            },
+            _ => {
+                for &c in codes {
+                    let row = &table[c as usize * nq..(c as usize + 1) * nq];
+                    for (b, s) in best.iter_mut().zip(row) {
+                        *b = (*b).max(*s);
                     }
                 }
             }

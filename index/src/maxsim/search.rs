@@ -93,6 +93,10 @@ impl<'a> Scan<'a> {
         I::Iter: IndexedParallelIterator,
     {
         let stop = AtomicBool::new(false);
+        // An int8 store scores against the query quantised once (`int8`).
+        let query_i8 = (self.store.kind() == crate::segment::StoreKind::Int8)
+            .then(|| super::int8::QueryI8::new(self.query));
+        let query_i8 = query_i8.as_ref();
         let (store, query, allow, ranks, deadline) = (
             self.store,
             self.query,
@@ -111,7 +115,7 @@ impl<'a> Scan<'a> {
                         stop.store(true, Ordering::Relaxed);
                     }
                     if !stop.load(Ordering::Relaxed) && allow.contains(i as u32) {
-                        let score = scorer.score_rows(query, store.rows(i));
+                        let score = scorer.score_rows(query, query_i8, store.rows(i));
                         let tie = ranks.map_or(i as u32, |r| r[i]);
                         top.push_tied(
                             Hit {

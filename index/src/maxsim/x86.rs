@@ -452,3 +452,337 @@ pub(crate) unsafe fn max_rows_avx512(codes: &[u32], scores: &[f32], nq: usize, b
         lane += regs * 16;
     }
 }
+
+/// [`super::int8::maxsim_i8_scalar`]'s exact value with `vpdpbusd` (AVX-512 VNNI): the
+/// packed query (16 tokens x 4 dims of unsigned bytes per register, `QueryI8`) against
+/// each document row's 4-byte groups broadcast as signed bytes, so the i32 lanes are
+/// finished dot products of 16 query tokens with one row (no horizontal sums). Two query
+/// registers x 4 document rows = 8 accumulators per pass. The packed query carries
+/// `+128`; `128 · Σ d8_j` (`sums`, from a first pass over the rows) is subtracted in
+/// i32, so every dot product is exact and the f32 steps after it are the scalar ones.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; `query.dim() % 4 == 0`,
+/// `d.len() == scales.len() * dim` (asserted).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // t and b index several parallel register arrays
+pub(crate) unsafe fn maxsim_i8_vnni(
+    query: &super::int8::QueryI8,
+    d: &[i8],
+    scales: &[f32],
+    sums: &mut Vec<i32>,
+) -> f32 {
+    use super::int8::LANES;
+    let dim = query.dim();
+    assert!(dim.is_multiple_of(4) && d.len() == scales.len() * dim);
+    let (nq, nd, groups) = (query.len(), scales.len(), dim / 4);
+    let packed = query.packed();
+    assert_eq!(packed.len(), nq.div_ceil(LANES) * groups * 64);
+    // 128 · Σ d8_j per row: 64 bytes at a time against a register of ones, then the rest.
+    sums.clear();
+    let ones = _mm512_set1_epi8(1);
+    let full = dim / 64;
+    for row in d.chunks_exact(dim) {
+        let mut acc = _mm512_setzero_si512();
+        for c in 0..full {
+            // SAFETY: (c + 1) * 64 <= dim bytes of this row.
+            let v = _mm512_loadu_si512(row.as_ptr().add(c * 64).cast());
+            acc = _mm512_dpbusd_epi32(acc, ones, v);
+        }
+        let mut s = _mm512_reduce_add_epi32(acc);
+        for &v in &row[full * 64..] {
+            s += v as i32;
+        }
+        sums.push(128 * s);
+    }
+    let (dp, qp) = (d.as_ptr(), packed.as_ptr());
+    let mut best = vec![f32::NEG_INFINITY; nq.div_ceil(LANES) * LANES];
+    let blocks = nq.div_ceil(LANES);
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = (blocks - b0).min(2);
+        let mut top = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
+        let mut j = 0;
+        while j < nd {
+            let rows = (nd - j).min(4);
+            let mut acc = [[_mm512_setzero_si512(); 2]; 4];
+            for g in 0..groups {
+                // SAFETY: (b0 + b) < blocks and g < groups: inside `packed` (asserted).
+                let q0 = _mm512_loadu_si512(qp.add((b0 * groups + g) * 64).cast());
+                let q1 = if nb == 2 {
+                    _mm512_loadu_si512(qp.add(((b0 + 1) * groups + g) * 64).cast())
+                } else {
+                    q0
+                };
+                for t in 0..rows {
+                    // SAFETY: j + t < nd and 4 g + 4 <= dim: inside row j + t of `d`.
+                    let dv = _mm512_set1_epi32(
+                        dp.add((j + t) * dim + 4 * g).cast::<i32>().read_unaligned(),
+                    );
+                    acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], q0, dv);
+                    acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], q1, dv);
+                }
+            }
+            for t in 0..rows {
+                let corr = _mm512_set1_epi32(sums[j + t]);
+                let s = _mm512_set1_ps(scales[j + t]);
+                for b in 0..nb {
+                    let raw = _mm512_sub_epi32(acc[t][b], corr);
+                    let v = _mm512_mul_ps(_mm512_cvtepi32_ps(raw), s);
+                    top[b] = _mm512_max_ps(top[b], v);
+                }
+            }
+            j += rows;
+        }
+        for b in 0..nb {
+            // SAFETY: (b0 + b + 1) * LANES <= best.len().
+            _mm512_storeu_ps(best.as_mut_ptr().add((b0 + b) * LANES), top[b]);
+        }
+        b0 += nb;
+    }
+    let mut total = 0.0f32;
+    for (i, &s) in query.scales().iter().enumerate() {
+        total += s * best[i];
+    }
+    total
+}
+
+/// [`super::int8::score_table`] with `vpdpbusd`: 4 rows x 2 query registers (32 tokens)
+/// per pass, as [`maxsim_i8_vnni`], each finished lane multiplied by its row's and its
+/// token's scale and stored (masked for the last partial register).
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; `dim % 4 == 0` and
+/// `out.len() == rows.len() * query.len()` (asserted).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // t and b index several parallel register arrays
+pub(crate) unsafe fn score_table_i8_vnni(
+    rows: &super::int8::RowsI8,
+    query: &super::int8::QueryI8,
+    out: &mut [f32],
+) {
+    use super::int8::LANES;
+    let dim = query.dim();
+    let (n, nq, groups) = (rows.len(), query.len(), dim / 4);
+    assert!(dim.is_multiple_of(4) && rows.dim() == dim && out.len() == n * nq);
+    let packed = query.packed();
+    let blocks = nq.div_ceil(LANES);
+    assert_eq!(packed.len(), blocks * groups * 64);
+    let mut qs = vec![0.0f32; blocks * LANES];
+    qs[..nq].copy_from_slice(query.scales());
+    let (dp, qp, op) = (rows.values().as_ptr(), packed.as_ptr(), out.as_mut_ptr());
+    let (sums, scales) = (rows.sums(), rows.scales());
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = (blocks - b0).min(2);
+        let mut masks = [0u16; 2];
+        let mut qsv = [_mm512_setzero_ps(); 2];
+        for b in 0..nb {
+            let left = nq - (b0 + b) * LANES;
+            masks[b] = if left >= LANES {
+                u16::MAX
+            } else {
+                (1u16 << left) - 1
+            };
+            qsv[b] = _mm512_loadu_ps(qs.as_ptr().add((b0 + b) * LANES));
+        }
+        let mut c = 0;
+        while c < n {
+            let take = (n - c).min(4);
+            let mut acc = [[_mm512_setzero_si512(); 2]; 4];
+            for g in 0..groups {
+                // SAFETY: b0 + b < blocks, g < groups: inside `packed` (asserted).
+                let q0 = _mm512_loadu_si512(qp.add((b0 * groups + g) * 64).cast());
+                let q1 = if nb == 2 {
+                    _mm512_loadu_si512(qp.add(((b0 + 1) * groups + g) * 64).cast())
+                } else {
+                    q0
+                };
+                for t in 0..take {
+                    // SAFETY: c + t < n and 4 g + 4 <= dim: inside row c + t.
+                    let dv = _mm512_set1_epi32(
+                        dp.add((c + t) * dim + 4 * g).cast::<i32>().read_unaligned(),
+                    );
+                    acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], q0, dv);
+                    acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], q1, dv);
+                }
+            }
+            for t in 0..take {
+                let corr = _mm512_set1_epi32(sums[c + t]);
+                let s = _mm512_set1_ps(scales[c + t]);
+                for b in 0..nb {
+                    let raw = _mm512_sub_epi32(acc[t][b], corr);
+                    let v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(raw), s), qsv[b]);
+                    // SAFETY: the mask keeps lanes < nq - (b0 + b) * 16: inside output
+                    // row c + t, which holds nq values.
+                    _mm512_mask_storeu_ps(op.add((c + t) * nq + (b0 + b) * LANES), masks[b], v);
+                }
+            }
+            c += take;
+        }
+        b0 += nb;
+    }
+}
+
+/// [`max_rows_avx512`] on a byte table: 64 query tokens per register (`vpmaxub`), up to
+/// four registers, the last partial one through a load mask.
+///
+/// # Safety
+/// The CPU must support AVX-512F and AVX-512BW; every `(code + 1) * nq <= table.len()`
+/// (asserted).
+#[target_feature(enable = "avx512f,avx512bw")]
+#[allow(clippy::needless_range_loop)] // r indexes the accumulators and their masks together
+pub(crate) unsafe fn max_rows_u8_avx512(codes: &[u32], table: &[u8], nq: usize, best: &mut [u8]) {
+    assert!(best.len() == nq && codes.iter().all(|&c| (c as usize + 1) * nq <= table.len()));
+    let tp = table.as_ptr();
+    let mut lane = 0;
+    while lane < nq {
+        let regs = (nq - lane).div_ceil(64).min(4);
+        let mut masks = [0u64; 4];
+        for (r, m) in masks.iter_mut().enumerate().take(regs) {
+            let left = nq - lane - r * 64;
+            *m = if left >= 64 {
+                u64::MAX
+            } else {
+                (1u64 << left) - 1
+            };
+        }
+        let mut acc = [_mm512_setzero_si512(); 4];
+        for r in 0..regs {
+            // SAFETY: the mask covers only lanes < nq - lane - r*64, inside `best`.
+            acc[r] = _mm512_maskz_loadu_epi8(masks[r], best.as_ptr().add(lane + r * 64).cast());
+        }
+        // Two accumulators per register, so consecutive codes do not wait on each other.
+        let mut acc2 = acc;
+        let mut pairs = codes.chunks_exact(2);
+        for pair in &mut pairs {
+            let (a, b) = (
+                tp.add(pair[0] as usize * nq + lane),
+                tp.add(pair[1] as usize * nq + lane),
+            );
+            for r in 0..regs {
+                // SAFETY: lanes lane + r*64 + (set bits of the mask) < nq, inside rows
+                // pair[0] and pair[1] (checked above).
+                let va = _mm512_maskz_loadu_epi8(masks[r], a.add(r * 64).cast());
+                let vb = _mm512_maskz_loadu_epi8(masks[r], b.add(r * 64).cast());
+                acc[r] = _mm512_max_epu8(acc[r], va);
+                acc2[r] = _mm512_max_epu8(acc2[r], vb);
+            }
+        }
+        for &c in pairs.remainder() {
+            let row = tp.add(c as usize * nq + lane);
+            for r in 0..regs {
+                // SAFETY: as above, inside row c.
+                let v = _mm512_maskz_loadu_epi8(masks[r], row.add(r * 64).cast());
+                acc[r] = _mm512_max_epu8(acc[r], v);
+            }
+        }
+        for r in 0..regs {
+            let m = _mm512_max_epu8(acc[r], acc2[r]);
+            // SAFETY: as the loads above.
+            _mm512_mask_storeu_epi8(best.as_mut_ptr().add(lane + r * 64).cast(), masks[r], m);
+        }
+        lane += regs * 64;
+    }
+}
+
+/// [`super::int8::maxsim_i8_scalar`]'s exact value with AVX2 (CPUs without VNNI): bytes
+/// widened to i16 (`vpmovsxbw`) and multiplied pairwise into i32 (`vpmaddwd`, exact),
+/// in blocks of 4 query rows x 2 document rows as the f32 kernels; the i32 dot products
+/// then go through the same f32 steps as the definition.
+///
+/// # Safety
+/// The CPU must support AVX2; `q8.len() == qs.len() * dim`, `d.len() == ds.len() * dim`
+/// (asserted).
+#[target_feature(enable = "avx2")]
+pub(crate) unsafe fn maxsim_i8_avx2(
+    q8: &[i8],
+    qs: &[f32],
+    d: &[i8],
+    ds: &[f32],
+    dim: usize,
+) -> f32 {
+    assert!(dim > 0 && q8.len() == qs.len() * dim && d.len() == ds.len() * dim);
+    let (nq, nd) = (qs.len(), ds.len());
+    let mut best = vec![f32::NEG_INFINITY; nq];
+    macro_rules! block {
+        ($qb:literal, $db:literal, $i:expr, $j:expr) => {{
+            let dots = dots_i8_avx2::<$qb, $db>(q8, $i, d, $j, dim);
+            for r in 0..$qb {
+                for t in 0..$db {
+                    best[$i + r] = best[$i + r].max(dots[r][t] as f32 * ds[$j + t]);
+                }
+            }
+        }};
+    }
+    let mut i = 0;
+    while i < nq {
+        let four = nq - i >= 4;
+        let mut j = 0;
+        while j < nd {
+            match (four, nd - j >= 2) {
+                (true, true) => block!(4, 2, i, j),
+                (true, false) => block!(4, 1, i, j),
+                (false, true) => block!(1, 2, i, j),
+                (false, false) => block!(1, 1, i, j),
+            }
+            j += if nd - j >= 2 { 2 } else { 1 };
+        }
+        i += if four { 4 } else { 1 };
+    }
+    let mut total = 0.0f32;
+    for (s, b) in qs.iter().zip(&best) {
+        total += s * b;
+    }
+    total
+}
+
+/// Exact i32 dot products of query rows `i..i + QB` with document rows `j..j + DB`.
+#[inline]
+#[target_feature(enable = "avx2")]
+unsafe fn dots_i8_avx2<const QB: usize, const DB: usize>(
+    q8: &[i8],
+    i: usize,
+    d: &[i8],
+    j: usize,
+    dim: usize,
+) -> [[i32; DB]; QB] {
+    assert!((i + QB) * dim <= q8.len() && (j + DB) * dim <= d.len());
+    let chunks = dim / 16;
+    let mut acc = [[_mm256_setzero_si256(); DB]; QB];
+    let (qp, dp) = (q8.as_ptr().add(i * dim), d.as_ptr().add(j * dim));
+    for c in 0..chunks {
+        let mut dv = [_mm256_setzero_si256(); DB];
+        for (t, v) in dv.iter_mut().enumerate() {
+            // SAFETY: (c + 1) * 16 <= dim: inside row j + t (asserted above).
+            *v = _mm256_cvtepi8_epi16(_mm_loadu_si128(dp.add(t * dim + c * 16).cast()));
+        }
+        for (r, row) in acc.iter_mut().enumerate() {
+            // SAFETY: as above, inside row i + r of `q8`.
+            let qv = _mm256_cvtepi8_epi16(_mm_loadu_si128(qp.add(r * dim + c * 16).cast()));
+            for (a, v) in row.iter_mut().zip(&dv) {
+                *a = _mm256_add_epi32(*a, _mm256_madd_epi16(qv, *v));
+            }
+        }
+    }
+    let mut out = [[0i32; DB]; QB];
+    let tail = chunks * 16;
+    for r in 0..QB {
+        for t in 0..DB {
+            let v = acc[r][t];
+            let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b01_00_11_10));
+            let s = _mm_add_epi32(s, _mm_shuffle_epi32(s, 0b10_11_00_01));
+            let mut dot = _mm_cvtsi128_si32(s);
+            let (qr, dr) = (
+                &q8[(i + r) * dim..(i + r + 1) * dim],
+                &d[(j + t) * dim..(j + t + 1) * dim],
+            );
+            for k in tail..dim {
+                dot += qr[k] as i32 * dr[k] as i32;
+            }
+            out[r][t] = dot;
+        }
+    }
+    out
+}

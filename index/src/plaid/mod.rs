@@ -16,4 +16,6 @@ pub use build::{
 pub use codec::{train_codec, PlaidCodec};
 pub use reader::PlaidSegment;
 pub use refine::{pruned_maxsim_scalar, Refiner};
-pub use search::{centroid_interaction, PlaidParams, PlaidQuery, Rescore};
+pub use search::{
+    centroid_interaction, centroid_interaction8, PlaidParams, PlaidQuery, Rescore, ScoreTable,
+};

@@ -43,6 +43,24 @@ pub struct PlaidParams {
     /// least k).
     #[serde(default)]
     pub exact_docs: usize,
+    /// How the query x centroid score table is computed.
+    #[serde(default)]
+    pub table: ScoreTable,
+}
+
+/// How PLAID's query x centroid score table is computed (it ranks candidates only; the
+/// final scores come from the rescoring stage).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreTable {
+    /// int8 where the CPU has AVX-512 VNNI, else f32.
+    #[default]
+    Auto,
+    /// f32 products of the query and the centroids as stored.
+    F32,
+    /// Query and centroids quantised per vector to int8, exact integer products
+    /// (`maxsim::int8`); the same bits on every CPU, fast with VNNI.
+    Int8,
 }
 
 impl PlaidParams {
@@ -64,6 +82,7 @@ impl PlaidParams {
             rescore: Rescore::Exact,
             refine_margin: None,
             exact_docs: k,
+            table: ScoreTable::Auto,
         }
     }
 
@@ -77,6 +96,7 @@ impl PlaidParams {
             rescore: Rescore::Exact,
             refine_margin: None,
             exact_docs: num_docs,
+            table: ScoreTable::Auto,
         }
     }
 }
@@ -87,8 +107,14 @@ pub struct PlaidQuery {
     nq: usize,
     /// `scores[c * nq + i] = ⟨q_i, c⟩`.
     scores: Vec<f32>,
-    /// The same with every centroid no query token scores above the threshold at 0.
-    pruned: Vec<f32>,
+    /// Centroid interaction's tables: `scores` as bytes, `round(max(s, 0) / step)`, so
+    /// the table (a quarter of the f32 one) stays in L2 while documents' codes gather
+    /// rows of it at random; the full one, and the pruned one with every centroid no
+    /// query token scores at or above the threshold at 0.
+    /// `bytes[..k * nq]` is the full one, `bytes[k * nq..]` the pruned one.
+    bytes: Vec<u8>,
+    /// What one byte is worth: the table's largest score / 255.
+    step: f32,
     /// The `ncells` best centroids of each query token, sorted, unique.
     cells: Vec<u32>,
 }
@@ -97,28 +123,77 @@ impl PlaidCodec {
     /// Score the query against the centroids and pick the cells to probe.
     pub fn prepare(&self, query: MultiVectorRef<'_, f32>, params: &PlaidParams) -> PlaidQuery {
         let nq = query.len();
-        let scores = self.centroid_scores(query);
+        // The buffers of this thread's previous query: fresh multi-MB allocations were
+        // zero-filled page by page by the kernel at every query (perf: ~5% of a
+        // SciFact search).
+        let (mut scores, mut bytes) = SPARE.take().unwrap_or_default();
+        self.centroid_scores_into(query, params.table, &mut scores);
         let k = self.num_centroids();
         let ncells = params.ncells.clamp(1, k);
         let mut cells = top_cells(&scores, nq, ncells);
         cells.sort_unstable();
         cells.dedup();
-        // Pruned table: a centroid no query token scores above the threshold counts 0.
-        let mut pruned = scores.clone();
-        if nq > 0 {
-            for row in pruned.chunks_exact_mut(nq) {
-                if row.iter().all(|&s| s < params.centroid_score_threshold) {
-                    row.fill(0.0);
-                }
-            }
-        }
+        let step = byte_tables(&scores, nq, params.centroid_score_threshold, &mut bytes);
         PlaidQuery {
             nq,
             scores,
-            pruned,
+            bytes,
+            step,
             cells,
         }
     }
+}
+
+thread_local! {
+    /// [`PlaidQuery`]'s tables, kept by the thread that dropped the last one.
+    static SPARE: std::cell::Cell<Option<(Vec<f32>, Vec<u8>)>> = const { std::cell::Cell::new(None) };
+}
+
+impl Drop for PlaidQuery {
+    fn drop(&mut self) {
+        SPARE.set(Some((
+            std::mem::take(&mut self.scores),
+            std::mem::take(&mut self.bytes),
+        )));
+    }
+}
+
+impl PlaidQuery {
+    fn full8(&self) -> &[u8] {
+        &self.bytes[..self.scores.len()]
+    }
+
+    fn pruned8(&self) -> &[u8] {
+        &self.bytes[self.scores.len()..]
+    }
+}
+
+/// The byte tables of [`PlaidQuery`] from the f32 table into `bytes` (full, then
+/// pruned): `⌊max(s, 0) / step + 0.5⌋` (at most 255) with `step` = the largest score
+/// / 255 (1 if none is positive), which it returns; in the pruned one, rows whose every
+/// score is below `threshold` are 0. Negative scores count 0: a document's best match
+/// for a token is nearly always positive, and this ranks candidates only.
+fn byte_tables(scores: &[f32], nq: usize, threshold: f32, bytes: &mut Vec<u8>) -> f32 {
+    let top = scores.iter().copied().fold(0.0f32, f32::max);
+    let step = if top > 0.0 { top / 255.0 } else { 1.0 };
+    let inv = 1.0 / step;
+    bytes.clear();
+    // `as u8` saturates; the form without `round` (a libm call) vectorises.
+    bytes.extend(
+        scores
+            .iter()
+            .map(|&s| (s.max(0.0) * inv + 0.5).min(255.0) as u8),
+    );
+    bytes.extend_from_within(..);
+    if nq > 0 {
+        let pruned = &mut bytes[scores.len()..];
+        for (row, p) in scores.chunks_exact(nq).zip(pruned.chunks_exact_mut(nq)) {
+            if row.iter().all(|&s| s < threshold) {
+                p.fill(0);
+            }
+        }
+    }
+    step
 }
 
 impl PlaidSegment {
@@ -198,6 +273,29 @@ impl PlaidSegment {
             .collect()
     }
 
+    /// Centroid interaction on a byte table ([`PlaidQuery`]):
+    /// `step · Σ_i max_{j in doc} table[code_j, i]` for each document.
+    pub fn interaction8(
+        &self,
+        store: &TokenStore,
+        table: &[u8],
+        nq: usize,
+        step: f32,
+        docs: &[u32],
+    ) -> Vec<f32> {
+        let codes = self.codes();
+        docs.par_iter()
+            .with_min_len(64)
+            .map_init(
+                || vec![0u8; nq],
+                |best, &d| {
+                    let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
+                    step * centroid_interaction8(&codes[start..start + len], table, nq, best) as f32
+                },
+            )
+            .collect()
+    }
+
     /// PLAID's candidate generation in this segment: the probed documents through the
     /// pruned pass (keep `ndocs`) and the full pass (keep `ndocs / 4`), with their full
     /// centroid-interaction scores (comparable across segments: one codec).
@@ -217,9 +315,9 @@ impl PlaidSegment {
             true => self.probe_widened(q, allow, keep),
             false => self.probe(q, allow),
         };
-        let approx = self.interaction(store, &q.pruned, q.nq, &docs);
+        let approx = self.interaction8(store, q.pruned8(), q.nq, q.step, &docs);
         let docs = top_docs(&docs, &approx, params.ndocs.max(k));
-        let approx = self.interaction(store, &q.scores, q.nq, &docs);
+        let approx = self.interaction8(store, q.full8(), q.nq, q.step, &docs);
         let mut hits: Vec<Hit> = docs
             .iter()
             .zip(&approx)
@@ -378,6 +476,15 @@ pub fn centroid_interaction(codes: &[u32], scores: &[f32], nq: usize, best: &mut
     best.iter().sum()
 }
 
+/// One document's centroid interaction on a byte table, in table units:
+/// `Σ_i max_{c in codes} table[c * nq + i]` (0 for no codes). `best` is scratch of
+/// length `nq`.
+pub fn centroid_interaction8(codes: &[u32], table: &[u8], nq: usize, best: &mut [u8]) -> u32 {
+    best.fill(0);
+    Kernel::detect().max_rows_u8(codes, table, nq, best);
+    best.iter().map(|&b| u32::from(b)).sum()
+}
+
 /// The `keep` documents with the highest scores (all of them if fewer), in doc order.
 fn top_docs(docs: &[u32], scores: &[f32], keep: usize) -> Vec<u32> {
     if docs.len() <= keep {
@@ -397,6 +504,57 @@ fn top_docs(docs: &[u32], scores: &[f32], keep: usize) -> Vec<u32> {
 mod tests {
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
+
+    /// The byte tables: each byte within half a step of max(score, 0), the largest
+    /// score at 255, pruned rows (every score below the threshold) 0 in the pruned half
+    /// only; and byte interaction within nq / 2 steps of the f32 interaction on scores
+    /// that are all positive.
+    #[test]
+    fn byte_tables_round_scores_and_prune_rows() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        let (k, nq, threshold) = (300, 32, 0.45);
+        let scores: Vec<f32> = (0..k * nq)
+            .map(|i| match (i / nq) % 3 {
+                0 => rng.gen_range(-0.3..0.44),
+                _ => rng.gen_range(-0.3..0.95),
+            })
+            .collect();
+        let mut bytes = Vec::new();
+        let step = super::byte_tables(&scores, nq, threshold, &mut bytes);
+        let top = scores.iter().copied().fold(0.0f32, f32::max);
+        assert!((step - top / 255.0).abs() < 1e-9);
+        let (full, pruned) = bytes.split_at(k * nq);
+        for c in 0..k {
+            let row = &scores[c * nq..(c + 1) * nq];
+            let all_below = row.iter().all(|&s| s < threshold);
+            for i in 0..nq {
+                let want = row[i].max(0.0) / step;
+                assert!(
+                    (f32::from(full[c * nq + i]) - want).abs() <= 0.5001,
+                    "{c} {i}"
+                );
+                let p = pruned[c * nq + i];
+                assert_eq!(p, if all_below { 0 } else { full[c * nq + i] });
+            }
+        }
+        assert!(full.contains(&255));
+        // Interaction: positive scores only, so the bytes are the rounded scores.
+        let pos: Vec<f32> = scores.iter().map(|s| s.abs() + 0.01).collect();
+        let step = super::byte_tables(&pos, nq, f32::NEG_INFINITY, &mut bytes);
+        let (mut best, mut best8) = (vec![0.0; nq], vec![0u8; nq]);
+        for _ in 0..50 {
+            let codes: Vec<u32> = (0..rng.gen_range(1..200))
+                .map(|_| rng.gen_range(0..k as u32))
+                .collect();
+            let exact = super::centroid_interaction(&codes, &pos, nq, &mut best);
+            let got = step
+                * super::centroid_interaction8(&codes, &bytes[..k * nq], nq, &mut best8) as f32;
+            assert!(
+                (got - exact).abs() <= nq as f32 * step / 2.0 + 1e-4,
+                "{got} vs {exact}"
+            );
+        }
+    }
 
     /// The one-pass selection against sorting each token's column.
     #[test]
