@@ -1,5 +1,5 @@
 //! The live index end to end through the command line, against an index built from
-//! scratch: SciFact added in 10 batches, 10% of the documents deleted, 5% upserted with
+//! scratch: half of SciFact (every other document) added in 10 batches, 10% of the documents deleted, 5% upserted with
 //! changed text; then every SciFact test query under exhaustive search ranks and scores
 //! exactly as on an index built from scratch from the final collection, and the other
 //! modes' nDCG@10 stays within 0.005 of it. With the tiny random models (the real ones
@@ -133,9 +133,12 @@ fn share(
 fn scifact_written_live_answers_as_an_index_built_from_scratch() {
     let tmp = tempfile::tempdir().unwrap();
     let work = tmp.path();
+    // Every other SciFact document (2,592): the equivalence does not depend on the
+    // collection's size, and the whole corpus made this test 8 of CI's 20 minutes.
     let corpus: Vec<String> = std::fs::read_to_string(repo().join("datasets/scifact/corpus.jsonl"))
         .unwrap()
         .lines()
+        .step_by(2)
         .map(str::to_string)
         .collect();
     let n = corpus.len();
