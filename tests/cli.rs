@@ -1886,3 +1886,76 @@ fn synthetic_vectors_index_and_evaluate_without_a_model() {
     );
     assert_eq!(unjudged["vs_exhaustive"]["recall_at_k"], 1.0);
 }
+
+/// MUVERA's FDEs live in memory while the HNSW is built: when the default (no final
+/// projection, 80 KiB per document) would take more than half of `--memory-budget`, the
+/// largest power-of-two `--fde-d-final` that fits is chosen and said; an explicit one is
+/// kept.
+#[test]
+fn muvera_fdes_follow_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = (fixture("tiny-beir"), fixture("tiny-bert"));
+    let docs = std::fs::read_to_string(data.join("corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .count();
+    let build = |name: &str, extra: &[&str]| {
+        let idx = dir.path().join(name);
+        let mut args = vec![
+            "index",
+            s(&data),
+            "--out",
+            s(&idx),
+            "--model",
+            s(&model),
+            "--components",
+            "store,muvera",
+            "--memory-budget",
+            "1M",
+            "--quiet",
+        ];
+        args.extend(extra);
+        let out = tessera(&args);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(idx.join("manifest.json")).unwrap())
+                .unwrap();
+        (
+            idx,
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+            manifest,
+        )
+    };
+    // Paper settings: 20 x 32 x 32 x 4 bytes = 80 KiB per document; half of 1 MiB holds
+    // 512 KiB, so the final dimension is the power of two below 512 KiB / (4 x docs).
+    let fit = (512 * 1024 / (4 * docs)) as u64;
+    let want = 1u64 << (63 - fit.leading_zeros());
+    assert!(
+        docs * 80 * 1024 > 512 * 1024,
+        "the fixture must exceed the budget"
+    );
+    let (idx, stderr, manifest) = build("auto", &[]);
+    assert!(
+        stderr.contains(&format!("--fde-d-final {want} chosen")),
+        "{stderr}"
+    );
+    let text = manifest.to_string();
+    assert!(text.contains(&format!("\"d_final\":{want}")), "{text}");
+    let hits = ok(&[
+        "search",
+        s(&idx),
+        "sleep and obesity risk",
+        "--mode",
+        "muvera",
+        "--json",
+    ]);
+    assert!(!result_ids(&hits).is_empty());
+    // An explicit final dimension is kept, and nothing is said.
+    let (_, stderr, manifest) = build("explicit", &["--fde-d-final", "1024"]);
+    assert!(!stderr.contains("chosen"), "{stderr}");
+    assert!(manifest.to_string().contains("\"d_final\":1024"));
+}

@@ -415,6 +415,7 @@ fn cached_index(args: &EvalArgs, dataset: &BeirDataset, progress: bool) -> Resul
             splade.as_ref(),
             !args.corpus_args.no_store_text,
             &args.corpus_args.fields,
+            crate::corpus::count_lines(&dataset.corpus).ok(),
         )?,
         progress,
     );

@@ -18,6 +18,7 @@ pub(super) fn index_config(
     splade: Option<&SpladeEncoder>,
     store_text: bool,
     fields: &[tessera_index::FieldDef],
+    docs: Option<usize>,
 ) -> Result<IndexConfig> {
     if components.contains(&Component::Fields) {
         return Err(Error::Usage(
@@ -44,7 +45,12 @@ pub(super) fn index_config(
     }
     Ok(IndexConfig {
         plaid: has(Component::Plaid).then(|| plaid.config()),
-        muvera: has(Component::Muvera).then(|| muvera.config()),
+        muvera: has(Component::Muvera).then(|| {
+            let budget = plaid
+                .memory_budget
+                .unwrap_or_else(crate::cli::default_memory_budget);
+            muvera.config_for(docs, budget)
+        }),
         splade: splade.map(|s| SparseConfig {
             vocab_size: s.settings().vocab_size,
             model: SpladeRecord::of(s).to_value(),
@@ -74,6 +80,19 @@ pub(super) fn splade_encoder(
 
 pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
     let splade = splade_encoder(&args.components, &args.splade, args.model.device)?;
+    // How many documents MUVERA's in-memory FDEs will be built for (its default final
+    // dimension follows the memory budget): the corpus's lines, or the ids file's.
+    let docs = if args.components.contains(&tessera_index::Component::Muvera) {
+        let file = match (&args.vectors, &args.corpus) {
+            (Some(dir), _) => Some(dir.join("ids.txt")),
+            (None, Some(c)) => crate::corpus::resolve_corpus_path(c).ok(),
+            _ => None,
+        };
+        file.and_then(|f| crate::corpus::count_lines(&f).ok())
+            .map(|n| args.corpus_args.limit.map_or(n, |l| n.min(l)))
+    } else {
+        None
+    };
     let config = index_config(
         &args.components,
         &args.out,
@@ -82,6 +101,7 @@ pub(super) fn run(args: IndexArgs, progress: bool) -> Result<()> {
         splade.as_ref(),
         !args.corpus_args.no_store_text,
         &args.corpus_args.fields,
+        docs,
     )?;
     // Pre-encoded vectors need a model only when one is named (it encodes text queries).
     let encoder = match (&args.vectors, &args.model.model) {

@@ -476,6 +476,16 @@ pub fn parse_size(s: &str) -> Result<u64, String> {
     Ok(bytes as u64)
 }
 
+/// `bytes` as GiB, MiB or KiB with one decimal.
+pub fn human_bytes(bytes: u64) -> String {
+    let b = bytes as f64;
+    match bytes {
+        0..=1_048_575 => format!("{:.1} KiB", b / 1024.0),
+        1_048_576..=1_073_741_823 => format!("{:.1} MiB", b / 1_048_576.0),
+        _ => format!("{:.1} GiB", b / 1_073_741_824.0),
+    }
+}
+
 /// A quarter of the machine's memory (MemTotal in /proc/meminfo), 4 GiB where that
 /// cannot be read.
 pub fn default_memory_budget() -> u64 {
@@ -527,7 +537,10 @@ pub struct MuveraBuildArgs {
     /// Repetitions concatenated.
     #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(u32).range(1..=256))]
     pub fde_reps: u32,
-    /// Final Count-Sketch dimension [default: none].
+    /// Final Count-Sketch dimension. The HNSW build holds every document's FDE in
+    /// memory (reps x 2^k_sim x d_proj x 4 bytes: 80 KiB each at the defaults, 80 GB per
+    /// million documents) [default: none, or the largest power of two whose FDEs fit in
+    /// half of --memory-budget]
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
     pub fde_d_final: Option<u32>,
     /// Seed of the hyperplanes and projections (recorded; queries use the same).
@@ -542,6 +555,37 @@ pub struct MuveraBuildArgs {
 }
 
 impl MuveraBuildArgs {
+    /// Bytes of one document's FDE at these settings without a final projection
+    /// (`reps x 2^k_sim x d_proj` f32s: 80 KiB at the paper's 20 x 32 x 32).
+    pub fn full_fde_bytes(&self) -> u64 {
+        4 * u64::from(self.fde_reps) * (1u64 << self.fde_k_sim) * u64::from(self.fde_d_proj)
+    }
+
+    /// The config for an index of about `docs` documents under `budget` bytes: the HNSW
+    /// holds every document's FDE in memory while it is built, so when `--fde-d-final`
+    /// is not given and the FDEs would take more than half the budget, the largest
+    /// power-of-two final dimension whose FDEs fit is chosen (at least 64), and said on
+    /// stderr.
+    pub fn config_for(&self, docs: Option<usize>, budget: u64) -> MuveraConfig {
+        let mut config = self.config();
+        if let (None, Some(n)) = (self.fde_d_final, docs.filter(|&n| n > 0)) {
+            let (full, cap) = (self.full_fde_bytes(), budget / 2);
+            if full.saturating_mul(n as u64) > cap {
+                let fit = (cap / (4 * n as u64)).max(64);
+                let d = 1u64 << (63 - fit.leading_zeros());
+                eprintln!(
+                    "MUVERA: {n} documents x {} KiB of FDE ({} in all) exceed half the                      memory budget ({}): --fde-d-final {d} chosen ({} KiB per document);                      pass --fde-d-final or --memory-budget to choose",
+                    full / 1024,
+                    human_bytes(full * n as u64),
+                    human_bytes(cap),
+                    4 * d / 1024
+                );
+                config.fde.d_final = Some(d as usize);
+            }
+        }
+        config
+    }
+
     pub fn config(&self) -> MuveraConfig {
         MuveraConfig {
             fde: FdeConfig {

@@ -51,6 +51,7 @@ pub(super) fn run(args: RebuildArgs) -> Result<()> {
         source.has_texts(),
         // The source's fields are copied.
         &source.manifest().settings.fields.0,
+        Some(source.num_docs()),
     )?;
     let started = Instant::now();
     let src = source.manifest();
