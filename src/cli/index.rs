@@ -9,7 +9,9 @@ use crate::{Error, Result};
 use std::path::Path;
 
 /// Validate `--components` into the writer's config; `splade` is the loaded SPLADE
-/// encoder when the components include it (see [`splade_encoder`]).
+/// encoder when the components include it (see [`splade_encoder`]); `docs`, when known,
+/// sizes MUVERA's default FDE to the memory budget.
+#[allow(clippy::too_many_arguments)]
 pub(super) fn index_config(
     components: &[Component],
     out: &Path,

@@ -154,15 +154,29 @@ impl Searcher {
         let mut query_tokens = Vec::with_capacity(qvec.len());
         let mut sum = 0f32;
         // An int8 store scores by the int8 definition (query quantised too, integer dot
-        // products): the similarities follow it, so they sum to the score exactly.
+        // products), and a store without vectors scores its decoded rows quantised the
+        // same way (as PLAID's decompressed rescoring does): the similarities follow
+        // it, so they sum to the score exactly.
         let stored = index.vectors(addr);
-        let query_i8 = matches!(stored, tessera_index::store::DocRows::Int8 { .. })
-            .then(|| tessera_index::maxsim::int8::QueryI8::new(qvec.view()));
+        let rows_i8: Option<(Vec<i8>, Vec<f32>)> = match stored {
+            tessera_index::store::DocRows::F16(_) => None,
+            tessera_index::store::DocRows::Int8 { values, scales } => {
+                Some((values.as_slice().to_vec(), scales.to_vec()))
+            }
+            tessera_index::store::DocRows::Missing { .. } => {
+                let (mut v, mut sc) = (Vec::new(), Vec::new());
+                tessera_index::maxsim::int8::quantize_rows(&doc, dim, &mut v, &mut sc);
+                Some((v, sc))
+            }
+        };
+        let query_i8 = rows_i8
+            .as_ref()
+            .map(|_| tessera_index::maxsim::int8::QueryI8::new(qvec.view()));
         for (i, (qrow, span)) in qvec.as_slice().chunks_exact(dim).zip(&qkept).enumerate() {
-            let (best, sim) = match (&query_i8, stored) {
-                (Some(q8), tessera_index::store::DocRows::Int8 { values, scales }) => {
+            let (best, sim) = match (&query_i8, &rows_i8) {
+                (Some(q8), Some((values, scales))) => {
                     let (best, s) = values
-                        .rows()
+                        .chunks_exact(dim)
                         .zip(scales)
                         .map(|(d, &sd)| {
                             let dot: i32 = q8
@@ -198,15 +212,14 @@ impl Searcher {
                 similarity: sim,
             });
         }
-        let score = match stored {
-            tessera_index::store::DocRows::F16(m) => MaxSim::default().score(qvec.view(), m),
-            rows @ tessera_index::store::DocRows::Int8 { .. } => {
-                MaxSim::default().score_rows(qvec.view(), query_i8.as_ref(), rows)
-            }
-            _ => MaxSim::default().score_f32(
-                qvec.view(),
-                tessera_index::store::MultiVectorRef::new(&doc, dim),
+        let score = match (stored, &query_i8, &rows_i8) {
+            (tessera_index::store::DocRows::F16(m), ..) => MaxSim::default().score(qvec.view(), m),
+            (_, Some(q8), Some((values, scales))) => MaxSim::default().score_i8(
+                q8,
+                tessera_index::store::MultiVectorRef::new(values, dim),
+                scales,
             ),
+            _ => unreachable!("int8 rows for every store but f16"),
         };
         Ok(Explanation {
             id: id.to_string(),

@@ -98,11 +98,41 @@ impl ResidualDecoder {
     }
 
     /// `out = centroid + decoded residual`, then L2-normalised (as ColBERTv2 does).
+    /// Compiled for AVX-512 and AVX2 too and chosen at run time (the crate is built for
+    /// baseline x86-64): the same operations in the same order, so the same bits.
     pub fn decode(&self, centroid: &[f32], packed: &[u8], out: &mut [f32]) {
         assert!(
             out.len() == self.dim && centroid.len() == self.dim,
             "one vector of dim"
         );
+        #[cfg(target_arch = "x86_64")]
+        {
+            if crate::maxsim::Kernel::detect() == crate::maxsim::Kernel::Avx512 {
+                // SAFETY: Avx512 is detected only where avx512f runs.
+                return unsafe { self.decode_avx512(centroid, packed, out) };
+            }
+            if crate::maxsim::Kernel::detect() == crate::maxsim::Kernel::Avx2Fma {
+                // SAFETY: Avx2Fma is detected only where avx2 runs.
+                return unsafe { self.decode_avx2(centroid, packed, out) };
+            }
+        }
+        self.decode_body(centroid, packed, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx512f")]
+    unsafe fn decode_avx512(&self, centroid: &[f32], packed: &[u8], out: &mut [f32]) {
+        self.decode_body(centroid, packed, out)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    unsafe fn decode_avx2(&self, centroid: &[f32], packed: &[u8], out: &mut [f32]) {
+        self.decode_body(centroid, packed, out)
+    }
+
+    #[inline(always)]
+    fn decode_body(&self, centroid: &[f32], packed: &[u8], out: &mut [f32]) {
         // One monomorphised loop per bytes-to-dimensions ratio: fixed-size chunks let the
         // compiler unroll and vectorise what a runtime `per` left scalar (nbits 2 decode of
         // a SciFact document: 123 us before, see README "Kernel benches").
@@ -121,6 +151,7 @@ impl ResidualDecoder {
 
 /// `out = centroid + lut[byte]` for whole bytes of `PER` dimensions, the tail (a
 /// dimension count not a multiple of `PER`) one dimension at a time; returns `|out|²`.
+#[inline(always)]
 fn decode_fixed<const PER: usize>(
     lut: &[f32],
     centroid: &[f32],

@@ -332,7 +332,11 @@ impl PlaidSegment {
     }
 
     /// MaxSim of `docs` on vectors decompressed from codes and residuals (what an index
-    /// without the f16 store would do); best `k`, ties by `ranks`.
+    /// without the f16 store does), scored as an int8 store would keep them: each
+    /// decoded row quantised as the store quantises rows (`int8::quantize_rows`), the
+    /// query too, integer dot products (`maxsim::int8`; the same bits on every CPU, and
+    /// with VNNI 4-5x cheaper than the f32 kernel on the decoded rows); best `k`, ties
+    /// by `ranks`.
     pub fn rescore_decompressed(
         &self,
         codec: &PlaidCodec,
@@ -342,24 +346,38 @@ impl PlaidSegment {
         docs: &[u32],
         ranks: &[u32],
     ) -> Vec<Hit> {
+        use crate::maxsim::int8;
         let dim = codec.dim();
         let codes = self.codes();
+        let query_i8 = int8::QueryI8::new(query);
         docs.par_iter()
             .with_min_len(16)
             .fold(
-                || (TopK::new(k), MaxSim::default(), Vec::new()),
-                |(mut top, mut scorer, mut buf), &d| {
+                || {
+                    (
+                        TopK::new(k),
+                        MaxSim::default(),
+                        Vec::new(),
+                        Vec::new(),
+                        Vec::new(),
+                    )
+                },
+                |(mut top, mut scorer, mut buf, mut values, mut scales), &d| {
                     let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
                     buf.resize(len * dim, 0.0f32);
                     for (j, row) in buf.chunks_exact_mut(dim).enumerate() {
                         codec.decode(codes[start + j], self.residual(start + j), row);
                     }
-                    let score = scorer.score_f32(query, MultiVectorRef::new(&buf, dim));
+                    values.clear();
+                    scales.clear();
+                    int8::quantize_rows(&buf, dim, &mut values, &mut scales);
+                    let score =
+                        scorer.score_i8(&query_i8, MultiVectorRef::new(&values, dim), &scales);
                     top.push_tied(Hit { doc: d, score }, ranks[d as usize]);
-                    (top, scorer, buf)
+                    (top, scorer, buf, values, scales)
                 },
             )
-            .map(|(top, _, _)| top)
+            .map(|(top, ..)| top)
             .reduce(|| TopK::new(k), TopK::merge)
             .into_sorted()
     }
