@@ -251,28 +251,6 @@ impl PlaidSegment {
         docs
     }
 
-    /// Centroid interaction: `Σ_i max_{j in doc} scores[code_j, i]` for each document,
-    /// where `scores` is centroid-major (`k x nq`).
-    pub fn interaction(
-        &self,
-        store: &TokenStore,
-        scores: &[f32],
-        nq: usize,
-        docs: &[u32],
-    ) -> Vec<f32> {
-        let codes = self.codes();
-        docs.par_iter()
-            .with_min_len(64)
-            .map_init(
-                || vec![f32::NEG_INFINITY; nq],
-                |best, &d| {
-                    let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
-                    centroid_interaction(&codes[start..start + len], scores, nq, best)
-                },
-            )
-            .collect()
-    }
-
     /// Centroid interaction on a byte table ([`PlaidQuery`]):
     /// `step · Σ_i max_{j in doc} table[code_j, i]` for each document.
     pub fn interaction8(
