@@ -43,11 +43,8 @@ pub struct QueryI8 {
 impl QueryI8 {
     pub fn new(query: MultiVectorRef<'_, f32>) -> Self {
         let (nq, dim) = (query.len(), query.dim());
-        let mut values = Vec::with_capacity(nq * dim);
-        let scales: Vec<f32> = query
-            .rows()
-            .map(|r| crate::store::quantize_int8(r, &mut values))
-            .collect();
+        let (mut values, mut scales) = (Vec::with_capacity(nq * dim), Vec::with_capacity(nq));
+        quantize_rows(query.as_slice(), dim, &mut values, &mut scales);
         let mut packed = Vec::new();
         if dim.is_multiple_of(4) {
             let (blocks, groups) = (nq.div_ceil(LANES), dim / 4);
@@ -197,11 +194,8 @@ pub struct RowsI8 {
 impl RowsI8 {
     /// Quantise row-major `rows` (`n x dim`).
     pub fn new(rows: &[f32], dim: usize) -> Self {
-        let mut values = Vec::with_capacity(rows.len());
-        let scales: Vec<f32> = rows
-            .chunks_exact(dim)
-            .map(|r| crate::store::quantize_int8(r, &mut values))
-            .collect();
+        let (mut values, mut scales) = (Vec::with_capacity(rows.len()), Vec::new());
+        quantize_rows(rows, dim, &mut values, &mut scales);
         let sums = values
             .chunks_exact(dim)
             .map(|r| 128 * r.iter().map(|&v| v as i32).sum::<i32>())
@@ -270,7 +264,7 @@ pub fn score_table(rows: &RowsI8, query: &QueryI8, out: &mut [f32], use_simd: bo
 }
 
 /// Quantise row-major `rows` (`dim` values each) as the store does
-/// ([`crate::store::quantize_int8`]: max |x| / 127, `round(x / scale)`), appending the
+/// (the store writer's `quantize_int8`: max |x| / 127, `round(x / scale)`), appending the
 /// values and one scale per row: the same bytes, vectorised (AVX-512 or AVX2 where the
 /// CPU has them). `f32::round` is a libm call on baseline x86-64, about 5 ns a value,
 /// which made scoring decoded rows slower than the f32 kernel; here it is

@@ -160,6 +160,16 @@ maxsim_kernel!(
     hsum512
 );
 
+/// The load/store mask of a 16-lane register whose first `left` lanes are in bounds.
+#[inline]
+fn mask16(left: usize) -> u16 {
+    if left >= 16 {
+        u16::MAX
+    } else {
+        (1u16 << left) - 1
+    }
+}
+
 #[inline]
 #[target_feature(enable = "avx2")]
 unsafe fn load8(p: *const f32) -> __m256 {
@@ -365,11 +375,7 @@ pub(crate) unsafe fn dot_matrix_avx512(a: &[f32], b: &[f32], dim: usize, out: &m
         let mut masks = [0u16; 2];
         for (t, m) in masks.iter_mut().enumerate().take(gs) {
             let left = nb - (g + t) * 16;
-            *m = if left >= 16 {
-                u16::MAX
-            } else {
-                (1u16 << left) - 1
-            };
+            *m = mask16(left);
         }
         let mut i = 0;
         while i < na {
@@ -425,11 +431,7 @@ pub(crate) unsafe fn max_rows_avx512(codes: &[u32], scores: &[f32], nq: usize, b
         let mut masks = [0u16; 4];
         for (r, m) in masks.iter_mut().enumerate().take(regs) {
             let left = nq - lane - r * 16;
-            *m = if left >= 16 {
-                u16::MAX
-            } else {
-                (1u16 << left) - 1
-            };
+            *m = mask16(left);
         }
         let mut acc = [_mm512_set1_ps(f32::NEG_INFINITY); 4];
         for r in 0..regs {
@@ -579,11 +581,7 @@ pub(crate) unsafe fn score_table_i8_vnni(
         let mut qsv = [_mm512_setzero_ps(); 2];
         for b in 0..nb {
             let left = nq - (b0 + b) * LANES;
-            masks[b] = if left >= LANES {
-                u16::MAX
-            } else {
-                (1u16 << left) - 1
-            };
+            masks[b] = mask16(left);
             qsv[b] = _mm512_loadu_ps(qs.as_ptr().add((b0 + b) * LANES));
         }
         let mut c = 0;

@@ -278,21 +278,8 @@ impl PlaidCodec {
         &self.centroids()[c * self.dim..(c + 1) * self.dim]
     }
 
-    /// Query-token x centroid scores, centroid-major: `out[c * nq + i] = ⟨q_i, c⟩`.
-    pub fn centroid_scores(&self, query: MultiVectorRef<'_, f32>) -> Vec<f32> {
-        let nq = query.len();
-        let mut out = vec![0.0f32; self.num_centroids * nq];
-        crate::maxsim::Kernel::detect().dot_matrix(
-            self.centroids(),
-            query.as_slice(),
-            self.dim,
-            &mut out,
-        );
-        out
-    }
-
-    /// The centroid score table as `table` asks, into `out` (resized): f32
-    /// ([`Self::centroid_scores`]), or from centroids and query quantised to int8
+    /// Query-token x centroid scores, centroid-major (`out[c * nq + i] ≈ ⟨q_i, c⟩`), as
+    /// `table` asks, into `out` (resized): f32 products, or from centroids and query quantised to int8
     /// (`maxsim::int8::score_table`, the same bits on every CPU; fast with AVX-512
     /// VNNI). `Auto` takes int8 where VNNI runs.
     pub fn centroid_scores_into(

@@ -11,8 +11,12 @@ pub use ids::{write_id_order, IdOrder};
 pub(crate) use reader::int8_scales_at;
 pub use reader::{DocRows, TokenStore};
 pub use texts::{DocTexts, TextsWriter};
+/// The store's int8 quantiser, the reference `maxsim::int8::quantize_rows` is tested
+/// against.
+#[cfg(test)]
+pub(crate) use writer::quantize_int8;
+pub(crate) use writer::write_int8;
 pub use writer::StoreWriter;
-pub(crate) use writer::{quantize_int8, write_int8};
 
 /// A borrowed multi-vector: `len()` rows of `dim` values, row-major, no copy.
 #[derive(Debug, Clone, Copy)]
