@@ -483,6 +483,41 @@ impl Index {
         MultiVector::new(out, dim)
     }
 
+    /// For a document of a segment that keeps no vectors: per query token, the document
+    /// vector that gives its best term of the score from codes (`maxsim::codes`) and
+    /// that term, then the score as search computes it (their sum, the kernel's bits).
+    /// `None` where the segment keeps vectors.
+    pub fn codes_terms(
+        &self,
+        a: DocAddress,
+        query: crate::store::MultiVectorRef<'_, f32>,
+    ) -> Option<(Vec<(usize, f32)>, f32)> {
+        use crate::maxsim::codes;
+        let seg = self.segment(a.segment as usize);
+        if seg.store.has_vectors() {
+            return None;
+        }
+        let (plaid, codec) = seg.plaid().zip(self.codec())?;
+        let (start, len) = (
+            seg.store.doc_offset(a.doc as usize),
+            seg.store.doc_len(a.doc as usize),
+        );
+        let q = codec.codes_query(query, None);
+        let (c, r) = (
+            &plaid.codes()[start..start + len],
+            plaid.residuals(start, start + len),
+        );
+        let terms = codes::codes_best_terms(&q, codec.residual_bytes(), c, r);
+        let score = codes::maxsim_codes(
+            &q,
+            codec.residual_bytes(),
+            c,
+            r,
+            crate::maxsim::Kernel::detect(),
+        );
+        Some((terms, score))
+    }
+
     /// How new segments keep vectors (`IndexConfig::store`); every segment of an index
     /// keeps them alike unless it was rebuilt.
     pub fn store_kind(&self) -> crate::StoreKind {

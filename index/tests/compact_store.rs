@@ -384,3 +384,59 @@ fn f16_centroids_halve_the_table_and_are_what_encoding_used() {
         assert!((x[0].score - y[0].score).abs() / nq < 0.01);
     }
 }
+
+#[test]
+fn int8_centroids_quarter_the_table_are_what_encoding_used_and_corruption_is_named() {
+    let (docs, queries) = corpus(5, 200);
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let f32_index = build(a.path(), &docs, StoreKind::None);
+    let mut cfg = config(StoreKind::None);
+    cfg.plaid.as_mut().unwrap().int8_centroids = true;
+    let mut w = IndexWriter::create_with(b.path(), model(), cfg).unwrap();
+    for (i, d) in docs.iter().enumerate() {
+        w.add(&format!("d{i}"), d).unwrap();
+    }
+    w.commit(serde_json::json!({})).unwrap();
+    drop(w);
+    let i8_index = Index::open(b.path()).unwrap();
+    let (c32, c8) = (
+        f32_index.manifest().codec.as_ref().unwrap(),
+        i8_index.manifest().codec.as_ref().unwrap(),
+    );
+    assert!(c8.int8_centroids && !c8.f16_centroids && !c32.int8_centroids);
+    let centroid_file = c8.centroids.name.clone();
+    let k = c8.num_centroids as u64;
+    assert_eq!(
+        c8.centroids.bytes - 32,
+        (c32.centroids.bytes - 32) / 4 + 4 * k
+    );
+    // The widened table is the f32 one quantised per row (max |x| / 127, round).
+    let (wide, exact) = (
+        i8_index.codec().unwrap().centroids(),
+        f32_index.codec().unwrap().centroids(),
+    );
+    for (x, y) in wide.chunks_exact(DIM).zip(exact.chunks_exact(DIM)) {
+        let s = y.iter().fold(0f32, |m, v| m.max(v.abs())) / 127.0;
+        for (a, b) in x.iter().zip(y) {
+            assert_eq!(*a, ((b / s).round().clamp(-127.0, 127.0)) * s);
+        }
+    }
+    for q in &queries {
+        let q = MultiVectorRef::new(q, DIM);
+        let (x, y) = (
+            f32_index.search_exhaustive(q, 20),
+            i8_index.search_exhaustive(q, 20),
+        );
+        let nq = (q.len()) as f32;
+        assert!((x[0].score - y[0].score).abs() / nq < 0.02);
+    }
+    // A centroid file cut short is named at open.
+    drop(i8_index);
+    let path = b.path().join(&centroid_file);
+    let bytes = std::fs::read(&path).unwrap();
+    std::fs::write(&path, &bytes[..bytes.len() - 4]).unwrap();
+    match Index::open(b.path()) {
+        Err(e) => assert!(e.to_string().contains(&centroid_file), "{e}"),
+        Ok(_) => panic!("a truncated centroid file opened"),
+    }
+}

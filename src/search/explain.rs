@@ -154,27 +154,24 @@ impl Searcher {
         let mut query_tokens = Vec::with_capacity(qvec.len());
         let mut sum = 0f32;
         // An int8 store scores by the int8 definition (query quantised too, integer dot
-        // products), and a store without vectors scores its decoded rows quantised the
-        // same way (as PLAID's decompressed rescoring does): the similarities follow
-        // it, so they sum to the score exactly.
+        // products), and a store without vectors straight from PLAID's codes and
+        // residuals (`maxsim::codes`): the similarities follow it, so they sum to the
+        // score exactly.
         let stored = index.vectors(addr);
+        let from_codes = index.codes_terms(addr, qvec.view());
         let rows_i8: Option<(Vec<i8>, Vec<f32>)> = match stored {
-            tessera_index::store::DocRows::F16(_) => None,
             tessera_index::store::DocRows::Int8 { values, scales } => {
                 Some((values.as_slice().to_vec(), scales.to_vec()))
             }
-            tessera_index::store::DocRows::Missing { .. } => {
-                let (mut v, mut sc) = (Vec::new(), Vec::new());
-                tessera_index::maxsim::int8::quantize_rows(&doc, dim, &mut v, &mut sc);
-                Some((v, sc))
-            }
+            _ => None,
         };
         let query_i8 = rows_i8
             .as_ref()
             .map(|_| tessera_index::maxsim::int8::QueryI8::new(qvec.view()));
         for (i, (qrow, span)) in qvec.as_slice().chunks_exact(dim).zip(&qkept).enumerate() {
-            let (best, sim) = match (&query_i8, &rows_i8) {
-                (Some(q8), Some((values, scales))) => {
+            let (best, sim) = match (&from_codes, &query_i8, &rows_i8) {
+                (Some((terms, _)), ..) => terms[i],
+                (None, Some(q8), Some((values, scales))) => {
                     let (best, s) = values
                         .chunks_exact(dim)
                         .zip(scales)
@@ -212,14 +209,15 @@ impl Searcher {
                 similarity: sim,
             });
         }
-        let score = match (stored, &query_i8, &rows_i8) {
+        let score = match (stored, &from_codes, &query_i8, &rows_i8) {
+            (_, Some((_, score)), ..) => *score,
             (tessera_index::store::DocRows::F16(m), ..) => MaxSim::default().score(qvec.view(), m),
-            (_, Some(q8), Some((values, scales))) => MaxSim::default().score_i8(
+            (_, None, Some(q8), Some((values, scales))) => MaxSim::default().score_i8(
                 q8,
                 tessera_index::store::MultiVectorRef::new(values, dim),
                 scales,
             ),
-            _ => unreachable!("int8 rows for every store but f16"),
+            _ => unreachable!("int8 rows or codes for every store but f16"),
         };
         Ok(Explanation {
             id: id.to_string(),

@@ -208,6 +208,26 @@ impl RowsI8 {
         }
     }
 
+    /// Rows already quantised (`values` row-major `n x dim`, one scale per row), as
+    /// PLAID's int8 centroid file keeps them.
+    pub fn from_parts(values: Vec<i8>, scales: Vec<f32>, dim: usize) -> Self {
+        assert_eq!(
+            values.len(),
+            scales.len() * dim,
+            "one scale per row of dim values"
+        );
+        let sums = values
+            .chunks_exact(dim.max(1))
+            .map(|r| 128 * r.iter().map(|&v| v as i32).sum::<i32>())
+            .collect();
+        RowsI8 {
+            dim,
+            values,
+            scales,
+            sums,
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.scales.len()
     }

@@ -4,6 +4,7 @@
 //! picks the fastest kernel this CPU supports once, at run time, and owns the scratch
 //! buffer the SIMD kernels convert f16 document rows into.
 
+pub mod codes;
 pub mod int8;
 mod scalar;
 mod search;

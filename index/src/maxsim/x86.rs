@@ -784,3 +784,101 @@ unsafe fn dots_i8_avx2<const QB: usize, const DB: usize>(
     }
     out
 }
+
+/// [`super::codes::maxsim_codes_scalar`] with `vpdpbusd`: as [`maxsim_i8_vnni`], 4
+/// document vectors x 2 query registers (32 tokens) per pass, but each vector's 4-byte
+/// group is looked up from its 4 · NBITS residual bits (`ResidualBytes::lut`, the
+/// weights' bytes + 128) instead of loaded from a decoded row; the query side is the
+/// signed packing, and `128 · Σ q8_i` is subtracted per token. Then, per lane, the
+/// definition's f32 steps: `S8[c_j, i] + (dot · sr) · sq_i`, and the running maximum.
+///
+/// # Safety
+/// The CPU must support AVX-512F, AVX-512BW and AVX-512 VNNI; `dim % 4 == 0`; every code
+/// indexes a row of the centroid table and `residuals` holds one packed residual per
+/// code (the caller asserts both).
+#[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+#[allow(clippy::needless_range_loop)] // t and b index several parallel register arrays
+pub(crate) unsafe fn maxsim_codes_vnni<const NBITS: usize>(
+    q: &super::codes::CodesQuery<'_>,
+    signed: &[u8],
+    sums: &[i32],
+    r: &super::codes::ResidualBytes,
+    codes: &[u32],
+    residuals: &[u8],
+) -> f32 {
+    use super::int8::LANES;
+    let dim = r.dim();
+    let (nq, nd, groups) = (q.len(), codes.len(), dim / 4);
+    let len = (dim * NBITS).div_ceil(8);
+    let blocks = nq.div_ceil(LANES);
+    assert!(dim.is_multiple_of(4) && residuals.len() == nd * len);
+    assert!(signed.len() == blocks * groups * 64 && sums.len() == blocks * LANES);
+    let mut qs = vec![0.0f32; blocks * LANES];
+    qs[..nq].copy_from_slice(q.query().scales());
+    let (qp, rp, lut, table) = (
+        signed.as_ptr(),
+        residuals.as_ptr(),
+        r.lut().as_ptr(),
+        q.table_slice().as_ptr(),
+    );
+    let srv = _mm512_set1_ps(r.scale());
+    let mut best = vec![f32::NEG_INFINITY; blocks * LANES];
+    let mut b0 = 0;
+    while b0 < blocks {
+        let nb = (blocks - b0).min(2);
+        let mut masks = [0u16; 2];
+        let mut qsv = [_mm512_setzero_ps(); 2];
+        let mut corr = [_mm512_setzero_si512(); 2];
+        for b in 0..nb {
+            masks[b] = mask16(nq - (b0 + b) * LANES);
+            qsv[b] = _mm512_loadu_ps(qs.as_ptr().add((b0 + b) * LANES));
+            corr[b] = _mm512_loadu_si512(sums.as_ptr().add((b0 + b) * LANES).cast());
+        }
+        let mut top = [_mm512_set1_ps(f32::NEG_INFINITY); 2];
+        let mut j = 0;
+        while j < nd {
+            let rows = (nd - j).min(4);
+            let mut acc = [[_mm512_setzero_si512(); 2]; 4];
+            for g in 0..groups {
+                // SAFETY: (b0 + b) < blocks and g < groups: inside `signed` (asserted).
+                let q0 = _mm512_loadu_si512(qp.add((b0 * groups + g) * 64).cast());
+                let q1 = if nb == 2 {
+                    _mm512_loadu_si512(qp.add(((b0 + 1) * groups + g) * 64).cast())
+                } else {
+                    q0
+                };
+                for t in 0..rows {
+                    // SAFETY: j + t < nd and the group's bits lie in that vector's `len`
+                    // bytes; the group value is < lut.len() = 2^(4 NBITS).
+                    let row = rp.add((j + t) * len);
+                    let x = match NBITS {
+                        2 => *row.add(g) as usize,
+                        1 => ((*row.add(g >> 1) >> ((g & 1) * 4)) & 15) as usize,
+                        _ => *row.add(2 * g) as usize | ((*row.add(2 * g + 1) as usize) << 8),
+                    };
+                    let dv = _mm512_set1_epi32(*lut.add(x) as i32);
+                    acc[t][0] = _mm512_dpbusd_epi32(acc[t][0], dv, q0);
+                    acc[t][1] = _mm512_dpbusd_epi32(acc[t][1], dv, q1);
+                }
+            }
+            for t in 0..rows {
+                let c = *codes.get_unchecked(j + t) as usize;
+                for b in 0..nb {
+                    let raw = _mm512_sub_epi32(acc[t][b], corr[b]);
+                    let v = _mm512_mul_ps(_mm512_mul_ps(_mm512_cvtepi32_ps(raw), srv), qsv[b]);
+                    // SAFETY: the code's row of nq entries is inside the table (asserted
+                    // by the caller); the mask keeps the load to its nq - 16 (b0 + b).
+                    let s = _mm512_maskz_loadu_ps(masks[b], table.add(c * nq + (b0 + b) * LANES));
+                    top[b] = _mm512_max_ps(top[b], _mm512_add_ps(s, v));
+                }
+            }
+            j += rows;
+        }
+        for b in 0..nb {
+            // SAFETY: (b0 + b + 1) * LANES <= best.len().
+            _mm512_storeu_ps(best.as_mut_ptr().add((b0 + b) * LANES), top[b]);
+        }
+        b0 += nb;
+    }
+    best[..nq].iter().fold(0.0f32, |t, &s| t + s)
+}

@@ -58,6 +58,15 @@ pub(super) fn rows_f32(store: &TokenStore, idx: impl Iterator<Item = usize>) -> 
     out
 }
 
+/// Row-major int8 rows (`dim` values each) times their row's scale.
+fn dequantize(values: &[i8], scales: &[f32], dim: usize) -> Vec<f32> {
+    values
+        .chunks_exact(dim)
+        .zip(scales)
+        .flat_map(|(row, &s)| row.iter().map(move |&v| f32::from(v) * s))
+        .collect()
+}
+
 /// Train a codec on a sample of `store`'s vectors and write its centroids as
 /// `c<id>.plaid.centroids`. Sample: `sample_per_centroid * k` vectors, 95% for k-means,
 /// 5% (held out) for the residual quantiser's bucket cut-offs and the baseline residual norm.
@@ -104,7 +113,15 @@ pub fn train_codec(
         },
     );
     normalize_rows(&mut centroids, dim);
-    if config.f16_centroids {
+    let mut int8 = None;
+    if config.int8_centroids {
+        // Quantised before the residual statistics, as f16 below: encoding and search
+        // use the dequantised centroids.
+        let (mut values, mut scales) = (Vec::new(), Vec::new());
+        crate::maxsim::int8::quantize_rows(&centroids, dim, &mut values, &mut scales);
+        centroids = dequantize(&values, &scales, dim);
+        int8 = Some((values, scales));
+    } else if config.f16_centroids {
         // Rounded before the residual statistics, so the quantiser fits the centroids
         // encoding and search will use.
         for c in centroids.iter_mut() {
@@ -150,7 +167,11 @@ pub fn train_codec(
         &format!("c{id}.plaid.centroids"),
         ComponentKind::Centroids,
     )?;
-    if config.f16_centroids {
+    if let Some((values, scales)) = &int8 {
+        file.write(bytemuck::cast_slice(values))?;
+        let scales: Vec<u8> = scales.iter().flat_map(|s| s.to_le_bytes()).collect();
+        file.write(&scales)?;
+    } else if config.f16_centroids {
         let half: Vec<half::f16> = centroids.iter().map(|&c| half::f16::from_f32(c)).collect();
         file.write(bytemuck::cast_slice(&half))?;
     } else {
@@ -162,7 +183,8 @@ pub fn train_codec(
         num_centroids: k,
         quantizer,
         centroids: centroids_entry,
-        f16_centroids: config.f16_centroids,
+        f16_centroids: config.f16_centroids && !config.int8_centroids,
+        int8_centroids: config.int8_centroids,
         trained_on_vectors: n,
         mean_residual_norm: Some(mean_residual_norm),
         trained_generation: generation,
@@ -197,6 +219,8 @@ pub struct PlaidCodec {
     two_level: std::sync::Mutex<Option<(usize, std::sync::Arc<TwoLevel>)>>,
     /// The centroids quantised for the int8 score table, on first use.
     centroids_i8: std::sync::OnceLock<crate::maxsim::int8::RowsI8>,
+    /// The residual weights as bytes, for scoring straight from codes.
+    residual_bytes: crate::maxsim::codes::ResidualBytes,
 }
 
 impl PlaidCodec {
@@ -216,18 +240,44 @@ impl PlaidCodec {
                 reason: "PLAID quantizer does not match its dimension or nbits".into(),
             });
         }
-        let width = if files.f16_centroids { 2 } else { 4 };
-        if centroids.payload().len() != k * dim * width {
+        let (width, extra) = match (files.int8_centroids, files.f16_centroids) {
+            (true, _) => (1, 4 * k),
+            (false, true) => (2, 0),
+            (false, false) => (4, 0),
+        };
+        if centroids.payload().len() != k * dim * width + extra {
             return Err(IndexError::corrupt(
                 centroids.path(),
                 format!(
-                    "holds {} bytes, expected {} (centroids x dim x {width})",
+                    "holds {} bytes, expected {} (centroids x dim x {width}{})",
                     centroids.payload().len(),
-                    k * dim * width
+                    k * dim * width + extra,
+                    if extra > 0 {
+                        " + a scale per centroid"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
-        let centroids = if files.f16_centroids {
+        let centroids_i8 = std::sync::OnceLock::new();
+        let centroids = if files.int8_centroids {
+            let (values, scales) = centroids.payload().split_at(k * dim);
+            let values: Vec<i8> = bytemuck::cast_slice(values).to_vec();
+            let scales: Vec<f32> = scales
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes(b.try_into().expect("4 bytes")))
+                .collect();
+            if let Some(bad) = scales.iter().position(|s| !s.is_finite() || *s < 0.0) {
+                return Err(IndexError::corrupt(
+                    centroids.path(),
+                    format!("centroid {bad} has scale {}", scales[bad]),
+                ));
+            }
+            let widened = dequantize(&values, &scales, dim);
+            let _ = centroids_i8.set(crate::maxsim::int8::RowsI8::from_parts(values, scales, dim));
+            Centroids::Widened(widened)
+        } else if files.f16_centroids {
             let half: &[half::f16] =
                 bytemuck::try_cast_slice(centroids.payload()).map_err(|e| {
                     IndexError::corrupt(centroids.path(), format!("misaligned array: {e}"))
@@ -244,10 +294,11 @@ impl PlaidCodec {
             dim,
             num_centroids: k,
             decoder: ResidualDecoder::new(q),
+            residual_bytes: crate::maxsim::codes::ResidualBytes::new(q),
             quantizer: q.clone(),
             centroids,
             two_level: std::sync::Mutex::new(None),
-            centroids_i8: std::sync::OnceLock::new(),
+            centroids_i8,
         })
     }
 
@@ -289,11 +340,7 @@ impl PlaidCodec {
         out: &mut Vec<f32>,
     ) {
         use crate::maxsim::int8;
-        let use_int8 = match table {
-            crate::plaid::ScoreTable::F32 => false,
-            crate::plaid::ScoreTable::Int8 => true,
-            crate::plaid::ScoreTable::Auto => int8::vnni_available() && self.dim.is_multiple_of(4),
-        };
+        let use_int8 = self.int8_table(table);
         out.clear();
         out.resize(self.num_centroids * query.len(), 0.0);
         let kernel = crate::maxsim::Kernel::detect();
@@ -306,6 +353,43 @@ impl PlaidCodec {
             .get_or_init(|| int8::RowsI8::new(self.centroids(), self.dim));
         let simd = kernel == crate::maxsim::Kernel::Avx512;
         int8::score_table(rows, &int8::QueryI8::new(query), out, simd);
+    }
+
+    /// Whether `table` gives the int8 centroid table on this CPU.
+    pub fn int8_table(&self, table: crate::plaid::ScoreTable) -> bool {
+        match table {
+            crate::plaid::ScoreTable::F32 => false,
+            crate::plaid::ScoreTable::Int8 => true,
+            crate::plaid::ScoreTable::Auto => {
+                crate::maxsim::int8::vnni_available() && self.dim.is_multiple_of(4)
+            }
+        }
+    }
+
+    /// The residual weights as bytes (`maxsim::codes`).
+    pub fn residual_bytes(&self) -> &crate::maxsim::codes::ResidualBytes {
+        &self.residual_bytes
+    }
+
+    /// `query` prepared for scoring straight from codes and residuals
+    /// (`maxsim::codes`): with `table`, the int8 centroid table already computed for it
+    /// (`centroid_scores_into` with an int8 `ScoreTable`), else computed here.
+    pub fn codes_query<'t>(
+        &self,
+        query: MultiVectorRef<'_, f32>,
+        table: Option<&'t [f32]>,
+    ) -> crate::maxsim::codes::CodesQuery<'t> {
+        use crate::maxsim::int8;
+        let q8 = int8::QueryI8::new(query);
+        let table = match table {
+            Some(t) => std::borrow::Cow::Borrowed(t),
+            None => {
+                let mut out = Vec::new();
+                self.centroid_scores_into(query, crate::plaid::ScoreTable::Int8, &mut out);
+                std::borrow::Cow::Owned(out)
+            }
+        };
+        crate::maxsim::codes::CodesQuery::new(q8, table)
     }
 
     fn two_level(&self, probe: usize) -> std::sync::Arc<TwoLevel> {

@@ -11,7 +11,8 @@ mod refine;
 mod search;
 
 pub use build::{
-    encode_segment, EncodeTimes, PlaidConfig, PlaidSegmentWriter, DEFAULT_ASSIGN_PROBE,
+    encode_segment, EncodeTimes, PlaidConfig, PlaidSegmentWriter, COMPACT_ASSIGN_PROBE,
+    DEFAULT_ASSIGN_PROBE,
 };
 pub use codec::{train_codec, PlaidCodec};
 pub use reader::PlaidSegment;

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{PlaidCodec, PlaidSegment, Refiner};
 use crate::allow::Allow;
-use crate::maxsim::{Hit, Kernel, MaxSim, TopK};
+use crate::maxsim::{Hit, Kernel, TopK};
 use crate::store::{MultiVectorRef, TokenStore};
 
 /// What the last stage scores survivors against.
@@ -117,6 +117,8 @@ pub struct PlaidQuery {
     step: f32,
     /// The `ncells` best centroids of each query token, sorted, unique.
     cells: Vec<u32>,
+    /// Whether `scores` is the int8 table (`maxsim::int8::score_table`).
+    int8: bool,
 }
 
 impl PlaidCodec {
@@ -140,6 +142,7 @@ impl PlaidCodec {
             bytes,
             step,
             cells,
+            int8: self.int8_table(params.table),
         }
     }
 }
@@ -159,6 +162,12 @@ impl Drop for PlaidQuery {
 }
 
 impl PlaidQuery {
+    /// The int8 centroid table, when this query's table is that one (what
+    /// [`PlaidCodec::codes_query`] can borrow instead of computing it again).
+    pub fn int8_scores(&self) -> Option<&[f32]> {
+        self.int8.then_some(&self.scores[..])
+    }
+
     fn full8(&self) -> &[u8] {
         &self.bytes[..self.scores.len()]
     }
@@ -309,53 +318,39 @@ impl PlaidSegment {
         hits
     }
 
-    /// MaxSim of `docs` on vectors decompressed from codes and residuals (what an index
-    /// without the f16 store does), scored as an int8 store would keep them: each
-    /// decoded row quantised as the store quantises rows (`int8::quantize_rows`), the
-    /// query too, integer dot products (`maxsim::int8`; the same bits on every CPU, and
-    /// with VNNI 4-5x cheaper than the f32 kernel on the decoded rows); best `k`, ties
-    /// by `ranks`.
+    /// MaxSim of `docs` straight from their codes and residuals (what an index without
+    /// the f16 store does, and `--rescore decompressed`): `maxsim::codes`' definition,
+    /// the query quantised as for an int8 store, the same bits on every CPU; best `k`,
+    /// ties by `ranks`.
     pub fn rescore_decompressed(
         &self,
         codec: &PlaidCodec,
         store: &TokenStore,
-        query: MultiVectorRef<'_, f32>,
+        query: &crate::maxsim::codes::CodesQuery<'_>,
         k: usize,
         docs: &[u32],
         ranks: &[u32],
     ) -> Vec<Hit> {
-        use crate::maxsim::int8;
-        let dim = codec.dim();
-        let codes = self.codes();
-        let query_i8 = int8::QueryI8::new(query);
+        use crate::maxsim::codes;
+        let (codes_all, bytes) = (self.codes(), codec.residual_bytes());
+        let kernel = Kernel::detect();
         docs.par_iter()
             .with_min_len(16)
             .fold(
-                || {
-                    (
-                        TopK::new(k),
-                        MaxSim::default(),
-                        Vec::new(),
-                        Vec::new(),
-                        Vec::new(),
-                    )
-                },
-                |(mut top, mut scorer, mut buf, mut values, mut scales), &d| {
+                || TopK::new(k),
+                |mut top, &d| {
                     let (start, len) = (store.doc_offset(d as usize), store.doc_len(d as usize));
-                    buf.resize(len * dim, 0.0f32);
-                    for (j, row) in buf.chunks_exact_mut(dim).enumerate() {
-                        codec.decode(codes[start + j], self.residual(start + j), row);
-                    }
-                    values.clear();
-                    scales.clear();
-                    int8::quantize_rows(&buf, dim, &mut values, &mut scales);
-                    let score =
-                        scorer.score_i8(&query_i8, MultiVectorRef::new(&values, dim), &scales);
+                    let score = codes::maxsim_codes(
+                        query,
+                        bytes,
+                        &codes_all[start..start + len],
+                        self.residuals(start, start + len),
+                        kernel,
+                    );
                     top.push_tied(Hit { doc: d, score }, ranks[d as usize]);
-                    (top, scorer, buf, values, scales)
+                    top
                 },
             )
-            .map(|(top, ..)| top)
             .reduce(|| TopK::new(k), TopK::merge)
             .into_sorted()
     }

@@ -77,7 +77,8 @@ impl FirstStage for ExhaustiveStage<'_> {
         allow: &Allow,
         depth: usize,
     ) -> Result<Vec<Hit>> {
-        maxsim_segment(index, s, allow, self.vectors, depth, None, Deadline::NONE)
+        let codes = Codes::new(self.vectors, None);
+        maxsim_segment(index, s, allow, &codes, depth, None, Deadline::NONE)
     }
 
     fn depth(&self) -> usize {
@@ -147,10 +148,11 @@ impl FirstStage for PlaidStage<'_> {
             candidates = self.refine(index, scope, &candidates, margin, keep);
             deadline.check()?;
         }
+        let codes = Codes::new(self.vectors, self.query.int8_scores());
         match self.params.rescore {
-            crate::Rescore::Exact => rescore(index, scope, self.vectors, k, &candidates, deadline),
+            crate::Rescore::Exact => rescore_with(index, scope, &codes, k, &candidates, deadline),
             crate::Rescore::Decompressed => {
-                rescore_decompressed(index, scope, self.vectors, k, &candidates)
+                rescore_decompressed(index, scope, &codes, k, &candidates)
             }
         }
     }
@@ -385,11 +387,12 @@ fn maxsim_segment(
     index: &Index,
     s: usize,
     allow: &Allow,
-    query: MultiVectorRef<'_, f32>,
+    codes: &Codes<'_>,
     k: usize,
     docs: Option<&[u32]>,
     deadline: Deadline,
 ) -> Result<Vec<Hit>> {
+    let query = codes.vectors;
     let seg = index.segment(s);
     if seg.store().has_vectors() {
         let scan = Scan {
@@ -417,7 +420,32 @@ fn maxsim_segment(
             .collect(),
     };
     deadline.check()?;
-    Ok(plaid.rescore_decompressed(codec, seg.store(), query, k, &docs, seg.ids().ranks()))
+    let q = codes.get(codec);
+    Ok(plaid.rescore_decompressed(codec, seg.store(), q, k, &docs, seg.ids().ranks()))
+}
+
+/// The query prepared for scoring straight from PLAID codes (`maxsim::codes`: segments
+/// that keep no vectors, `--rescore decompressed`), made on first need, once per query:
+/// with `table`, PLAID's int8 centroid table already computed for it.
+pub(super) struct Codes<'q> {
+    vectors: MultiVectorRef<'q, f32>,
+    table: Option<&'q [f32]>,
+    once: std::sync::OnceLock<crate::maxsim::codes::CodesQuery<'q>>,
+}
+
+impl<'q> Codes<'q> {
+    pub(super) fn new(vectors: MultiVectorRef<'q, f32>, table: Option<&'q [f32]>) -> Self {
+        Codes {
+            vectors,
+            table,
+            once: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn get(&self, codec: &crate::plaid::PlaidCodec) -> &crate::maxsim::codes::CodesQuery<'q> {
+        self.once
+            .get_or_init(|| codec.codes_query(self.vectors, self.table))
+    }
 }
 
 /// MaxSim against every live document of every segment (exact on f16 stores); the
@@ -430,8 +458,9 @@ pub(super) fn exhaustive(
     deadline: Deadline,
 ) -> Result<Vec<ScoredDoc>> {
     let mut all = Vec::new();
+    let codes = Codes::new(query, None);
     for s in 0..index.num_segments() {
-        let hits = maxsim_segment(index, s, scope.allow(s), query, k, None, deadline)?;
+        let hits = maxsim_segment(index, s, scope.allow(s), &codes, k, None, deadline)?;
         all.extend(hits.into_iter().map(|h| scored(s, h)));
     }
     Ok(best(index, all, k))
@@ -462,9 +491,21 @@ pub(super) fn rescore(
     docs: &[DocAddress],
     deadline: Deadline,
 ) -> Result<Vec<ScoredDoc>> {
+    rescore_with(index, scope, &Codes::new(query, None), k, docs, deadline)
+}
+
+/// [`rescore`] with the query's [`Codes`] given (PLAID's, which can lend its table).
+fn rescore_with(
+    index: &Index,
+    scope: &Scope,
+    codes: &Codes<'_>,
+    k: usize,
+    docs: &[DocAddress],
+    deadline: Deadline,
+) -> Result<Vec<ScoredDoc>> {
     let mut all = Vec::new();
     for (s, docs) in by_segment(docs) {
-        let hits = maxsim_segment(index, s, scope.allow(s), query, k, Some(&docs), deadline)?;
+        let hits = maxsim_segment(index, s, scope.allow(s), codes, k, Some(&docs), deadline)?;
         all.extend(hits.into_iter().map(|h| scored(s, h)));
     }
     Ok(best(index, all, k))
@@ -472,14 +513,15 @@ pub(super) fn rescore(
 
 /// MaxSim on vectors decompressed from PLAID's codes and residuals (what an index
 /// without the f16 store would do); the best `k`.
-pub(super) fn rescore_decompressed(
+fn rescore_decompressed(
     index: &Index,
     scope: &Scope,
-    query: MultiVectorRef<'_, f32>,
+    codes: &Codes<'_>,
     k: usize,
     docs: &[DocAddress],
 ) -> Result<Vec<ScoredDoc>> {
     let codec = index.codec().expect("the index has plaid");
+    let query = codes.get(codec);
     let mut all = Vec::new();
     for (s, mut docs) in by_segment(docs) {
         let seg = index.segment(s);

@@ -120,6 +120,7 @@ pub(super) fn read(path: &Path, raw: serde_json::Value) -> Result<Manifest> {
     };
     let codec = c.plaid.as_ref().map(|p| CodecFiles {
         f16_centroids: false,
+        int8_centroids: false,
         id: 0,
         num_centroids: p.num_centroids,
         quantizer: p.quantizer.clone(),

@@ -148,6 +148,10 @@ pub struct CodecFiles {
     /// The centroids file holds f16 values (else f32).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub f16_centroids: bool,
+    /// The centroids file holds int8 values (`k x dim`) then one f32 scale per centroid
+    /// (wins over `f16_centroids`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub int8_centroids: bool,
     /// Vectors in the index when the codec was trained.
     pub trained_on_vectors: usize,
     /// Mean L2 norm of the held-out sample's residuals (vector minus its centroid) at
