@@ -8,7 +8,11 @@
 //!   codes and the precomputed 32 x 16,384 score table vs `exact_maxsim`: the SIMD MaxSim
 //!   of the same document, i.e. how much cheaper a candidate is to score approximately;
 //!   `centroid_interaction8`: the same on the byte copy of the table that search uses
-//!   (a quarter of the f32 table's 2 MiB, so the rows the codes gather stay in L2).
+//!   (a quarter of the f32 table's 2 MiB, so the rows the codes gather stay in L2);
+//! - `codes_maxsim_nbits{1,2,4}`: MaxSim straight from the document's codes and
+//!   residuals (`maxsim::codes`, what an index without vectors and `--rescore
+//!   decompressed` score by) vs `decode_int8_maxsim_nbits{1,2,4}`: what they did before
+//!   (decode every vector, quantise the rows, int8 MaxSim) and `exact_maxsim` on f16.
 //!
 //! Run: `cargo bench --bench plaid` (criterion report, then the ratios measured here).
 
@@ -23,7 +27,9 @@ use half::slice::HalfFloatSliceExt;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use tessera_index::codec::{ResidualDecoder, ResidualQuantizer};
-use tessera_index::maxsim::MaxSim;
+use tessera_index::maxsim::codes::{maxsim_codes, maxsim_codes_scalar, CodesQuery, ResidualBytes};
+use tessera_index::maxsim::int8::{quantize_rows, score_table, QueryI8, RowsI8};
+use tessera_index::maxsim::{Kernel, MaxSim};
 use tessera_index::plaid::{centroid_interaction, centroid_interaction8};
 use tessera_index::store::MultiVectorRef;
 
@@ -58,6 +64,41 @@ fn main() {
     let mut out = vec![0.0f32; ND * DIM];
     let mut best = vec![0.0f32; NQ];
     let mut scorer = MaxSim::default();
+    // The codes path: random unit-scale centroids, their int8 table against the query.
+    let centroids: Vec<f32> = (0..K * DIM).map(|_| rng.gen_range(-0.1..0.1)).collect();
+    let rows_i8 = RowsI8::new(&centroids, DIM);
+    let q8 = QueryI8::new(MultiVectorRef::new(&query, DIM));
+    let mut table_i8 = vec![0.0f32; K * NQ];
+    score_table(&rows_i8, &q8, &mut table_i8, true);
+    let codes_query = CodesQuery::new(q8.clone(), std::borrow::Cow::Borrowed(&table_i8));
+    let residual_bytes: Vec<ResidualBytes> = decoders
+        .iter()
+        .map(|(nbits, ..)| {
+            ResidualBytes::new(&ResidualQuantizer::fit(
+                DIM,
+                *nbits,
+                residual_sample.clone(),
+            ))
+        })
+        .collect();
+    let codes_score = |r: &ResidualBytes, packed: &[u8]| {
+        maxsim_codes(&codes_query, r, &codes, packed, Kernel::detect())
+    };
+    let (mut values, mut scales) = (Vec::new(), Vec::new());
+    let mut decode_int8 = |dec: &ResidualDecoder, packed: &[u8], out: &mut [f32]| {
+        let len = packed.len() / ND;
+        for ((row, p), &c) in out
+            .chunks_exact_mut(DIM)
+            .zip(packed.chunks_exact(len))
+            .zip(&codes)
+        {
+            dec.decode(&centroids[c as usize * DIM..(c as usize + 1) * DIM], p, row);
+        }
+        values.clear();
+        scales.clear();
+        quantize_rows(out, DIM, &mut values, &mut scales);
+        MaxSim::default().score_i8(&q8, MultiVectorRef::new(&values, DIM), &scales)
+    };
     let (qv, dv) = (
         MultiVectorRef::new(&query, DIM),
         MultiVectorRef::new(&doc, DIM),
@@ -86,7 +127,14 @@ fn main() {
         if best.iter().all(|&b| b > 0.0) {
             assert!((approx8 - approx).abs() <= NQ as f32 * 0.5 / 255.0 + 1e-4);
         }
-        println!("bench smoke check: decode and centroid interaction run");
+        for ((_, dec, packed), r) in decoders.iter().zip(&residual_bytes) {
+            assert_eq!(
+                codes_score(r, packed).to_bits(),
+                maxsim_codes_scalar(&codes_query, r, &codes, packed).to_bits()
+            );
+            assert!(decode_int8(dec, packed, &mut out).is_finite());
+        }
+        println!("bench smoke check: decode, codes MaxSim and centroid interaction run");
         return;
     }
 
@@ -96,6 +144,14 @@ fn main() {
         for (nbits, dec, packed) in &decoders {
             g.bench_function(format!("residual_decode_nbits{nbits}"), |b| {
                 b.iter(|| decode(dec, black_box(packed), &mut out))
+            });
+        }
+        for ((nbits, dec, packed), r) in decoders.iter().zip(&residual_bytes) {
+            g.bench_function(format!("codes_maxsim_nbits{nbits}"), |b| {
+                b.iter(|| codes_score(r, black_box(packed)))
+            });
+            g.bench_function(format!("decode_int8_maxsim_nbits{nbits}"), |b| {
+                b.iter(|| decode_int8(dec, black_box(packed), &mut out))
             });
         }
         g.bench_function("f16_to_f32", |b| {
@@ -143,6 +199,22 @@ fn main() {
         interaction * 1e6,
         interaction / interaction8
     );
+    for ((nbits, dec, packed), r) in decoders.iter().zip(&residual_bytes) {
+        let fused = seconds_per_call(2000, || {
+            black_box(codes_score(r, black_box(packed)));
+        });
+        let before = seconds_per_call(2000, || {
+            black_box(decode_int8(dec, black_box(packed), &mut out));
+        });
+        println!(
+            "ratio: codes MaxSim nbits={nbits} {:.2} us vs decode+int8 MaxSim {:.2} us ({:.2}x faster) vs exact f16 MaxSim {:.2} us ({:.2}x faster) per document",
+            fused * 1e6,
+            before * 1e6,
+            before / fused,
+            exact * 1e6,
+            exact / fused
+        );
+    }
     for (nbits, dec, packed) in &decoders {
         let t = seconds_per_call(2000, || decode(dec, black_box(packed), &mut out));
         println!(

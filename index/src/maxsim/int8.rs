@@ -255,7 +255,8 @@ impl RowsI8 {
 
 /// `out[c * nq + i] = (sc_c · ⟨c8_c, q8_i⟩) · sq_i` for every row `c` of `rows` and token
 /// `i` of `query` (the int8 twin of the centroid score table), exact i32 dot products,
-/// the same bits from every kernel. VNNI where available (and `use_simd`), else scalar.
+/// the same bits from every kernel. With `use_simd`, VNNI where available, else the
+/// definition compiled for AVX2 where the CPU has it; scalar otherwise.
 pub fn score_table(rows: &RowsI8, query: &QueryI8, out: &mut [f32], use_simd: bool) {
     assert_eq!(rows.dim(), query.dim(), "row and query dimensions differ");
     let (n, nq, dim) = (rows.len(), query.len(), rows.dim());
@@ -269,7 +270,27 @@ pub fn score_table(rows: &RowsI8, query: &QueryI8, out: &mut [f32], use_simd: bo
         unsafe { super::x86::score_table_i8_vnni(rows, query, out) };
         return;
     }
+    #[cfg(target_arch = "x86_64")]
+    if use_simd && Kernel::detect() >= Kernel::Avx2Fma {
+        // SAFETY: avx2 detected.
+        unsafe { score_table_avx2(rows, query, out) };
+        return;
+    }
     let _ = use_simd;
+    score_table_body(rows, query, out);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+unsafe fn score_table_avx2(rows: &RowsI8, query: &QueryI8, out: &mut [f32]) {
+    score_table_body(rows, query, out)
+}
+
+/// [`score_table`]'s definition, as loops the compiler vectorises where compiled for
+/// AVX2 (the CPUs without VNNI: 16,384 x 32 x 384 products per query).
+#[inline(always)]
+fn score_table_body(rows: &RowsI8, query: &QueryI8, out: &mut [f32]) {
+    let (nq, dim) = (query.len(), rows.dim());
     for (c, row) in rows.values().chunks_exact(dim).enumerate() {
         let sc = rows.scales()[c];
         for i in 0..nq {

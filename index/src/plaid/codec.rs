@@ -351,7 +351,7 @@ impl PlaidCodec {
         let rows = self
             .centroids_i8
             .get_or_init(|| int8::RowsI8::new(self.centroids(), self.dim));
-        let simd = kernel == crate::maxsim::Kernel::Avx512;
+        let simd = kernel != crate::maxsim::Kernel::Scalar;
         int8::score_table(rows, &int8::QueryI8::new(query), out, simd);
     }
 

@@ -67,6 +67,8 @@ pub trait FirstStage: Sync {
 /// Every allowed document, scored by exact MaxSim.
 struct ExhaustiveStage<'q> {
     vectors: MultiVectorRef<'q, f32>,
+    /// For segments without vectors: the query prepared once for all of them.
+    codes: Codes<'q>,
 }
 
 impl FirstStage for ExhaustiveStage<'_> {
@@ -77,8 +79,7 @@ impl FirstStage for ExhaustiveStage<'_> {
         allow: &Allow,
         depth: usize,
     ) -> Result<Vec<Hit>> {
-        let codes = Codes::new(self.vectors, None);
-        maxsim_segment(index, s, allow, &codes, depth, None, Deadline::NONE)
+        maxsim_segment(index, s, allow, &self.codes, depth, None, Deadline::NONE)
     }
 
     fn depth(&self) -> usize {
@@ -301,7 +302,10 @@ pub(super) fn prepare<'q>(
         .sparse_candidates
         .unwrap_or_else(|| super::sparse_candidates_for_k(k));
     Ok(match stage {
-        Stage::Exhaustive => Box::new(ExhaustiveStage { vectors: vectors() }),
+        Stage::Exhaustive => Box::new(ExhaustiveStage {
+            vectors: vectors(),
+            codes: Codes::new(vectors(), None),
+        }),
         Stage::Plaid => {
             let p = params.plaid.unwrap_or_else(|| PlaidParams::for_k(k));
             let codec = index.codec().expect("the index has plaid");
