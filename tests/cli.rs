@@ -1959,3 +1959,88 @@ fn muvera_fdes_follow_the_memory_budget() {
     assert!(!stderr.contains("chosen"), "{stderr}");
     assert!(manifest.to_string().contains("\"d_final\":1024"));
 }
+
+/// With MUVERA, `add` stops merging at segments whose FDEs fit in half the memory
+/// budget (their HNSW is built in memory): 1,024-dim FDEs are 4 KiB a document, so a
+/// 24K budget caps merged segments at 3 documents; without it, ten one-document adds
+/// merge into one segment of ten.
+#[test]
+fn merges_of_muvera_segments_stay_within_the_memory_budget() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, model) = (fixture("tiny-beir"), fixture("tiny-bert"));
+    let lines: Vec<String> = std::fs::read_to_string(data.join("corpus.jsonl"))
+        .unwrap()
+        .lines()
+        .map(str::to_string)
+        .collect();
+    let first = dir.path().join("first.jsonl");
+    std::fs::write(&first, format!("{}\n", lines[0])).unwrap();
+    let segments = |budget: Option<&str>| -> Vec<u64> {
+        let idx = dir.path().join(format!("idx-{}", budget.unwrap_or("none")));
+        ok(&[
+            "index",
+            s(&first),
+            "--out",
+            s(&idx),
+            "--model",
+            s(&model),
+            "--id-field",
+            "_id",
+            "--components",
+            "store,muvera",
+            "--fde-d-final",
+            "1024",
+            "--quiet",
+        ]);
+        for (i, line) in lines[1..11].iter().enumerate() {
+            let one = dir.path().join(format!("add{i}.jsonl"));
+            std::fs::write(&one, format!("{line}\n")).unwrap();
+            let mut args = vec![
+                "add",
+                s(&idx),
+                s(&one),
+                "--id-field",
+                "_id",
+                "--model",
+                s(&model),
+            ];
+            if let Some(b) = budget {
+                args.extend(["--memory-budget", b]);
+            }
+            ok(&args);
+        }
+        let manifest: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(idx.join("manifest.json")).unwrap())
+                .unwrap();
+        let docs: Vec<u64> = manifest["segments"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|seg| seg["num_docs"].as_u64().unwrap())
+            .collect();
+        // Every document is still found.
+        let hits: serde_json::Value = serde_json::from_str(&ok(&[
+            "search",
+            s(&idx),
+            "malaria",
+            "--mode",
+            "muvera",
+            "--json",
+            "-k",
+            "20",
+        ]))
+        .unwrap();
+        assert_eq!(hits["results"].as_array().unwrap().len(), 11, "{hits}");
+        docs
+    };
+    let capped = segments(Some("24K"));
+    assert_eq!(capped.iter().sum::<u64>(), 11);
+    assert!(capped.iter().all(|&d| d <= 3), "{capped:?}");
+    assert!(
+        capped.iter().any(|&d| d >= 2),
+        "merging still happens below the cap: {capped:?}"
+    );
+    let free = segments(None);
+    assert_eq!(free.iter().sum::<u64>(), 11);
+    assert!(free.iter().any(|&d| d >= 10), "{free:?}");
+}

@@ -234,7 +234,7 @@ proptest! {
         let mut pending: BTreeMap<String, Option<Doc>> = BTreeMap::new();
         // The first batch creates the index.
         let mut w = IndexWriter::create_with(dir.path(), self::model(), config()).unwrap();
-        w.set_merge_policy(MergePolicy { merge_factor: 3, max_deleted_ratio: 0.3 });
+        w.set_merge_policy(MergePolicy { merge_factor: 3, max_deleted_ratio: 0.3, ..MergePolicy::default() });
         for i in 0..6 {
             let d = random_doc(&mut rng);
             w.add_with(&format!("d{i}"), &d.vectors, extras(&d)).unwrap();
@@ -309,7 +309,7 @@ proptest! {
                     drop(w);
                     pending.clear();
                     w = IndexWriter::open(dir.path()).unwrap();
-                    w.set_merge_policy(MergePolicy { merge_factor: 3, max_deleted_ratio: 0.3 });
+                    w.set_merge_policy(MergePolicy { merge_factor: 3, max_deleted_ratio: 0.3, ..MergePolicy::default() });
                     let index = Index::open(dir.path()).unwrap();
                     check(&index, &model, &mut rng)?;
                 }

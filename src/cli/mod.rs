@@ -6,7 +6,7 @@ mod index;
 mod rebuild;
 mod search;
 mod serve;
-mod write;
+pub(crate) mod write;
 
 use std::path::PathBuf;
 
@@ -98,6 +98,12 @@ pub struct AddArgs {
     /// Documents per forward pass [default: 16 on the CPU, 32 on CUDA].
     #[arg(long, value_parser = clap::value_parser!(u32).range(1..=4096))]
     pub batch_size: Option<u32>,
+    /// Memory a merge may use for what grows with the segment, e.g. 4G: with MUVERA,
+    /// no merge makes a segment whose FDEs (held in memory while its HNSW is built)
+    /// exceed half of it; larger segments stay apart. [default: a quarter of the
+    /// machine's memory]
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory_budget: Option<u64>,
     /// Print the report as JSON.
     #[arg(long)]
     pub json: bool,
@@ -588,7 +594,9 @@ impl MuveraBuildArgs {
                 let fit = (cap / (4 * n as u64)).max(64);
                 let d = 1u64 << (63 - fit.leading_zeros());
                 eprintln!(
-                    "MUVERA: {n} documents x {} KiB of FDE ({} in all) exceed half the                      memory budget ({}): --fde-d-final {d} chosen ({} KiB per document);                      pass --fde-d-final or --memory-budget to choose",
+                    "MUVERA: {n} documents x {} KiB of FDE ({} in all) exceed half the \
+                     memory budget ({}): --fde-d-final {d} chosen ({} KiB per document); \
+                     pass --fde-d-final or --memory-budget to choose",
                     full / 1024,
                     human_bytes(full * n as u64),
                     human_bytes(cap),

@@ -47,9 +47,19 @@ fn print(report: &WriteReport, json: bool, summary: String) {
     }
 }
 
+/// With MUVERA, merges stop at segments whose FDEs fit in half of `budget` (default: a
+/// quarter of the machine's memory): their HNSW is built in memory.
+pub(crate) fn cap_merges(writer: &mut IndexWriter, budget: Option<u64>) {
+    if let Some(per_doc) = writer.fde_bytes_per_doc() {
+        let budget = budget.unwrap_or_else(crate::cli::default_memory_budget);
+        writer.set_merge_policy(tessera_index::MergePolicy::for_fde_budget(per_doc, budget));
+    }
+}
+
 pub(super) fn add(args: AddArgs, progress: bool) -> Result<()> {
     let started = Instant::now();
     let mut writer = IndexWriter::open(&args.index)?;
+    cap_merges(&mut writer, args.memory_budget);
     if let Some(dir) = &args.vectors {
         let source = crate::pipeline::vectors::VectorsDir::open(dir, Some(writer.dim()))?;
         // Any error drops the writer: nothing added.
@@ -198,6 +208,7 @@ pub(super) fn delete(args: DeleteArgs) -> Result<()> {
     let started = Instant::now();
     let ids = ids_of(&args)?;
     let mut writer = IndexWriter::open(&args.index)?;
+    cap_merges(&mut writer, None);
     let deleted = writer.delete(&ids);
     let manifest = writer.commit(serde_json::json!({"by": "tessera delete", "ids": ids.len()}))?;
     let report = WriteReport {

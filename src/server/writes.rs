@@ -75,7 +75,8 @@ impl WriterHandle {
         current: Arc<RwLock<Searcher>>,
         group_window: Duration,
     ) -> crate::Result<WriterHandle> {
-        let writer = IndexWriter::open(&dir)?;
+        let mut writer = IndexWriter::open(&dir)?;
+        crate::cli::write::cap_merges(&mut writer, None);
         let (tx, rx) = mpsc::channel::<Job>();
         let name = name.to_string();
         std::thread::Builder::new()
@@ -146,7 +147,10 @@ fn run(
                     // Start again from the last commit.
                     drop(writer);
                     writer = match IndexWriter::open(&dir) {
-                        Ok(w) => w,
+                        Ok(mut w) => {
+                            crate::cli::write::cap_merges(&mut w, None);
+                            w
+                        }
                         Err(e) => {
                             eprintln!("error: {}: the writer cannot reopen: {e}", dir.display());
                             reply_all(jobs, outcomes);

@@ -15,6 +15,11 @@ pub struct MergePolicy {
     pub merge_factor: usize,
     /// A segment with more than this share of its documents tombstoned is rewritten.
     pub max_deleted_ratio: f64,
+    /// No merge makes a segment of more live documents than this (`None`: no cap).
+    /// A MUVERA segment's HNSW holds all its documents' FDEs in memory while it is
+    /// built, so the CLI caps merges at the documents whose FDEs fit in half the
+    /// memory budget ([`MergePolicy::for_fde_budget`]); `compact` is not capped.
+    pub max_merged_docs: Option<usize>,
 }
 
 impl Default for MergePolicy {
@@ -22,6 +27,7 @@ impl Default for MergePolicy {
         MergePolicy {
             merge_factor: 10,
             max_deleted_ratio: 0.2,
+            max_merged_docs: None,
         }
     }
 }
@@ -32,6 +38,16 @@ impl MergePolicy {
         MergePolicy {
             merge_factor: usize::MAX,
             max_deleted_ratio: 1.0,
+            max_merged_docs: None,
+        }
+    }
+
+    /// The default policy, with merges capped at the documents whose FDEs
+    /// (`fde_bytes_per_doc` each) fit in half of `budget` bytes (at least 1).
+    pub fn for_fde_budget(fde_bytes_per_doc: u64, budget: u64) -> Self {
+        MergePolicy {
+            max_merged_docs: Some(((budget / 2) / fde_bytes_per_doc.max(1)).max(1) as usize),
+            ..MergePolicy::default()
         }
     }
 
@@ -58,9 +74,38 @@ impl MergePolicy {
         for (i, s) in segments.iter().enumerate() {
             tiers.entry(self.tier(s.live_docs())).or_default().push(i);
         }
+        let cap = self.max_merged_docs.unwrap_or(usize::MAX);
         tiers
             .into_values()
-            .find(|members| members.len() >= self.merge_factor.max(2))
+            .filter(|members| members.len() >= self.merge_factor.max(2))
+            .map(|members| {
+                // The tier's first F segments, as without a cap, unless they would make
+                // a segment above the cap: then the smallest that fit, if two or more do.
+                let first = &members[..self.merge_factor.max(2)];
+                let sum = |m: &[usize]| m.iter().map(|&i| segments[i].live_docs()).sum::<usize>();
+                if sum(first) <= cap {
+                    return first.to_vec();
+                }
+                let mut by_size = members.clone();
+                by_size.sort_by_key(|&i| segments[i].live_docs());
+                let (mut take, mut total) = (Vec::new(), 0usize);
+                for i in by_size {
+                    if take.len() == self.merge_factor.max(2)
+                        || total + segments[i].live_docs() > cap
+                    {
+                        break;
+                    }
+                    total += segments[i].live_docs();
+                    take.push(i);
+                }
+                take.sort_unstable();
+                if take.len() >= 2 {
+                    take
+                } else {
+                    Vec::new()
+                }
+            })
+            .find(|plan| !plan.is_empty())
             .unwrap_or_default()
     }
 }
@@ -97,6 +142,51 @@ mod tests {
             generation: 0,
             build: serde_json::Value::Null,
         }
+    }
+
+    /// Merge per `p` after every add of `batch` documents, `adds` times; the segments.
+    fn simulate(p: &MergePolicy, adds: usize, batch: usize) -> (Vec<usize>, usize) {
+        let mut segments: Vec<usize> = Vec::new();
+        let mut most = 0;
+        for _ in 0..adds {
+            segments.push(batch);
+            loop {
+                let metas: Vec<SegmentMeta> = segments.iter().map(|&d| seg(d)).collect();
+                let plan = p.plan(&metas);
+                if plan.is_empty() {
+                    break;
+                }
+                let merged: usize = plan.iter().map(|&i| segments[i]).sum();
+                for &i in plan.iter().rev() {
+                    segments.remove(i);
+                }
+                segments.push(merged);
+            }
+            most = most.max(segments.len());
+        }
+        (segments, most)
+    }
+
+    #[test]
+    fn a_cap_bounds_every_merged_segment_and_still_merges_below_it() {
+        let capped = MergePolicy::for_fde_budget(80 * 1024, 1000 * 80 * 1024 * 2);
+        assert_eq!(capped.max_merged_docs, Some(1000));
+        let (segments, _) = simulate(&capped, 3000, 7);
+        assert_eq!(segments.iter().sum::<usize>(), 21_000);
+        assert!(segments.iter().all(|&d| d <= 1000), "{segments:?}");
+        // Merging went on up to the cap: few segments far below it are left.
+        assert!(
+            segments.len() <= 21_000 / 500 + 20,
+            "{} segments",
+            segments.len()
+        );
+        assert!(
+            segments.iter().filter(|&&d| d > 500).count() >= 15,
+            "{segments:?}"
+        );
+        // Without the cap the same adds make segments far above it.
+        let (free, _) = simulate(&MergePolicy::default(), 3000, 7);
+        assert!(free.iter().any(|&d| d > 1000), "{free:?}");
     }
 
     #[test]

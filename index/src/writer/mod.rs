@@ -251,6 +251,15 @@ impl IndexWriter {
         self.policy = policy;
     }
 
+    /// Bytes of one document's MUVERA FDE (f32, the encoder's output dimension) where
+    /// the index builds MUVERA: what a segment's HNSW holds per document while it is
+    /// built (see [`MergePolicy::for_fde_budget`]).
+    pub fn fde_bytes_per_doc(&self) -> Option<u64> {
+        let muvera = self.settings.muvera.as_ref()?;
+        let dim = crate::muvera::FdeEncoder::new(self.model.dim, muvera.fde).output_dim();
+        Some(4 * dim as u64)
+    }
+
     pub fn dir(&self) -> &Path {
         &self.dir
     }
