@@ -196,16 +196,7 @@ impl RowsI8 {
     pub fn new(rows: &[f32], dim: usize) -> Self {
         let (mut values, mut scales) = (Vec::with_capacity(rows.len()), Vec::new());
         quantize_rows(rows, dim, &mut values, &mut scales);
-        let sums = values
-            .chunks_exact(dim)
-            .map(|r| 128 * r.iter().map(|&v| v as i32).sum::<i32>())
-            .collect();
-        RowsI8 {
-            dim,
-            values,
-            scales,
-            sums,
-        }
+        Self::from_parts(values, scales, dim)
     }
 
     /// Rows already quantised (`values` row-major `n x dim`, one scale per row), as

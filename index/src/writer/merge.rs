@@ -191,25 +191,7 @@ mod tests {
 
     #[test]
     fn single_document_adds_keep_segments_logarithmic() {
-        let p = MergePolicy::default();
-        let mut segments: Vec<usize> = Vec::new();
-        let mut most = 0;
-        for _ in 0..5000 {
-            segments.push(1);
-            loop {
-                let metas: Vec<SegmentMeta> = segments.iter().map(|&d| seg(d)).collect();
-                let plan = p.plan(&metas);
-                if plan.is_empty() {
-                    break;
-                }
-                let merged: usize = plan.iter().map(|&i| segments[i]).sum();
-                for &i in plan.iter().rev() {
-                    segments.remove(i);
-                }
-                segments.push(merged);
-            }
-            most = most.max(segments.len());
-        }
+        let (segments, most) = simulate(&MergePolicy::default(), 5000, 1);
         // 5,000 documents: tiers 0..3, at most 9 segments each.
         assert!(most <= 9 * 4, "{most} segments at once");
         assert_eq!(segments.iter().sum::<usize>(), 5000);
