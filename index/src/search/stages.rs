@@ -515,8 +515,8 @@ fn rescore_with(
     Ok(best(index, all, k))
 }
 
-/// MaxSim on vectors decompressed from PLAID's codes and residuals (what an index
-/// without the f16 store would do); the best `k`.
+/// MaxSim straight from PLAID's codes and residuals (`maxsim::codes`, what an index
+/// without vectors scores by) in every segment; the best `k`.
 fn rescore_decompressed(
     index: &Index,
     scope: &Scope,

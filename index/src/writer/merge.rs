@@ -79,25 +79,22 @@ impl MergePolicy {
             .into_values()
             .filter(|members| members.len() >= self.merge_factor.max(2))
             .map(|members| {
-                // The tier's first F segments, as without a cap, unless they would make
-                // a segment above the cap: then the smallest that fit, if two or more do.
-                let first = &members[..self.merge_factor.max(2)];
-                let sum = |m: &[usize]| m.iter().map(|&i| segments[i].live_docs()).sum::<usize>();
-                if sum(first) <= cap {
-                    return first.to_vec();
+                // The whole tier, as without a cap, unless it would make a segment above
+                // the cap: then its smallest segments that fit, if two or more do.
+                let live = |i: usize| segments[i].live_docs();
+                if members.iter().map(|&i| live(i)).sum::<usize>() <= cap {
+                    return members;
                 }
-                let mut by_size = members.clone();
-                by_size.sort_by_key(|&i| segments[i].live_docs());
-                let (mut take, mut total) = (Vec::new(), 0usize);
-                for i in by_size {
-                    if take.len() == self.merge_factor.max(2)
-                        || total + segments[i].live_docs() > cap
-                    {
-                        break;
-                    }
-                    total += segments[i].live_docs();
-                    take.push(i);
-                }
+                let mut by_size = members;
+                by_size.sort_by_key(|&i| live(i));
+                let mut total = 0usize;
+                let mut take: Vec<usize> = by_size
+                    .into_iter()
+                    .take_while(|&i| {
+                        total += live(i);
+                        total <= cap
+                    })
+                    .collect();
                 take.sort_unstable();
                 if take.len() >= 2 {
                     take
