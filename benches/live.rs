@@ -55,7 +55,9 @@ fn documents(index: &Index) -> Vec<Doc> {
     let mut out = Vec::with_capacity(index.num_docs());
     for s in 0..index.num_segments() {
         let seg = index.segment(s);
-        let sparse = seg.splade().map(|p| p.document_vectors(seg.num_docs()));
+        let sparse = seg
+            .splade()
+            .map(|p| p.document_vectors(0..seg.num_docs() as u32));
         for d in 0..seg.num_docs() as u32 {
             let a = DocAddress {
                 segment: s as u32,

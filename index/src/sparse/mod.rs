@@ -13,8 +13,8 @@
 mod build;
 mod search;
 
-pub use build::SparseBuilder;
-pub use search::{SparseIndex, SparseStats};
+pub use build::{SparseBuilder, SPARSE_PASS_POSTINGS};
+pub use search::{DocumentCursor, SparseIndex, SparseStats};
 
 use serde::{Deserialize, Serialize};
 

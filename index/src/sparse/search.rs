@@ -21,6 +21,37 @@ pub struct SparseIndex {
     scale: f32,
 }
 
+/// Documents' sparse vectors read back in order, one block of documents at a time
+/// ([`SparseIndex::document_cursor`]).
+pub struct DocumentCursor<'a> {
+    index: &'a SparseIndex,
+    per_doc: Vec<u32>,
+    block_postings: usize,
+    /// First document of the block in `vectors`.
+    start: usize,
+    vectors: Vec<SparseVector>,
+}
+
+impl DocumentCursor<'_> {
+    /// Document `d`'s vector. Documents are asked for in increasing order (some may be
+    /// skipped); asking for an earlier block reads it again.
+    pub fn get(&mut self, d: usize) -> &SparseVector {
+        if d < self.start || d >= self.start + self.vectors.len() {
+            let mut end = d + 1;
+            let mut held = self.per_doc[d] as usize;
+            while end < self.per_doc.len()
+                && held + self.per_doc[end] as usize <= self.block_postings
+            {
+                held += self.per_doc[end] as usize;
+                end += 1;
+            }
+            self.start = d;
+            self.vectors = self.index.document_vectors(d as u32..end as u32);
+        }
+        &self.vectors[d - self.start]
+    }
+}
+
 /// How much of its postings a query read.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct SparseStats {
@@ -120,17 +151,36 @@ impl SparseIndex {
         self.vocab_size
     }
 
-    /// Every document's sparse vector back from the postings (weights dequantised:
-    /// impact x scale), for rewriting documents into a merged segment.
-    pub fn document_vectors(&self, num_docs: usize) -> Vec<SparseVector> {
-        let mut pairs: Vec<Vec<(u32, f32)>> = vec![Vec::new(); num_docs];
+    /// Documents `docs`' sparse vectors back from the postings (weights dequantised:
+    /// impact x scale), for rewriting documents into a merged segment. Each list is
+    /// sorted by document, so only its part inside `docs` is read.
+    pub fn document_vectors(&self, docs: std::ops::Range<u32>) -> Vec<SparseVector> {
+        let mut pairs: Vec<Vec<(u32, f32)>> = vec![Vec::new(); (docs.end - docs.start) as usize];
         for t in 0..self.vocab_size {
-            let (docs, impacts) = self.list(t);
-            for (&d, &i) in docs.iter().zip(impacts) {
-                pairs[d as usize].push((t as u32, f32::from(i) * self.scale));
+            let (list, impacts) = self.list(t);
+            let a = list.partition_point(|&d| d < docs.start);
+            let b = a + list[a..].partition_point(|&d| d < docs.end);
+            for (&d, &i) in list[a..b].iter().zip(&impacts[a..b]) {
+                pairs[(d - docs.start) as usize].push((t as u32, f32::from(i) * self.scale));
             }
         }
         pairs.into_iter().map(SparseVector::from_pairs).collect()
+    }
+
+    /// Every document's vector in order, a block of documents at a time (about
+    /// `block_postings` postings each), so a merge holds one block, not the segment.
+    pub fn document_cursor(&self, num_docs: usize, block_postings: usize) -> DocumentCursor<'_> {
+        let mut per_doc = vec![0u32; num_docs];
+        for &d in self.docs() {
+            per_doc[d as usize] += 1;
+        }
+        DocumentCursor {
+            index: self,
+            per_doc,
+            block_postings: block_postings.max(1),
+            start: 0,
+            vectors: Vec::new(),
+        }
     }
 
     pub fn num_postings(&self) -> usize {

@@ -30,7 +30,6 @@ use crate::error::{IndexError, Result};
 use crate::plaid::PlaidCodec;
 use crate::reader::{DocAddress, Index, OpenOptions};
 use crate::segment::{DirLock, Manifest, ModelInfo, SegmentMeta, FORMAT_VERSION};
-use crate::sparse::SparseVector;
 use crate::{DocExtras, IndexConfig};
 
 /// How [`IndexWriter`] treats what is already in its directory.
@@ -719,6 +718,9 @@ impl IndexWriter {
     }
 }
 
+/// SPLADE postings a merge holds decoded at once (about 8 bytes each).
+const MERGE_SPARSE_BLOCK: usize = 4 << 20;
+
 /// Add segment `pos`'s live documents (vectors, text, SPLADE vector, PLAID codes when
 /// `with_codes`) to `builder`.
 fn copy_live_docs(
@@ -730,8 +732,10 @@ fn copy_live_docs(
     let seg = snapshot.segment(pos);
     let store = seg.store();
     let deleted = snapshot.deleted(pos);
-    let sparse: Option<Vec<SparseVector>> =
-        seg.splade().map(|s| s.document_vectors(store.num_docs()));
+    // A block of documents' SPLADE vectors at a time, not the whole segment's.
+    let mut sparse = seg
+        .splade()
+        .map(|s| s.document_cursor(store.num_docs(), MERGE_SPARSE_BLOCK));
     let mut values = crate::FieldValues::new();
     let mean_norm = seg.meta().plaid.as_ref().and_then(|p| p.mean_residual_norm);
     let mut row = Vec::new();
@@ -744,7 +748,7 @@ fn copy_live_docs(
         }
         let extras = DocExtras {
             text: store.text(d),
-            sparse: sparse.as_ref().map(|v| &v[d]),
+            sparse: sparse.as_mut().map(|c| c.get(d)),
             fields: Some(&values),
         };
         let codes = match (with_codes, seg.plaid()) {

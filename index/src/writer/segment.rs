@@ -143,11 +143,15 @@ impl SegmentBuilder {
             (Some(codec), Some(_)) => Some(PlaidSegmentWriter::create(dir, &prefix, codec)?),
             _ => None,
         };
+        let splade = match settings.splade.clone() {
+            Some(c) => Some(SparseBuilder::create(dir, &prefix, c)?),
+            None => None,
+        };
         Ok(SegmentBuilder {
             dir: dir.to_path_buf(),
             id,
             prefix,
-            splade: settings.splade.clone().map(SparseBuilder::new),
+            splade,
             settings: settings.clone(),
             store,
             texts,
