@@ -154,3 +154,39 @@ fn splade_threshold_and_term_cap_keep_the_heaviest_terms() {
     assert!(all.len() > 5);
     assert_eq!(capped.iter().collect::<Vec<_>>(), heaviest);
 }
+
+/// The fused pooling (one pass over each text's attended logits, `log(1 + relu(.))` of
+/// the max) gives the same weights, bit for bit, as candle's tensor ops over the whole
+/// padded batch, with texts of very different lengths batched together.
+#[test]
+fn fused_pooling_equals_candle_ops() {
+    let dir = model("splade-tiny");
+    let options = SpladeOptions {
+        batch_size: Some(5),
+        ..SpladeOptions::default()
+    };
+    let fused = SpladeEncoder::load(&dir, &options, DeviceSpec::Cpu).unwrap();
+    let ops = SpladeEncoder::load(&dir, &options, DeviceSpec::Cpu)
+        .unwrap()
+        .with_pooling(tessera::encoder::SpladePooling::CandleOps);
+    let mut texts: Vec<String> = reference().into_iter().map(|r| r.text).collect();
+    let long = texts.join(" ");
+    texts.push(long.clone());
+    texts.push(format!("{long} {long}"));
+    texts.push("a".into());
+    let texts: Vec<&str> = texts.iter().map(String::as_str).collect();
+    let items = fused.tokenize(&texts, Role::Document).unwrap();
+    let refs: Vec<&_> = items.iter().collect();
+    let a = fused.term_weights(&refs).unwrap();
+    let b = ops.term_weights(&refs).unwrap();
+    assert_eq!(a.len(), texts.len());
+    let mut nonzero = 0;
+    for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+        assert_eq!(x.len(), y.len());
+        for (t, (p, q)) in x.iter().zip(y).enumerate() {
+            assert_eq!(p.to_bits(), q.to_bits(), "text {i} term {t}: {p} vs {q}");
+            nonzero += usize::from(*p > 0.0);
+        }
+    }
+    assert!(nonzero > 100, "the weights are not all zero: {nonzero}");
+}

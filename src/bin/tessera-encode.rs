@@ -13,7 +13,10 @@ use std::time::Instant;
 
 use clap::{Parser, Subcommand};
 use tessera::corpus::{self, CorpusFormat, JsonlReader, OnMalformed};
-use tessera::encoder::{ColbertEncoder, DTypeSpec, DeviceSpec, Encoder, LoadOptions, Role};
+use tessera::encoder::{
+    ColbertEncoder, DTypeSpec, DeviceSpec, Encoder, LoadOptions, Role, SpladeEncoder,
+    SpladeOptions, SpladePooling,
+};
 
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -43,6 +46,23 @@ enum Cmd {
         #[arg(long, default_value = "auto")]
         dtype: DTypeSpec,
         /// Documents per forward pass [default: the encoder's, 16 on the CPU].
+        #[arg(long)]
+        batch_size: Option<usize>,
+        #[arg(long, default_value_t = 256)]
+        doc_max_len: usize,
+        /// Encode only the first N documents.
+        #[arg(long)]
+        limit: Option<usize>,
+    },
+    /// Encode a corpus with a SPLADE model twice per chunk, pooling the logits fused and
+    /// with candle's ops (the reference), and print both throughputs and their largest
+    /// weight difference as JSON.
+    Splade {
+        /// BEIR dataset directory or JSONL corpus (`_id`, `title`, `text`).
+        corpus: PathBuf,
+        #[arg(long, default_value = "models/splade-tiny")]
+        model: PathBuf,
+        /// Documents per forward pass [default: the encoder's, 8].
         #[arg(long)]
         batch_size: Option<usize>,
         #[arg(long, default_value_t = 256)]
@@ -101,6 +121,24 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             };
             let encoder = ColbertEncoder::load(&model, &options, device)?;
             let report = encode_corpus(&encoder, &corpus, limit)?;
+            println!("{}", serde_json::to_string_pretty(&report)?);
+        }
+        Cmd::Splade {
+            corpus,
+            model,
+            batch_size,
+            doc_max_len,
+            limit,
+        } => {
+            let options = SpladeOptions {
+                batch_size,
+                doc_max_len: Some(doc_max_len),
+                ..Default::default()
+            };
+            let fused = SpladeEncoder::load(&model, &options, DeviceSpec::Cpu)?;
+            let ops = SpladeEncoder::load(&model, &options, DeviceSpec::Cpu)?
+                .with_pooling(SpladePooling::CandleOps);
+            let report = splade_corpus(&fused, &ops, &corpus, limit)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
         }
         Cmd::Parity {
@@ -257,6 +295,61 @@ fn encode_corpus(
         "model_seconds": model_seconds,
         "documents_per_s": docs as f64 / wall,
         "tokens_per_s": tokens as f64 / wall,
+    }))
+}
+
+/// Encode every document with both SPLADE poolings, alternating per chunk of 512 so
+/// both see the same machine load, timing the model only.
+fn splade_corpus(
+    fused: &SpladeEncoder,
+    ops: &SpladeEncoder,
+    corpus_path: &Path,
+    limit: Option<usize>,
+) -> anyhow::Result<serde_json::Value> {
+    let path = corpus::resolve_corpus_path(corpus_path)?;
+    let mut reader = JsonlReader::open(&path, CorpusFormat::default(), OnMalformed::Fail)?;
+    let limit = limit.unwrap_or(usize::MAX);
+    let (mut docs, mut tokens, mut terms) = (0usize, 0usize, 0usize);
+    let (mut fused_s, mut ops_s, mut worst) = (0.0f64, 0.0f64, 0.0f32);
+    loop {
+        let mut texts = Vec::new();
+        while texts.len() < 512 && docs + texts.len() < limit {
+            match reader.next() {
+                Some(d) => texts.push(d?.text),
+                None => break,
+            }
+        }
+        if texts.is_empty() {
+            break;
+        }
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let items = fused.tokenize(&refs, Role::Document)?;
+        let t = Instant::now();
+        let a = fused.encode_tokenized(&items, Role::Document)?;
+        fused_s += t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let b = ops.encode_tokenized(&items, Role::Document)?;
+        ops_s += t.elapsed().as_secs_f64();
+        for (x, y) in a.iter().zip(&b) {
+            anyhow::ensure!(x.terms() == y.terms(), "the poolings keep different terms");
+            for (p, q) in x.weights().iter().zip(y.weights()) {
+                worst = worst.max((p - q).abs());
+            }
+            terms += x.len();
+        }
+        docs += items.len();
+        tokens += items.iter().map(|t| t.ids.len()).sum::<usize>();
+    }
+    Ok(serde_json::json!({
+        "documents": docs,
+        "tokens": tokens,
+        "mean_terms_per_document": terms as f64 / docs.max(1) as f64,
+        "fused_seconds": fused_s,
+        "candle_ops_seconds": ops_s,
+        "fused_documents_per_s": docs as f64 / fused_s,
+        "candle_ops_documents_per_s": docs as f64 / ops_s,
+        "speedup": ops_s / fused_s,
+        "largest_weight_difference": worst,
     }))
 }
 

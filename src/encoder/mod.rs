@@ -14,7 +14,7 @@ mod tokenize;
 pub use colbert::{ColbertEncoder, EncodedBatch};
 pub use config::{EncoderSettings, LoadOptions};
 pub use device::{DTypeSpec, DeviceSpec};
-pub use splade::{SpladeEncoder, SpladeOptions, SpladeSettings};
+pub use splade::{SpladeEncoder, SpladeOptions, SpladePooling, SpladeSettings};
 pub use tokenize::{CharSpan, TokenSpan, TokenizedText};
 
 use std::path::PathBuf;

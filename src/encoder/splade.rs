@@ -52,7 +52,56 @@ pub const DEFAULT_SPLADE_QUERY_MAX_LEN: usize = 64;
 /// Logits are `batch x len x vocab` f32: 8 x 256 x 30,522 is 250 MB.
 const DEFAULT_BATCH_SIZE: usize = 8;
 
+/// How [`SpladeEncoder::term_weights`] pools the MLM logits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum SpladePooling {
+    /// On the CPU: one pass over each text's attended rows of logits keeps their
+    /// elementwise max, then `log(1 + relu(.))` of that one row. The function is
+    /// monotone, so it commutes with the max. Candle's ops make five passes over the
+    /// whole `batch x len x vocab` tensor instead (relu, +1, log, mask, max), each a
+    /// new allocation, and they cost more than the MLM decoder's matmul on short texts
+    /// (`tessera-encode splade` measures both). Other devices use the ops.
+    #[default]
+    Fused,
+    /// Candle's tensor ops (the reference).
+    CandleOps,
+}
+
+/// [`SpladePooling::Fused`] on CPU logits `batch x len x vocab`.
+fn fused_pool(logits: &candle_core::Tensor, batch: &[&TokenizedText]) -> Result<Vec<Vec<f32>>> {
+    let (b, len, v) = logits.dims3()?;
+    let logits = logits.to_dtype(DType::F32)?.contiguous()?;
+    let (storage, layout) = logits.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        unreachable!("fused pooling runs on CPU tensors only");
+    };
+    let all = &cpu.as_slice::<f32>()?[layout.start_offset()..][..b * len * v];
+    Ok(batch
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut acc = vec![f32::NEG_INFINITY; v];
+            for (p, _) in t.attention.iter().enumerate().filter(|&(_, &a)| a != 0) {
+                let row = &all[(i * len + p) * v..][..v];
+                for (m, &x) in acc.iter_mut().zip(row) {
+                    *m = if x > *m { x } else { *m };
+                }
+            }
+            // No attended position (cannot happen: [CLS] and [SEP] are): all zero.
+            for m in &mut acc {
+                *m = if *m == f32::NEG_INFINITY {
+                    0.0
+                } else {
+                    (m.max(0.0) + 1.0).ln()
+                };
+            }
+            acc
+        })
+        .collect())
+}
+
 pub struct SpladeEncoder {
+    pooling: SpladePooling,
     name: String,
     dir: PathBuf,
     weights_sha256: String,
@@ -192,6 +241,7 @@ impl SpladeEncoder {
             ));
         }
         Ok(SpladeEncoder {
+            pooling: SpladePooling::default(),
             name: dir
                 .file_name()
                 .map(|n| n.to_string_lossy().into_owned())
@@ -254,15 +304,29 @@ impl SpladeEncoder {
         in_length_batches(items, self.batch_size, |batch| self.forward(batch, role))
     }
 
-    /// Raw term weights `max_i log(1 + relu(logit))` for one padded batch (`batch x vocab`).
+    /// How the term weights are pooled from the logits: [`SpladePooling::Fused`]
+    /// (the default) or candle's tensor ops, kept as the reference.
+    pub fn with_pooling(mut self, pooling: SpladePooling) -> Self {
+        self.pooling = pooling;
+        self
+    }
+
+    /// Raw term weights `max_i log(1 + relu(logit_i))` over each text's attended
+    /// positions, for one padded batch (`batch x vocab`).
     pub fn term_weights(&self, batch: &[&TokenizedText]) -> Result<Vec<Vec<f32>>> {
         let (ids, mask) = padded(batch, &self.device)?;
         let types = ids.zeros_like()?;
         let logits = self.model.forward(&ids, &types, Some(&mask))?;
-        // log1p(relu(x)) is ≥ 0, so zeroing padded positions cannot raise the max.
-        let weights = (logits.relu()? + 1.0)?.log()?;
-        let weights = weights.broadcast_mul(&mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?)?;
-        Ok(weights.max(1)?.to_dtype(DType::F32)?.to_vec2()?)
+        match (self.pooling, self.device.is_cpu()) {
+            (SpladePooling::Fused, true) => fused_pool(&logits, batch),
+            _ => {
+                // log1p(relu(x)) is ≥ 0, so zeroing padded positions cannot raise the max.
+                let weights = (logits.relu()? + 1.0)?.log()?;
+                let weights =
+                    weights.broadcast_mul(&mask.to_dtype(DType::F32)?.unsqueeze(D::Minus1)?)?;
+                Ok(weights.max(1)?.to_dtype(DType::F32)?.to_vec2()?)
+            }
+        }
     }
 
     fn forward(&self, batch: &[&TokenizedText], role: Role) -> Result<Vec<SparseVector>> {
