@@ -280,6 +280,91 @@ fn assignment_equals_brute_force() {
     }
 }
 
+/// Centroids crowded near the origin (k-means centroids of noisy points have small
+/// norms) do not collapse into one coarse cell: every cell's reach stays near the
+/// balanced `probe * k / sqrt(k)`, where without the split one cell held most of them
+/// and the assignment became exhaustive; it still agrees with brute force.
+#[test]
+fn crowded_centroids_keep_the_two_level_reach_bounded() {
+    use tessera_index::codec::{nearest_l2, Metric, TwoLevel, TWO_LEVEL_MIN_K};
+    let dim = 32;
+    let mut rng = ChaCha8Rng::seed_from_u64(8);
+    let k = TWO_LEVEL_MIN_K * 2;
+    let mut centroids = Vec::with_capacity(k * dim);
+    for i in 0..k {
+        let norm = if i % 4 == 0 { 1.0 } else { 0.02 };
+        let v = unit((0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect());
+        centroids.extend(v.into_iter().map(|x| x * norm));
+    }
+    let probe = 8;
+    let balanced = probe * k / (k as f64).sqrt().round() as usize;
+    for metric in [Metric::L2, Metric::InnerProduct] {
+        let two = TwoLevel::new(&centroids, dim, probe, metric, 3);
+        let reach: Vec<usize> = two.reach_sizes().collect();
+        let mean = reach.iter().sum::<usize>() as f64 / reach.len() as f64;
+        let max = *reach.iter().max().unwrap();
+        eprintln!(
+            "{metric:?}: {} cells, reach mean {mean:.0}, max {max}, balanced {balanced}",
+            reach.len()
+        );
+        assert!(
+            mean < 2.0 * balanced as f64,
+            "{metric:?}: mean reach {mean} of {k}"
+        );
+        assert!(
+            max < k / 2,
+            "{metric:?}: a cell reaches {max} of {k} centroids"
+        );
+    }
+    // k-means on noise-dominated points (as `tessera-bench gen` makes them), whose
+    // centroids crowd as above: through the two-level assignment its objective stays
+    // within 5% of exact assignment's.
+    let topics: Vec<Vec<f32>> = (0..64)
+        .map(|_| unit((0..dim).map(|_| rng.gen_range(-1.0f32..1.0)).collect()))
+        .collect();
+    let sample: Vec<f32> = (0..k * 8)
+        .flat_map(|_| {
+            let t = &topics[rng.gen_range(0..topics.len())];
+            unit(
+                (0..dim)
+                    .map(|d| t[d] + rng.gen_range(-1.5f32..1.5))
+                    .collect(),
+            )
+        })
+        .collect();
+    let objective = |c: &[f32]| -> f64 {
+        let a = nearest_l2(&sample, c, dim);
+        sample
+            .chunks_exact(dim)
+            .zip(&a)
+            .map(|(p, &i)| {
+                p.iter()
+                    .zip(&c[i as usize * dim..(i as usize + 1) * dim])
+                    .map(|(x, y)| f64::from((x - y) * (x - y)))
+                    .sum::<f64>()
+            })
+            .sum()
+    };
+    let run = |probe| {
+        kmeans(
+            &sample,
+            dim,
+            KMeansConfig {
+                k,
+                iterations: 6,
+                seed: 4,
+                probe,
+            },
+        )
+    };
+    let (exact, two) = (objective(&run(0)), objective(&run(probe)));
+    eprintln!("k-means objective: two-level {two:.1}, exact {exact:.1}");
+    assert!(
+        two <= exact * 1.05,
+        "k-means objective: two-level {two}, exact {exact}"
+    );
+}
+
 /// The two-level assignment (`codec::TwoLevel`) finds brute force's nearest centroid
 /// for nearly every point, by inner product and by Euclidean distance, and k-means run
 /// through it reaches nearly the same objective as with exact assignment.
