@@ -290,8 +290,8 @@ fn cell_members(centroids: &[f32], coarse: &[f32], dim: usize, metric: Metric) -
 /// synthetic collections of `tessera-bench gen`: the k-means centroids of noisy points
 /// have small norms, and under L2 a centroid near the origin is nearest to the coarse
 /// centroid with the smallest norm, whatever its direction. One coarse cell took almost
-/// all of them, a cell's reach held 16,210 of 16,384 centroids, and k-means ran 7.9x
-/// slower than with the split (2 M x 384-d: 124.6 s against 15.9 s). Splitting by
+/// all of them, a cell's reach held 16,210 of 16,384 centroids, and k-means ran 7.3x
+/// slower than with the split (2 M x 384-d: 123.1 s against 16.9 s). Splitting by
 /// position does not help (those centroids crowd there too); by direction it does.
 fn balance_cells(
     centroids: &[f32],
