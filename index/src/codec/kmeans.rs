@@ -227,25 +227,11 @@ impl TwoLevel {
             .filter(|(_, pts)| !pts.is_empty())
             .flat_map_iter(|(cell, pts)| {
                 let reach = &self.reach[cell];
-                let sub: Vec<f32> = reach
-                    .iter()
-                    .flat_map(|&c| {
-                        centroids[c as usize * dim..(c as usize + 1) * dim]
-                            .iter()
-                            .copied()
-                    })
-                    .collect();
+                let sub = gather_rows(centroids, reach, dim);
                 let pen: Vec<f32> = reach.iter().map(|&c| self.penalty[c as usize]).collect();
                 pts.chunks(BLOCK)
                     .map(|chunk| {
-                        let rows: Vec<f32> = chunk
-                            .iter()
-                            .flat_map(|&p| {
-                                points[p as usize * dim..(p as usize + 1) * dim]
-                                    .iter()
-                                    .copied()
-                            })
-                            .collect();
+                        let rows = gather_rows(points, chunk, dim);
                         let best: Vec<u32> = best_scoring_serial(&rows, &sub, dim, Some(&pen))
                             .into_iter()
                             .map(|i| reach[i as usize])
@@ -262,6 +248,15 @@ impl TwoLevel {
         }
         out
     }
+}
+
+/// Rows `ids` of the row-major `rows` (`dim` wide), copied in order.
+fn gather_rows(rows: &[f32], ids: &[u32], dim: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(ids.len() * dim);
+    for &i in ids {
+        out.extend_from_slice(&rows[i as usize * dim..(i as usize + 1) * dim]);
+    }
+    out
 }
 
 /// Which coarse cell owns each centroid, as per-cell member lists.
@@ -316,16 +311,8 @@ fn balance_cells(
                 next_members.push(m);
                 continue;
             }
-            let rows: Vec<f32> = m
-                .iter()
-                .flat_map(|&c| {
-                    centroids[c as usize * dim..(c as usize + 1) * dim]
-                        .iter()
-                        .copied()
-                })
-                .collect();
             // By direction: the crowded centroids differ in direction, not position.
-            let mut unit = rows.clone();
+            let mut unit = gather_rows(centroids, &m, dim);
             super::linalg::normalize_rows(&mut unit, dim);
             let mut directions = kmeans(
                 &unit,
